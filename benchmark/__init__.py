@@ -1,0 +1,3 @@
+"""ECG representation-learning benchmark suite (METS and baselines)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""The one ECG layout every dataset is converted to, and the contract between loaders and store.
+
+Layout
+------
+* 12 leads in standard order ``LEADS`` (I, II, III, aVR, aVL, aVF, V1..V6). A dataset stores only
+  the leads it has (``ECGSet.leads``); ``ECGSet.batch`` scatters them into a zero [B, 12, T]
+  tensor, and ``ECGSet.lead_mask`` says which leads are real. Single-lead data fill their own
+  lead: MIT-BIH MLII -> II, CinC 2017 (AliveCor) -> I.
+* Signals in millivolts, resampled to a target rate (default 100 Hz) by polyphase filtering
+  (``scipy.signal.resample_poly``), cut or zero-padded to ``window_s`` seconds (default 10 s).
+* Normalisation: per-lead mean and standard deviation fitted on the *training split only*, applied
+  in ``ECGSet.batch``. The store keeps raw millivolts, so a changed split or normalisation
+  never needs a rebuild of the signals.
+
+Contract for a dataset module (see ``benchmark/data/ptbxl.py``)
+---------------------------------------------------------------
+A dataset is a class registered in ``benchmark.registry.DATASETS`` with
+
+* ``source_files(root) -> list[Path]``: files whose fingerprints enter the cache key;
+* ``scan(root, params) -> Scan``: one metadata row per example, the tasks, the label matrices;
+* ``read(root, row, params) -> np.ndarray [len(leads), T] float32``: one example's signal in mV,
+  at ``params.fs``, exactly ``params.n_samples`` long. Raises ``DataError`` naming the file.
+
+Required metadata columns: ``id`` (unique str), ``example`` (the unit of evaluation: scores of rows
+sharing it are averaged, e.g. several crops of one CinC record), ``patient`` (str), ``split``
+(``train``/``val``/``test``/``none``). Datasets with text add ``report_raw``, ``report_clean``,
+``report_en``, ``language``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError, unknown_name
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+SPLITS = ("train", "val", "test")
+TEXT_KINDS = {"raw": "report_raw", "clean": "report_clean", "en": "report_en"}
+
+
+def lead_index(name: str) -> int:
+    """Map a lead name as written in WFDB headers (``MLII``, ``AVR``, ``v1``) to its index in LEADS."""
+    n = name.strip()
+    aliases = {"MLII": "II", "MLI": "I", "MLIII": "III", "ECG": "I"}
+    n = aliases.get(n.upper(), n)
+    for i, lead in enumerate(LEADS):
+        if lead.lower() == n.lower():
+            return i
+    raise UserError(f"unknown ECG lead name '{name}'")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    classes: tuple[str, ...]
+    multilabel: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """Every preprocessing parameter; all of them enter the store's cache key."""
+
+    fs: int = 100
+    window_s: float = 10.0
+    options: tuple[tuple[str, Any], ...] = ()  # dataset-specific, e.g. (("annotator", "atr"),)
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.fs * self.window_s))
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def to_dict(self) -> dict:
+        return {"fs": self.fs, "window_s": self.window_s, "options": dict(self.options)}
+
+
+@dataclass
+class Scan:
+    """What a dataset module's ``scan`` returns (before any signal is read)."""
+
+    meta: pd.DataFrame
+    leads: tuple[str, ...]
+    tasks: dict[str, TaskSpec]
+    labels: dict[str, np.ndarray]  # task -> [N, C] uint8 multi-hot (rows without a label: all 0)
+    skipped: list[dict] = field(default_factory=list)  # [{"id": ..., "reason": ...}] found while scanning
+    info: dict = field(default_factory=dict)  # extra facts for `data info` (e.g. glossary coverage)
+
+
+class ECGSet:
+    """A prepared dataset: memory-mapped signals plus tidy metadata. Built by ``store.prepare``.
+
+    Indices used by every method are *positions in this set* (0..len-1); skipped records are
+    already removed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        signals: np.ndarray,
+        rows: np.ndarray,
+        meta: pd.DataFrame,
+        leads: tuple[str, ...],
+        fs: int,
+        tasks: dict[str, TaskSpec],
+        labels: dict[str, np.ndarray],
+        mean: np.ndarray,
+        std: np.ndarray,
+        manifest: dict,
+    ):
+        self.name = name
+        self.path = path
+        self.signals = signals  # [N_stored, L, T] float32 memmap (mV)
+        self.rows = rows  # storage row of each example kept
+        self.meta = meta.reset_index(drop=True)
+        self.leads = tuple(leads)
+        self.lead_idx = np.array([lead_index(x) for x in leads])
+        self.fs = fs
+        self.tasks = tasks
+        self._labels = labels
+        self.mean = mean.astype(np.float32)
+        self.std = std.astype(np.float32)
+        self.manifest = manifest
+
+    # -- shape -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signals.shape[-1])
+
+    @property
+    def lead_mask(self) -> np.ndarray:
+        m = np.zeros(len(LEADS), dtype=bool)
+        m[self.lead_idx] = True
+        return m
+
+    # -- splits, labels, text ------------------------------------------------------------
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise unknown_name("split", split, SPLITS)
+        return np.flatnonzero(self.meta["split"].to_numpy() == split)
+
+    def task(self, name: str) -> TaskSpec:
+        if name not in self.tasks:
+            raise unknown_name(f"task of dataset '{self.name}'", name, self.tasks)
+        return self.tasks[name]
+
+    def labels(self, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(Y [N, C] float32 multi-hot, valid [N] bool: the example has at least one label)."""
+        self.task(task)
+        y = self._labels[task].astype(np.float32)
+        return y, y.sum(axis=1) > 0
+
+    def texts(self, kind: str = "clean") -> list[str]:
+        if kind not in TEXT_KINDS:
+            raise unknown_name("report text kind", kind, TEXT_KINDS)
+        col = TEXT_KINDS[kind]
+        if col not in self.meta.columns:
+            raise UserError(f"dataset '{self.name}' has no report text")
+        return self.meta[col].astype(str).tolist()
+
+    @property
+    def examples(self) -> np.ndarray:
+        """Evaluation unit per row (rows sharing it have their scores averaged)."""
+        return self.meta["example"].astype(str).to_numpy()
+
+    # -- signals -----------------------------------------------------------------------
+    def raw(self, idx) -> np.ndarray:
+        """Stored signals (mV, stored leads only) for positions ``idx``, in the order given."""
+        idx = np.asarray(idx, dtype=np.int64)
+        rows = self.rows[idx]
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows),) + self.signals.shape[1:], dtype=np.float32)
+        out[order] = self.signals[rows[order]]  # sorted reads are sequential on disk
+        return out
+
+    def batch(self, idx, device=None, dtype=None):
+        """Normalised [B, 12, T] torch tensor for positions ``idx`` (absent leads are zero)."""
+        import torch
+
+        x = self.raw(idx)
+        x = (x - self.mean[None, :, None]) / self.std[None, :, None]
+        out = torch.zeros((x.shape[0], len(LEADS), x.shape[-1]), dtype=torch.float32)
+        out[:, torch.as_tensor(self.lead_idx)] = torch.from_numpy(x)
+        if dtype is not None:
+            out = out.to(dtype)
+        if device is not None:
+            out = out.to(device, non_blocking=True)
+        return out
+
+    def summary(self) -> dict:
+        """Counts for `data info`: records per split, class counts per task and split, languages."""
+        out: dict[str, Any] = {
+            "records": int(len(self)),
+            "fs": self.fs,
+            "samples": self.n_samples,
+            "leads": list(self.leads),
+            "splits": {s: int(len(self.split_indices(s))) for s in SPLITS},
+            "skipped": len(self.manifest.get("skipped", [])),
+            "tasks": {},
+        }
+        for name, spec in self.tasks.items():
+            y, valid = self.labels(name)
+            per = {}
+            for s in SPLITS:
+                sel = self.split_indices(s)
+                sel = sel[valid[sel]]
+                per[s] = {c: int(y[sel, j].sum()) for j, c in enumerate(spec.classes)}
+            per["unlabelled"] = int((~valid).sum())
+            out["tasks"][name] = per
+        if "language" in self.meta.columns:
+            out["languages"] = {k: int(v) for k, v in self.meta["language"].value_counts().items()}
+        out.update(self.manifest.get("info", {}))
+        return out
