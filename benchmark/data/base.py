@@ -14,16 +14,21 @@ Layout
 
 Contract for a dataset module (see ``benchmark/data/ptbxl.py``)
 ---------------------------------------------------------------
-A dataset is a class registered in ``benchmark.registry.DATASETS`` with
+A dataset is a class registered with ``@register_dataset("name")`` (``benchmark.registry``) with
 
-* ``source_files(root) -> list[Path]``: files whose fingerprints enter the cache key;
+* ``root(data_root, params) -> Path``: its own folder under the data root (``DataError`` if missing);
+* ``source_files(root, params) -> list[Path]``: files whose fingerprints enter the cache key;
 * ``scan(root, params) -> Scan``: one metadata row per example, the tasks, the label matrices;
-* ``read(root, row, params) -> np.ndarray [len(leads), T] float32``: one example's signal in mV,
-  at ``params.fs``, exactly ``params.n_samples`` long. Raises ``DataError`` naming the file.
+* ``read_group(root, rows, params) -> np.ndarray [len(rows), len(leads), T] float32``: the signals
+  (mV, at ``params.fs``, exactly ``params.n_samples`` long) of all rows that share one value of the
+  ``source`` column (one WFDB record: a PTB-XL ECG, all beats of one MIT-BIH record, all crops of
+  one CinC record). Raises ``DataError`` naming the file for a missing/truncated/corrupt file, a
+  wrong sampling rate, NaN or flat signal; the store then skips that group (counted, listed in
+  ``data info``) or, with ``strict=True``, stops with that one-line error.
 
 Required metadata columns: ``id`` (unique str), ``example`` (the unit of evaluation: scores of rows
 sharing it are averaged, e.g. several crops of one CinC record), ``patient`` (str), ``split``
-(``train``/``val``/``test``/``none``). Datasets with text add ``report_raw``, ``report_clean``,
+(``train``/``val``/``test``/``none``), ``source`` (the record file the row is read from). Datasets with text add ``report_raw``, ``report_clean``,
 ``report_en``, ``language``.
 """
 
