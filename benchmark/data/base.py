@@ -34,6 +34,7 @@ sharing it are averaged, e.g. several crops of one CinC record), ``patient`` (st
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,10 @@ class Scan:
     info: dict = field(default_factory=dict)  # extra facts for `data info` (e.g. glossary coverage)
 
 
+class SplitAccessError(RuntimeError):
+    """Raised when code reads a split it was forbidden to read (e.g. test data during model selection)."""
+
+
 class ECGSet:
     """A prepared dataset: memory-mapped signals plus tidy metadata. Built by ``store.prepare``.
 
@@ -133,6 +138,23 @@ class ECGSet:
         self.mean = mean.astype(np.float32)
         self.std = std.astype(np.float32)
         self.manifest = manifest
+        self._forbidden: set[str] = set()
+        self.reads: dict[str, int] = {s: 0 for s in SPLITS + ("none",)}  # examples read per split
+
+    # -- honest-evaluation guard -------------------------------------------------------------
+    @contextlib.contextmanager
+    def forbid(self, *splits: str):
+        """Within this block any signal read touching ``splits`` raises ``SplitAccessError``.
+
+        Protocols wrap model selection (early stopping, probe regularisation, thresholds) in
+        ``with data.forbid("test"):`` so the test split cannot leak into it.
+        """
+        before = set(self._forbidden)
+        self._forbidden |= set(splits)
+        try:
+            yield self
+        finally:
+            self._forbidden = before
 
     # -- shape -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -182,6 +204,15 @@ class ECGSet:
     def raw(self, idx) -> np.ndarray:
         """Stored signals (mV, stored leads only) for positions ``idx``, in the order given."""
         idx = np.asarray(idx, dtype=np.int64)
+        split = self.meta["split"].to_numpy()[idx]
+        if self._forbidden:
+            hit = self._forbidden.intersection(np.unique(split).tolist())
+            if hit:
+                raise SplitAccessError(
+                    f"read of the {sorted(hit)} split of '{self.name}' inside a block that forbids it"
+                )
+        for s_name, count in zip(*np.unique(split, return_counts=True)):
+            self.reads[str(s_name)] = self.reads.get(str(s_name), 0) + int(count)
         rows = self.rows[idx]
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows),) + self.signals.shape[1:], dtype=np.float32)

@@ -1,0 +1,200 @@
+"""Run configuration: named profiles, config files and command-line overrides.
+
+A run is described by one flat dictionary of settings (``DEFAULTS`` lists every key with its
+meaning). A profile is a named, documented set of overrides; a YAML config file and
+``--set key=value`` options override the profile. Unknown keys are an error, never ignored.
+
+Per-method settings (``method_settings``) are passed to every method factory unless the method's
+variant name sets them itself (``mets[epochs=5]`` wins over the profile's ``epochs``), and only
+where the factory accepts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError, unknown_name
+from benchmark.registry import parse_value
+
+# key -> (default, help)
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "methods": (["mets", "simclr", "clocs", "supervised", "random-init"], "method variants to run"),
+    "protocols": (["zero-shot", "few-label", "cross-dataset"], "protocols to evaluate"),
+    "seeds": ([0], "pretraining seeds; few-label subsets are drawn anew for every seed"),
+    "fs": (100, "sampling rate (Hz) every ECG is resampled to"),
+    "window_s": (10.0, "ECG window length in seconds (the encoder's input)"),
+    "device": ("auto", "auto | cpu | cuda"),
+    "precision": ("auto", "auto | fp32 | bf16 | fp16 (auto: bf16 where supported on GPU, fp32 on CPU)"),
+    "zero_shot_tasks": (["superdiagnostic", "subdiagnostic", "form", "rhythm"], "PTB-XL tasks for zero-shot"),
+    "few_label_tasks": (["superdiagnostic"], "PTB-XL tasks for the few-label protocol"),
+    "label_fractions": ([0.01, 0.1, 1.0], "fractions of the training split that keep their labels"),
+    "few_label_modes": (["linear-probe", "fine-tune"], "linear-probe and/or fine-tune"),
+    "probe_C": ([0.001, 0.01, 0.1, 1.0, 10.0], "inverse L2 strengths tried by the linear probe (chosen on val)"),
+    "probe_max_iter": (1000, "iterations of the probe's logistic regression"),
+    "finetune_epochs": (10, "max epochs of the fine-tune protocol (early stopping on val loss)"),
+    "finetune_lr": (1e-3, "learning rate of the fine-tune protocol"),
+    "finetune_patience": (3, "early-stopping patience (epochs) of the fine-tune protocol"),
+    "finetune_batch_size": (64, "batch size of the fine-tune protocol"),
+    "cross_datasets": (["mitbih", "cinc2017"], "targets of the cross-dataset protocol"),
+    "mitbih_subdir": ("mitdb", "MIT-BIH folder under the data root (the shared PVC set: mitdb-pvc)"),
+    "mitbih_annotator": ("atr", "MIT-BIH annotator (the shared PVC set: pvc)"),
+    "mitbih_tasks": (["aami", "pvc"], "MIT-BIH tasks"),
+    "cinc_tasks": (["rhythm", "af"], "CinC 2017 tasks"),
+    "cinc_crops": (3, "10 s crops per CinC record; evaluation averages their scores"),
+    "cross_max_train": (0, "cap on cross-dataset probe training examples (0: all), stratified, seeded"),
+    "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all), stratified, fixed seed"),
+    "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
+    "prompt_templates": ("all", "zero-shot prompt template set: all | paper | report"),
+    "method_settings": ({}, "settings passed to every method factory that accepts them"),
+    "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Finishes the default methods on the shared 500-record PTB-XL slice on a 2-core CPU in minutes.
+    "quick": {
+        "seeds": [0],
+        "n_boot": 200,
+        "finetune_epochs": 3,
+        "finetune_patience": 2,
+        "mitbih_subdir": "mitdb-pvc",
+        "mitbih_annotator": "pvc",
+        "mitbih_tasks": ["pvc"],
+        "cross_max_train": 3000,
+        "cross_max_eval": 3000,
+        "probe_C": [0.01, 0.1, 1.0],
+        "method_settings": {
+            "encoder": "resnet1d-10",
+            "width": 32,
+            "epochs": 4,
+            "batch_size": 64,
+            "lr": 1e-3,
+        },
+    },
+    # The METS paper's settings where known (ResNet1d-18, frozen LM, CLIP loss, temperature 0.07,
+    # Adam lr 1e-3 on the ECG side); our documented choices where the paper is silent (epochs,
+    # batch size, 100 Hz). Meant for a GPU and the full PTB-XL (21,799 records).
+    "paper": {
+        "seeds": [0, 1, 2],
+        "n_boot": 1000,
+        "few_label_tasks": ["superdiagnostic", "subdiagnostic", "form", "rhythm"],
+        "finetune_epochs": 50,
+        "finetune_patience": 5,
+        "finetune_batch_size": 128,
+        "method_settings": {
+            "encoder": "resnet1d-18",
+            "epochs": 50,
+            "batch_size": 256,
+            "lr": 1e-3,
+        },
+    },
+}
+
+PROFILE_DOCS = {
+    "quick": "CPU smoke scale: resnet1d-10 (width 32), 4 epochs, 1 seed, 200 bootstrap resamples, "
+    "MIT-BIH PVC set, capped cross-dataset examples",
+    "paper": "GPU scale: resnet1d-18, 50 epochs, batch 256, 3 seeds, all PTB-XL tasks, full MIT-BIH AAMI+PVC",
+}
+
+
+def _check_keys(d: dict, where: str) -> None:
+    for key in d:
+        if key not in DEFAULTS:
+            raise unknown_name(f"setting in {where}", key, DEFAULTS)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Make a command-line string fit the default's type: lists from commas, numbers, bools."""
+    default = DEFAULTS[key][0]
+    if isinstance(value, str):
+        if isinstance(default, list):
+            from benchmark.registry import split_top_level
+
+            value = [parse_value(v) for v in split_top_level(value)]
+        elif isinstance(default, dict):
+            raise UserError(f"setting '{key}' takes key=value pairs: use --set {key}.NAME=VALUE")
+        else:
+            value = parse_value(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(default, list) and not isinstance(value, list):
+        value = [value]
+    return value
+
+
+def load_config_file(path: str | Path) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file '{p}' not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file '{p}' is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{p}' must hold a mapping of settings")
+    _check_keys(data, f"config file '{p}'")
+    return data
+
+
+def build_config(profile: str = "quick", config_file: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """DEFAULTS <- profile <- config file <- overrides (command-line)."""
+    if profile not in PROFILES:
+        raise unknown_name("profile", profile, PROFILES)
+    cfg = {k: copy.deepcopy(v[0]) for k, v in DEFAULTS.items()}
+    layers = [(f"profile '{profile}'", PROFILES[profile])]
+    if config_file:
+        layers.append((f"config file '{config_file}'", load_config_file(config_file)))
+    if overrides:
+        layers.append(("command line", overrides))
+    for where, layer in layers:
+        _check_keys({k.split(".", 1)[0] for k in layer}, where)
+        for key, value in layer.items():
+            if key.startswith("method_settings."):
+                cfg["method_settings"][key.split(".", 1)[1]] = parse_value(value) if isinstance(value, str) else value
+            elif key == "method_settings":
+                cfg["method_settings"].update(value or {})
+            else:
+                cfg[key] = _coerce(key, value)
+    cfg["profile"] = profile
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    from benchmark.protocols import PROTOCOLS
+
+    for p in cfg["protocols"]:
+        if p not in PROTOCOLS:
+            raise unknown_name("protocol", p, PROTOCOLS)
+    for f in cfg["label_fractions"]:
+        if not (0 < float(f) <= 1):
+            raise UserError(f"label fraction {f} must be in (0, 1]")
+    for m in cfg["few_label_modes"]:
+        if m not in ("linear-probe", "fine-tune"):
+            raise unknown_name("few-label mode", m, ["linear-probe", "fine-tune"])
+    if cfg["device"] not in ("auto", "cpu", "cuda") and not str(cfg["device"]).startswith("cuda:"):
+        raise unknown_name("device", cfg["device"], ["auto", "cpu", "cuda"])
+    if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
+        raise unknown_name("precision", cfg["precision"], ["auto", "fp32", "bf16", "fp16"])
+    for d in cfg["cross_datasets"]:
+        if d not in ("mitbih", "cinc2017"):
+            raise unknown_name("cross-dataset target", d, ["mitbih", "cinc2017"])
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Short, order-independent hash of a JSON-able object (config hashes, job ids)."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def dump_yaml(cfg: dict, path: str | Path) -> None:
+    import yaml
+
+    from benchmark.results_io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=True))

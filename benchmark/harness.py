@@ -1,0 +1,441 @@
+"""``python -m benchmark run``: pretrain the chosen methods once, evaluate them under every
+protocol, write tidy results job by job.
+
+Flow: config (profile <- file <- flags) -> plan of jobs (method variant x seed x protocol x
+dataset x task x label fraction x mode) -> each job not yet in ``--out`` runs and writes its rows
+and per-example scores atomically. Pretrained encoders are cached on disk by a hash of everything
+that determines them, so protocols share one pretraining and a killed run resumes from the last
+finished job and the last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.config import PROFILES, build_config, stable_hash
+from benchmark.errors import UserError
+from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, load_plugin, parse_spec, split_top_level
+
+log = logging.getLogger("benchmark.run")
+
+PRETRAIN_FORMAT = 1  # bump when the meaning of a cached pretrained model changes
+# settings that can change a job's numbers; the lists of what to run (methods, seeds, tasks,
+# protocols, fractions) are not among them, so narrowing or widening a run re-uses finished jobs.
+JOB_SETTINGS = (
+    "fs", "window_s", "precision", "method_settings", "n_boot", "probe_C", "probe_max_iter",
+    "finetune_epochs", "finetune_lr", "finetune_patience", "finetune_batch_size", "mitbih_subdir",
+    "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
+)
+NON_SEMANTIC = ("device", "compile", "progress", "num_workers")  # settings that do not change results
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+def add_common_arguments(p) -> None:
+    p.add_argument("--profile", default="quick", help=f"named settings: {', '.join(PROFILES)} (default quick)")
+    p.add_argument("--config", help="YAML file of settings (e.g. best.yaml from `tune`); flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set finetune_epochs=5 --set method_settings.width=64")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--precision", help="auto | fp32 | bf16 | fp16")
+    p.add_argument("--data-root", help="folder holding ptb-xl/, mitdb/, cinc2017/ (default $ECGBENCH_DATA_ROOT or ../shared/data)")
+    p.add_argument("--cache-dir", help="prepared stores, text embeddings, pretrained encoders (default: user cache dir)")
+    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--methods", help="comma-separated method variants, grids allowed: "
+                   "'mets[lm=minilm|tfidf],simclr' (default: the profile's)")
+    p.add_argument("--protocols", help="zero-shot,few-label,cross-dataset (default: all)")
+    p.add_argument("--tasks", help="PTB-XL tasks for zero-shot and few-label, e.g. superdiagnostic,rhythm")
+    p.add_argument("--seeds", help="e.g. 0,1,2")
+    p.add_argument("--label-fractions", help="e.g. 0.01,0.1,1.0")
+    p.add_argument("--out", default="results/run", help="results folder (default results/run)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan of jobs and exit")
+    add_common_arguments(p)
+
+
+def overrides_from_args(args) -> dict:
+    ov: dict[str, Any] = {}
+    for item in args.set:
+        if "=" not in item:
+            raise UserError(f"--set '{item}': expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        ov[k.strip()] = v
+    mapping = {
+        "methods": "methods", "protocols": "protocols", "seeds": "seeds",
+        "label_fractions": "label_fractions", "device": "device", "precision": "precision",
+    }
+    for attr, key in mapping.items():
+        val = getattr(args, attr, None)
+        if val is not None:
+            ov[key] = val
+    tasks = getattr(args, "tasks", None)
+    if tasks:
+        ov["zero_shot_tasks"] = tasks
+        ov["few_label_tasks"] = tasks
+    return ov
+
+
+def main(args) -> int:
+    for mod in args.plugin:
+        load_plugin(mod)
+    cfg = build_config(args.profile, args.config, overrides_from_args(args))
+    if args.dry_run:
+        load_builtin_plugins()
+        runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out, progress=False)
+        for job in runner.plan():
+            print(job.label)
+        return 0
+    runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out,
+                    progress=not args.no_progress)
+    rows = runner.run()
+    print(runner.summary_text(rows))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# jobs
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    method: str  # canonical variant spec
+    seed: int
+    protocol: str
+    mode: str
+    dataset: str
+    task: str
+    label_fraction: float | None = None
+
+    @property
+    def key(self) -> dict:
+        return {
+            "method": self.method, "seed": self.seed, "protocol": self.protocol, "mode": self.mode,
+            "dataset": self.dataset, "task": self.task, "label_fraction": self.label_fraction,
+        }
+
+    @property
+    def label(self) -> str:
+        frac = f" {self.label_fraction:g}" if self.label_fraction is not None else ""
+        return f"{self.method} seed={self.seed} {self.protocol}/{self.mode} {self.dataset}/{self.task}{frac}"
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, t0: float) -> None:
+        self.seconds[stage] += time.perf_counter() - t0
+
+
+def method_specs(cfg: dict) -> list[str]:
+    """Expand grids and canonicalise: 'mets[lm=minilm|tfidf]' -> two specs."""
+    out: list[str] = []
+    for item in cfg["methods"]:
+        for spec in expand_grid(str(item)):
+            canon = METHODS.validate(spec)
+            if canon not in out:
+                out.append(canon)
+    if not out:
+        raise UserError("no methods selected")
+    return out
+
+
+class Runner:
+    def __init__(self, cfg: dict, *, data_root=None, cache_dir=None, out="results/run", progress: bool = True):
+        from benchmark.paths import resolve_cache_dir, resolve_data_root
+
+        load_builtin_plugins()
+        self.cfg = cfg
+        self.data_root = resolve_data_root(data_root)
+        self.cache_dir = resolve_cache_dir(cache_dir)
+        self.out = Path(out)
+        self.progress = progress
+        self.specs = method_specs(cfg)
+        self.timings = Timings()
+        self._data: dict[str, Any] = {}
+        self._models: dict[str, Any] = {}
+        self._embeddings: dict[tuple, np.ndarray] = {}
+        self._proto: dict[str, Any] = {}
+
+    # -- methods -------------------------------------------------------------------------------
+    def make_method(self, spec: str, seed: int):
+        """Build a method: profile settings it accepts, then the variant's own, then seed/device."""
+        name, params = parse_spec(spec)
+        entry = METHODS.entry(name)
+        accepted = entry.accepted_params()
+        settings = {k: v for k, v in self.cfg["method_settings"].items() if accepted is None or k in accepted}
+        settings.update(params)
+        for k, v in (("seed", seed), ("device", self.cfg["device"]), ("precision", self.cfg["precision"])):
+            if accepted is None or k in accepted:
+                settings[k] = v
+        return entry.factory(**settings)
+
+    def prototype(self, spec: str):
+        if spec not in self._proto:
+            self._proto[spec] = self.make_method(spec, 0)
+        return self._proto[spec]
+
+    # -- data ----------------------------------------------------------------------------------
+    def dataset(self, name: str):
+        if name not in self._data:
+            from benchmark.data.store import prepare
+
+            t0 = time.perf_counter()
+            opts: dict[str, Any] = {}
+            if name == "mitbih":
+                opts = {"subdir": self.cfg["mitbih_subdir"], "annotator": self.cfg["mitbih_annotator"]}
+            elif name == "cinc2017":
+                opts = {"n_crops": self.cfg["cinc_crops"]}
+            self._data[name] = prepare(
+                name, self.data_root, self.cache_dir, fs=self.cfg["fs"], window_s=self.cfg["window_s"],
+                progress=self.progress, **opts,
+            )
+            self.timings.add("data", t0)
+        return self._data[name]
+
+    def dataset_tasks(self, name: str) -> list[str]:
+        return {"mitbih": self.cfg["mitbih_tasks"], "cinc2017": self.cfg["cinc_tasks"]}[name]
+
+    # -- plan ----------------------------------------------------------------------------------
+    def plan(self) -> list[Job]:
+        cfg, jobs = self.cfg, []
+        for spec in self.specs:
+            proto = self.prototype(spec)
+            text = bool(getattr(proto, "has_text_tower", False))
+            for seed in cfg["seeds"]:
+                seed = int(seed)
+                if "zero-shot" in cfg["protocols"] and text:
+                    for task in cfg["zero_shot_tasks"]:
+                        jobs.append(Job(spec, seed, "zero-shot", "zero-shot", "ptbxl", task))
+                if "few-label" in cfg["protocols"]:
+                    for task in cfg["few_label_tasks"]:
+                        for frac in cfg["label_fractions"]:
+                            for mode in cfg["few_label_modes"]:
+                                jobs.append(Job(spec, seed, "few-label", mode, "ptbxl", task, float(frac)))
+                if "cross-dataset" in cfg["protocols"]:
+                    for target in cfg["cross_datasets"]:
+                        for task in self.dataset_tasks(target):
+                            jobs.append(Job(spec, seed, "cross-dataset", "linear-probe", target, task, 1.0))
+                            if text:
+                                jobs.append(Job(spec, seed, "cross-dataset", "zero-shot", target, task))
+        return jobs
+
+    def job_id(self, job: Job) -> str:
+        base = job.method.split("[", 1)[0]
+        return f"{base}-{job.protocol}-{job.dataset}-{job.task}-" + stable_hash(
+            {"job": job.key, "config": self.config_hash(job.method)}, 16
+        )
+
+    def config_hash(self, spec: str) -> str:
+        """Hash of every setting that can change a job's numbers (not device or progress)."""
+        keep = {k: v for k, v in self.cfg.items() if k in JOB_SETTINGS}
+        return stable_hash({"cfg": keep, "method": spec})
+
+    # -- pretraining ---------------------------------------------------------------------------
+    def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None):
+        """A pretrained method for (spec, seed[, labelled subset]), from memory, disk or training."""
+        from benchmark.paths import pretrained_dir
+
+        data = self.dataset("ptbxl")
+        method = self.make_method(spec, seed)
+        if labels is None and getattr(method, "uses_labels", False):
+            task = getattr(method, "task", "superdiagnostic")
+            y, valid = data.labels(task)
+            tr = data.split_indices("train")
+            labels = (task, tr[valid[tr]])
+        cfg = {k: v for k, v in method.config().items() if k not in NON_SEMANTIC}
+        key = {
+            "format": PRETRAIN_FORMAT, "method": spec, "config": cfg, "seed": seed,
+            "data": data.manifest.get("key"),
+            "labels": None if labels is None else [labels[0], stable_hash(labels[1].tolist())],
+        }
+        h = stable_hash(key, 20)
+        if h in self._models:
+            return self._models[h], h
+        folder = pretrained_dir(self.cache_dir, h)
+        model_file = folder / "model.pt"
+        t0 = time.perf_counter()
+        train_idx = data.split_indices("train") if labels is None else labels[1]
+        val_idx = data.split_indices("val")
+        targets = None
+        if labels is not None:
+            y, valid = data.labels(labels[0])
+            targets = y
+            val_idx = val_idx[valid[val_idx]]
+        with data.forbid("test"):
+            method.setup(data, train_idx)
+            if model_file.is_file():
+                method.load(model_file)
+            elif not getattr(method, "needs_pretraining", True):
+                method.save(model_file)
+            else:
+                log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
+                history = method.pretrain(
+                    data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
+                    progress=self.progress,
+                )
+                method.save(model_file)
+                self._save_history(spec, seed, h, history)
+        self.timings.add("pretrain", t0)
+        self._models[h] = method
+        return method, h
+
+    def _save_history(self, spec: str, seed: int, h: str, history) -> None:
+        import pandas as pd
+
+        if not history:
+            return
+        df = pd.DataFrame(history)
+        df.insert(0, "method", spec)
+        df.insert(1, "method_name", spec.split("[", 1)[0])
+        df.insert(2, "seed", seed)
+        df["pretrain_hash"] = h
+        self.store.write_history(h, df)
+
+    def embed_fn(self, model, h: str):
+        """``embed(data, idx)`` with per-model, per-dataset memoisation (each ECG encoded once)."""
+
+        def embed(data, idx):
+            key = (h, data.name, data.manifest.get("key"))
+            if key not in self._embeddings:
+                self._embeddings[key] = np.full((len(data), model.embedding_dim), np.nan, dtype=np.float32)
+            cache = self._embeddings[key]
+            idx = np.asarray(idx)
+            todo = idx[np.isnan(cache[idx, 0])]
+            if len(todo):
+                t0 = time.perf_counter()
+                cache[todo] = model.encode_ecg(data, todo)
+                self.timings.add("embed", t0)
+            return cache[idx]
+
+        return embed
+
+    # -- run -----------------------------------------------------------------------------------
+    def run(self):
+        from tqdm.auto import tqdm
+
+        from benchmark.results import ResultStore
+
+        self.store = ResultStore(self.out)
+        t_start = time.perf_counter()
+        jobs = self.plan()
+        done = [j for j in jobs if self.store.job_done(self.job_id(j))]
+        todo = [j for j in jobs if not self.store.job_done(self.job_id(j))]
+        log.info("%d jobs planned, %d already done in %s, %d to run", len(jobs), len(done), self.out, len(todo))
+        bar = tqdm(todo, desc="jobs", unit="job", disable=not self.progress, dynamic_ncols=True)
+        for i, job in enumerate(bar):
+            bar.set_description(f"jobs [{job.method} s{job.seed} {job.protocol} {job.dataset}/{job.task}]")
+            log.info("[%d/%d] %s", i + 1, len(todo), job.label)
+            self.run_job(job)
+        self.timings.seconds["total"] = time.perf_counter() - t_start
+        self.store.write_timings(dict(self.timings.seconds)) if hasattr(self.store, "write_timings") else None
+        return self.store.load_rows()
+
+    def run_job(self, job: Job) -> None:
+        from benchmark.protocols import few_label, zero_shot
+        from benchmark.results import env_info
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        data = self.dataset(job.dataset)
+        if job.task not in data.tasks:
+            log.warning("skipping %s: dataset '%s' has no task '%s' with this configuration", job.label, job.dataset, job.task)
+            return
+        needs_labels = getattr(self.prototype(job.method), "uses_labels", False)
+        max_eval = cfg["cross_max_eval"] if job.protocol == "cross-dataset" else 0
+        stage = "evaluate"
+        if job.mode == "zero-shot":
+            model, h = self.pretrained(job.method, job.seed)
+            t0 = time.perf_counter()
+            ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
+                               n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
+            if job.dataset == "ptbxl" and job.task == "superdiagnostic":
+                self._save_panel(model, data, job.task)
+        elif job.protocol == "few-label":
+            y, valid = data.labels(job.task)
+            tr = data.split_indices("train")
+            subset = few_label.draw_subset(y, tr[valid[tr]], job.label_fraction, job.seed)
+            if job.mode == "linear-probe":
+                labels = (job.task, subset) if needs_labels else None
+                model, h = self.pretrained(job.method, job.seed, labels=labels)
+                t0 = time.perf_counter()
+                ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, subset,
+                                                Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
+                                                n_boot=cfg["n_boot"], seed=job.seed)
+            else:
+                if needs_labels:  # supervised fine-tune = end-to-end training from scratch on the subset
+                    model, h = self.make_method(job.method, job.seed), "scratch"
+                else:
+                    model, h = self.pretrained(job.method, job.seed)
+                t0 = time.perf_counter()
+                stage = "finetune"
+                ev = few_label.run_fine_tune(model, data, job.task, subset, cfg=cfg, seed=job.seed,
+                                             progress=self.progress)
+            ev.info["subset_hash"] = stable_hash(subset.tolist())
+            ev.info["subset_size"] = int(len(subset))
+        else:  # cross-dataset linear probe
+            model, h = self.pretrained(job.method, job.seed)
+            t0 = time.perf_counter()
+            train = zero_shot.task_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
+            ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, train,
+                                            Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
+                                            n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
+        self.timings.add(stage, t0)
+        env = env_info()
+        jid = self.job_id(job)
+        extra = {
+            "job_id": jid, "method": job.method, "method_name": job.method.split("[", 1)[0], "seed": job.seed,
+            "protocol": job.protocol, "mode": job.mode, "dataset": job.dataset, "task": job.task,
+            "label_fraction": np.nan if job.label_fraction is None else job.label_fraction,
+            "config_hash": self.config_hash(job.method), **env,
+        }
+        rows = [{**extra, **r} for r in ev.rows]
+        meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
+        self.store.write_job(jid, rows, ev.scores, meta)
+
+    def _save_panel(self, model, data, task: str) -> None:
+        """A few test ECGs with their report and zero-shot scores, for the report's panel figure."""
+        from benchmark.results_io import atomic_write_bytes
+        import io
+
+        k = int(self.cfg["panel_examples"])
+        path = self.out / "examples" / "ecg_panel.npz"
+        if k <= 0 or path.exists():
+            return
+        from benchmark.protocols.zero_shot import class_prompts_for
+
+        y, valid = data.labels(task)
+        test = data.split_indices("test")
+        test = test[valid[test]][:k]
+        prompts = class_prompts_for(data, task, self.cfg["prompt_templates"])
+        scores = np.asarray(model.zero_shot_scores(data, test, prompts), dtype=np.float32)
+        sig = np.zeros((len(test), 12, data.n_samples), dtype=np.float32)
+        sig[:, data.lead_idx] = data.raw(test)
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, signals=sig, fs=data.fs, reports=np.asarray(data.texts("en"))[test].astype(str),
+            ids=data.meta["id"].to_numpy()[test].astype(str), classes=np.asarray(list(prompts)),
+            scores=scores, labels=y[test], method=np.asarray(getattr(model, "name", "")),
+        )
+        atomic_write_bytes(path, buf.getvalue())
+
+    def summary_text(self, rows) -> str:
+        if rows is None or len(rows) == 0:
+            return "no results"
+        r = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
+        if r.empty:
+            return "no AUROC rows"
+        piv = r.groupby(["protocol", "mode", "dataset", "task", "label_fraction", "method"], dropna=False)["value"].mean()
+        t = piv.unstack("method").round(3)
+        secs = self.timings.seconds.get("total", 0.0)
+        return f"macro AUROC (mean over seeds) -- results in {self.out}  [{secs:.0f} s this run]\n{t.to_string()}"

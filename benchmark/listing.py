@@ -1,0 +1,79 @@
+"""``python -m benchmark list``: what the suite can run, with parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "methods", "encoders", "text-encoders", "datasets", "protocols", "profiles"])
+    p.add_argument("--pattern", default="*", help="glob over names, e.g. 'res*'")
+    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def collect(pattern: str = "*") -> dict:
+    from benchmark.config import PROFILE_DOCS, PROFILES
+    from benchmark.protocols import PROTOCOLS
+    from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins
+
+    load_builtin_plugins()
+    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": PROTOCOLS,
+                 "profiles": {k: PROFILE_DOCS.get(k, "") for k in PROFILES}}
+    for name in METHODS.list(pattern):
+        e = METHODS.entry(name)
+        params = e.accepted_params()
+        out["methods"][name] = {"description": e.description, "settings": sorted(params) if params else "any"}
+    for name in ECG_ENCODERS.list(pattern):
+        e = ECG_ENCODERS.entry(name)
+        info = {"description": e.description}
+        try:
+            from benchmark.encoders import count_parameters
+
+            info["parameters"] = int(count_parameters(e.factory()))
+        except Exception as exc:  # listing must not die on one odd encoder
+            info["parameters"] = f"? ({exc})"
+        out["encoders"][name] = info
+    for name in TEXT_ENCODERS.list(pattern):
+        out["text-encoders"][name] = {"description": TEXT_ENCODERS.entry(name).description}
+    for pre in TEXT_ENCODERS.prefixes():
+        out["text-encoders"][f"{pre}:<hub id or path>"] = {"description": "any Hugging Face encoder"}
+    for name in DATASETS.list(pattern):
+        cls = DATASETS.entry(name).factory
+        out["datasets"][name] = {
+            "description": DATASETS.entry(name).description,
+            "tasks": list(getattr(cls, "task_names", [])),
+            "options": dict(getattr(cls, "default_options", {})),
+        }
+    return out
+
+
+def main(args) -> int:
+    from benchmark.registry import load_plugin
+
+    for mod in args.plugin:
+        load_plugin(mod)
+    info = collect(args.pattern)
+    sections = list(info) if args.what == "all" else [args.what]
+    if args.json:
+        print(json.dumps({k: info[k] for k in sections}, indent=2, default=str))
+        return 0
+    for sec in sections:
+        print(f"{sec}:")
+        for name, val in info[sec].items():
+            if isinstance(val, dict):
+                desc = val.get("description", "")
+                extra = ""
+                if "parameters" in val:
+                    p = val["parameters"]
+                    extra = f"  [{p / 1e6:.2f} M params]" if isinstance(p, int) else f"  [{p}]"
+                if "tasks" in val and val["tasks"]:
+                    extra += f"  tasks: {', '.join(val['tasks'])}"
+                if "settings" in val and isinstance(val["settings"], list):
+                    extra += f"\n      settings: {', '.join(val['settings'])}"
+                print(f"  {name:<28} {desc}{extra}")
+            else:
+                print(f"  {name:<28} {val}")
+        print()
+    return 0

@@ -1,0 +1,157 @@
+"""Few-label protocol: a fraction of the PTB-XL training labels, drawn anew for every seed.
+
+(a) linear probe: logistic regression on frozen embeddings; the L2 strength is chosen on the
+    validation split (macro AUROC); one-vs-rest for multi-label tasks.
+(b) fine-tune: the encoder plus a linear head trained end to end on the labelled subset, with
+    early stopping on the validation loss.
+The test split is read once, after every choice has been made.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from benchmark.data.base import ECGSet
+from benchmark.protocols.common import Evaluation, score_rows, task_indices
+
+
+def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Seeded labelled subset of ``train_idx`` of size ceil(fraction * n).
+
+    Stratified so that every class with a positive in the training split keeps at least one
+    positive (where the size allows): one positive per class is drawn first (rarest class
+    first), then the rest uniformly. ``fraction == 1`` returns every training example.
+    """
+    train_idx = np.asarray(train_idx)
+    if fraction >= 1.0:
+        return np.sort(train_idx)
+    rng = np.random.default_rng([seed, int(round(fraction * 1e6))])
+    n_target = max(1, math.ceil(fraction * len(train_idx)))
+    yt = y[train_idx] > 0
+    chosen: list[int] = []
+    taken = np.zeros(len(train_idx), dtype=bool)
+    for c in np.argsort(yt.sum(axis=0), kind="stable"):
+        if yt[:, c].sum() == 0 or yt[taken, c].any():
+            continue
+        pos = np.flatnonzero(yt[:, c] & ~taken)
+        pick = int(rng.choice(pos))
+        taken[pick] = True
+        chosen.append(pick)
+    rest = rng.permutation(np.flatnonzero(~taken))
+    need = max(0, n_target - len(chosen))
+    chosen.extend(rest[:need].tolist())
+    return np.sort(train_idx[np.asarray(chosen, dtype=np.int64)])
+
+
+def _macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    vals = []
+    for c in range(y.shape[1]):
+        if 0 < y[:, c].sum() < len(y):
+            vals.append(roc_auc_score(y[:, c], s[:, c]))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def linear_probe(
+    z_train: np.ndarray,
+    y_train: np.ndarray,
+    z_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    multilabel: bool,
+    Cs=(0.01, 0.1, 1.0),
+    max_iter: int = 1000,
+    seed: int = 0,
+):
+    """Fit logistic regressions for each C on train, pick C by validation macro AUROC.
+
+    Returns ``(predict, info)``: ``predict(z) -> scores [n, C]`` with the chosen model, and the
+    chosen C with every candidate's validation AUROC. Classes without a positive (or without a
+    negative) in the training subset get a constant score (their AUROC is then 0.5).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(z_train)
+    xt, xv = scaler.transform(z_train), scaler.transform(z_val)
+    n_cls = y_train.shape[1]
+
+    def fit(C):
+        models = []
+        if multilabel:
+            for c in range(n_cls):
+                yc = y_train[:, c]
+                if yc.min() == yc.max():
+                    models.append(float(yc[0]))
+                    continue
+                m = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+                models.append(m.fit(xt, yc))
+        else:
+            labels = y_train.argmax(axis=1)
+            if len(np.unique(labels)) < 2:
+                models.append(("const", int(labels[0])))
+            else:
+                models.append(LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(xt, labels))
+        return models
+
+    def predict_with(models, x):
+        out = np.zeros((len(x), n_cls), dtype=np.float64)
+        if multilabel:
+            for c, m in enumerate(models):
+                out[:, c] = m if isinstance(m, float) else m.predict_proba(x)[:, 1]
+        else:
+            m = models[0]
+            if isinstance(m, tuple):
+                out[:, m[1]] = 1.0
+            else:
+                out[:, m.classes_] = m.predict_proba(x)
+        return out
+
+    best, best_auc, tried = None, -np.inf, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on tiny subsets
+        for C in Cs:
+            models = fit(C)
+            auc = _macro_auroc(y_val, predict_with(models, xv)) if len(y_val) else float("nan")
+            tried[float(C)] = auc
+            if best is None or (np.isfinite(auc) and auc > best_auc):
+                best, best_auc, best_C = models, auc, float(C)
+
+    def predict(z):
+        return predict_with(best, scaler.transform(z)).astype(np.float32)
+
+    return predict, {"C": best_C, "val_auroc_by_C": tried}
+
+
+def run_linear_probe(
+    embed,
+    data: ECGSet,
+    task: str,
+    train_idx: np.ndarray,
+    *,
+    Cs,
+    max_iter: int,
+    n_boot: int,
+    seed: int,
+    max_eval: int = 0,
+) -> Evaluation:
+    """``embed(data, idx) -> [n, D]`` comes from a (frozen) pretrained method."""
+    spec = data.task(task)
+    y, _ = data.labels(task)
+    val_idx = task_indices(data, task, "val", max_eval, seed=12345)
+    test_idx = task_indices(data, task, "test", max_eval, seed=12345)
+    with data.forbid("test"):
+        z_train, z_val = embed(data, train_idx), embed(data, val_idx)
+        predict, info = linear_probe(
+            z_train, y[train_idx], z_val, y[val_idx], multilabel=spec.multilabel, Cs=Cs, max_iter=max_iter, seed=seed
+        )
+        s_val = predict(z_val)
+    s_test = predict(embed(data, test_idx))
+    ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+    ev.info.update(info)
+    ev.info["n_train"] = int(len(train_idx))
+    return ev

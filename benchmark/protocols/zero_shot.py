@@ -1,0 +1,51 @@
+"""Zero-shot: class prompts -> text embeddings -> cosine scores of test ECGs (no labels used,
+except validation labels for the F1 thresholds)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.data.base import ECGSet
+from benchmark.errors import UserError
+from benchmark.protocols.common import Evaluation, score_rows, task_indices
+
+
+def class_prompts_for(data: ECGSet, task: str, template_set: str = "all") -> dict[str, list[str]]:
+    """The task's classes (in the dataset's order) -> prompt texts, from methods/prompts/*.json."""
+    from methods.prompts import load_prompts
+
+    prompts = load_prompts(data.name, task, template_set=template_set)
+    classes = data.task(task).classes
+    missing = [c for c in classes if c not in prompts]
+    if missing:
+        raise UserError(
+            f"prompt file for {data.name}/{task} lacks classes {missing}: add them to methods/prompts/"
+        )
+    return {c: prompts[c] for c in classes}
+
+
+def run(
+    method,
+    data: ECGSet,
+    task: str,
+    *,
+    template_set: str = "all",
+    n_boot: int = 1000,
+    seed: int = 0,
+    max_eval: int = 0,
+) -> Evaluation:
+    if not getattr(method, "has_text_tower", False):
+        raise UserError(f"method '{method.name}' has no text tower: zero-shot does not apply")
+    prompts = class_prompts_for(data, task, template_set)
+    val_idx = task_indices(data, task, "val", max_eval, seed=12345)
+    test_idx = task_indices(data, task, "test", max_eval, seed=12345)
+    with data.forbid("test"):
+        s_val = _scores(method, data, val_idx, prompts)
+    s_test = _scores(method, data, test_idx, prompts)
+    return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+
+
+def _scores(method, data, idx, prompts) -> np.ndarray:
+    if len(idx) == 0:
+        return np.zeros((0, len(prompts)), dtype=np.float32)
+    return np.asarray(method.zero_shot_scores(data, idx, prompts), dtype=np.float32)
