@@ -1,0 +1,235 @@
+"""PTB-XL report text: cleaning, language detection and a glossary-based English version.
+
+PTB-XL reports are the ECG device's machine statements, mostly German, some Swedish and some
+English, occasionally followed by free-text remarks of a cardiologist. METS trains on them, so
+three versions are kept per record (``report_raw``, ``report_clean``, ``report_en``):
+
+``clean_report``
+    lower-case; the file's odd encodings repaired (upper-case umlauts such as ``vÄnster`` become
+    lower-case by ``str.lower``; ``#`` standing for ``ü`` as in ``f#r``/``#bergang``; ``á`` for
+    ``ß`` as in ``schweiáausbruch``, a code-page 437 mix-up; stray ``ó`` + box-drawing pairs such as
+    ``ó¬`` are dropped); the labelling annotations some reports carry (``Edit: NORM 100, (NORM
+    100)``) removed from ``edit:`` to the end, because they name the very labels a zero-shot
+    protocol must predict; whitespace collapsed; trailing punctuation noise (``,;:!-/``) stripped.
+
+``detect_language``
+    counts marker words (see ``_MARKERS``) of German, Swedish and English in the cleaned text;
+    letters that exist in only one of the languages (``å`` Swedish, ``ü``/``ß`` German) count as
+    markers too. The language with most hits wins; no hit or a tie gives ``'unknown'``; an empty
+    text is ``'unknown'``.
+
+``to_english``
+    replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
+    ``source phrase``, ``english``), longest phrase first, at word boundaries. German phrases also
+    match their ASCII transliterations (``ü``->``ue``, ``ö``->``oe``, ``ä``->``ae``, ``ß``->``ss``),
+    which the device used in part (``ueberdrehter linkstyp``). Words the glossary does not know
+    stay as they are (free-text remarks, drug names). English text is returned unchanged.
+
+``glossary_coverage``
+    the share of the words of non-English reports that the glossary translated, overall and per
+    language. A *word* is a run of letters; language-neutral tokens (single letters, roman
+    numerals, lead names, ECG abbreviations such as ``qrs``/``st``/``qt``, see ``_NEUTRAL``) are
+    not counted, and a word counts as translated when it lies inside a matched glossary phrase.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from pathlib import Path
+
+GLOSSARY_PATH = Path(__file__).with_name("glossary.tsv")
+LANGUAGES = ("de", "sv", "en", "unknown")
+
+# -- cleaning ---------------------------------------------------------------------------------
+_EDIT = re.compile(r"\bedit\s*:")
+_GARBAGE = re.compile(r"ó[^\sa-zäöüåß]?")  # 'ó' + a box-drawing char mis-decoded from the device
+_HASH_UE = re.compile(r"(?<=[a-zäöüß])#|#(?=[a-zäöüß])")
+_WS = re.compile(r"\s+")
+_TRAILING = re.compile(r"[\s,;:!\-/]+$")
+
+
+def clean_report(text) -> str:
+    """Lower-cased, encoding-repaired report without labelling annotations (see module doc)."""
+    if text is None or (isinstance(text, float) and text != text):  # None or NaN
+        return ""
+    t = str(text).lower()
+    m = _EDIT.search(t)
+    if m:
+        t = t[: m.start()]
+    return _TRAILING.sub("", normalise_chars(t))
+
+
+def normalise_chars(text: str) -> str:
+    """Lower case, repaired encodings, single spaces (used for reports and glossary phrases)."""
+    t = _GARBAGE.sub(" ", str(text).lower())
+    t = _HASH_UE.sub("ü", t)
+    t = t.replace("á", "ß")
+    return _WS.sub(" ", t).strip()
+
+
+# -- language ---------------------------------------------------------------------------------
+_MARKERS: dict[str, frozenset[str]] = {
+    "de": frozenset(
+        """sinusrhythmus sinusbradykardie sinustachykardie arrhythmie normales sonst lagetyp linkstyp
+        rechtstyp steiltyp steillage überdrehter ueberdrehter indiff abnormales unspezifisches
+        unspezifische unspezifischer rechtsschenkelblock linksschenkelblock unvollständiger
+        vorhofflimmern vorhofflattern verdacht auf nicht wahrscheinlich möglich moeglich infarkt
+        inferiorer anteriorer anterolateraler anteroseptaler septaler myokardschaden niederspannung
+        periphere linkshypertrophie extrasystole ersatzsystole leitungsstörung oder und mit bei
+        unter jetzt ekg ableitungen verschoben übergang überleitung hemiblock linksanteriorer
+        linksposteriorer vorhofsueberlastung regelmässiger rhythmus keine erkannt""".split()
+    ),
+    "sv": frozenset(
+        """sinusrytm sinusbradykardi sinustachykardi sinustakykardi arytmi normalt eljest vänster
+        höger el-axel förmaksflimmer förmaksfladder kammarfrekvens med hög låg avvikande förlopp
+        skänkelblock högersidigt vänstersidigt kammarhypertrofi amplituder extremitetsavledningarna
+        myokardskada bör övervägas övervägas ej uteslutas sannolikt äldre möjligen färsk sänkning
+        såsom vid eller belastning ischemi förändring t-förändring ospecifik ospecifikt inkomplett
+        extrasystoli extraslag slag avvikande impulsutbredning rytm inga funna och inget säkert
+        patologiskt myokardaffektion flacka förlängd ålder bestämmbar bestämbar ekg""".split()
+    ),
+    "en": frozenset(
+        """sinus rhythm ecg the is are with of and this may be due to waves wave deviation
+        axis left right bundle branch block atrial fibrillation flutter ventricular premature
+        contraction contractions pathology definite otherwise possible probably segments depressed
+        inverted elevated leads voltage voltages suggesting consistent myocardial infarction
+        ischaemia ischaemic changes non-specific flattening rapid response trace only requested
+        arrhythmia bradycardia tachycardia enlargement hypertrophy prolonged interval""".split()
+    ),
+}
+_WORD = re.compile(r"[a-zäöüåß][a-zäöüåß\-]*")
+
+
+def detect_language(text: str) -> str:
+    """'de', 'sv', 'en' or 'unknown' for a (cleaned) report, by marker-word counts (module doc)."""
+    t = clean_report(text)
+    if not t:
+        return "unknown"
+    words = _WORD.findall(t)
+    score = Counter()
+    for w in words:
+        for lang, markers in _MARKERS.items():
+            if w in markers or w.strip("-") in markers:
+                score[lang] += 1
+    score["sv"] += 2 * t.count("å")
+    score["de"] += 2 * (t.count("ü") + t.count("ß"))
+    if not score:
+        return "unknown"
+    best = score.most_common()
+    if len(best) > 1 and best[0][1] == best[1][1]:
+        return "unknown"
+    return best[0][0]
+
+
+# -- glossary -----------------------------------------------------------------------------------
+def _transliterations(phrase: str) -> set[str]:
+    """German spelling variants the device used: ü->ue, ö->oe, ä->ae, ß->ss (and ß->s)."""
+    out = {phrase}
+    ascii_ = phrase.replace("ü", "ue").replace("ö", "oe").replace("ä", "ae").replace("ß", "ss")
+    out.add(ascii_)
+    out.add(phrase.replace("ß", "ss"))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
+    """language -> {source phrase -> english}; lines starting with '#' are comments."""
+    from benchmark.errors import DataError
+
+    p = Path(path) if path else GLOSSARY_PATH
+    if not p.is_file():
+        raise DataError(f"report glossary '{p}' is missing: reinstall the package")
+    table: dict[str, dict[str, str]] = {"de": {}, "sv": {}}
+    header_seen = False
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise DataError(f"{p}:{lineno}: expected 3 tab-separated columns (language, source phrase, english)")
+        lang, src, en = (x.strip() for x in parts)
+        if not header_seen and lang == "language":
+            header_seen = True
+            continue
+        if lang not in table:
+            raise DataError(f"{p}:{lineno}: unknown language '{lang}' (use de or sv)")
+        src = normalise_chars(src)
+        variants = _transliterations(src) if lang == "de" else {src}
+        for v in variants:
+            table[lang].setdefault(v, en)
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def _pattern(language: str) -> tuple[re.Pattern, dict[str, str]]:
+    table = load_glossary()
+    if language in table:
+        mapping = dict(table[language])
+    else:  # unknown language: German entries first, then Swedish ones not already present
+        mapping = dict(table["sv"])
+        mapping.update(table["de"])
+    phrases = sorted(mapping, key=lambda s: (-len(s), s))
+    alt = "|".join(re.escape(p) for p in phrases)
+    return re.compile(rf"(?<![\wäöüåß])(?:{alt})(?![\wäöüåß])"), mapping
+
+
+def _translate(text: str, language: str) -> tuple[str, list[tuple[int, int]]]:
+    """English text and the spans of the input that glossary phrases covered."""
+    if language == "en" or not text:
+        return text, []
+    pattern, mapping = _pattern(language)
+    spans: list[tuple[int, int]] = []
+
+    def repl(m: re.Match) -> str:
+        spans.append(m.span())
+        return mapping[m.group(0)]
+
+    out = pattern.sub(repl, text)
+    return _WS.sub(" ", out).strip(), spans
+
+
+def to_english(text: str, language: str) -> str:
+    """English version of a cleaned report via the glossary (unchanged if already English)."""
+    return _translate(clean_report(text), language)[0]
+
+
+# -- coverage -----------------------------------------------------------------------------------
+_NEUTRAL = frozenset(
+    """a b c d e f g h i j k l m n o p q r s t u v w x y z ii iii iv avr avl avf qrs qt qtc pq pr st
+    av rr wpw lvh rvh lahb lphb rsr mm mv ms hf""".split()
+)
+_LETTERS = re.compile(r"[a-zäöüåß]+")
+
+
+def glossary_coverage(texts, languages=None) -> dict:
+    """Share of non-English report words the glossary translated, overall and per language.
+
+    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted).
+    Returns ``{"overall": {"words", "translated", "coverage"}, "de": {...}, "sv": {...}, ...}``.
+    """
+    texts = list(texts)
+    if languages is None:
+        languages = [detect_language(t) for t in texts]
+    words: Counter = Counter()
+    done: Counter = Counter()
+    for text, lang in zip(texts, languages):
+        if lang == "en":
+            continue
+        clean = clean_report(text)
+        if not clean:
+            continue
+        _, spans = _translate(clean, lang)
+        for m in _LETTERS.finditer(clean):
+            if m.group(0) in _NEUTRAL:
+                continue
+            words[lang] += 1
+            if any(a <= m.start() and m.end() <= b for a, b in spans):
+                done[lang] += 1
+    out = {}
+    for lang in sorted(words):
+        out[lang] = {"words": words[lang], "translated": done[lang], "coverage": round(done[lang] / words[lang], 4)}
+    tw, td = sum(words.values()), sum(done.values())
+    out["overall"] = {"words": tw, "translated": td, "coverage": round(td / tw, 4) if tw else 1.0}
+    return out
