@@ -1,0 +1,228 @@
+"""MIT-BIH loader on the real shared data: beat counts, splits, windows, bad input."""
+
+from __future__ import annotations
+
+import collections
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+from scipy.signal import resample_poly
+
+from benchmark.data.base import PrepareParams
+from benchmark.data.mitbih import DS1, DS2, MITBIH, validation_records
+from benchmark.errors import DataError
+
+# Written out again here (not imported) so the test checks the module's mapping independently.
+AAMI_OF = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+}
+
+
+def params(**options) -> PrepareParams:
+    fs = options.pop("fs", 100)
+    window_s = options.pop("window_s", 10.0)
+    return PrepareParams(fs=fs, window_s=window_s, options=tuple(sorted(options.items())))
+
+
+@pytest.fixture(scope="module")
+def atr_scan(data_root):
+    p = params()
+    root = MITBIH.root(data_root, p)
+    return root, p, MITBIH.scan(root, p)
+
+
+@pytest.fixture(scope="module")
+def pvc_scan(data_root):
+    p = params(subdir="mitdb-pvc", annotator="pvc")
+    root = MITBIH.root(data_root, p)
+    return root, p, MITBIH.scan(root, p)
+
+
+def test_record_100_aami_counts_equal_rdann(atr_scan, data_root):
+    root, _, scan = atr_scan
+    ann = wfdb.rdann(str(data_root / "mitdb" / "100"), "atr")
+    expected = collections.Counter(AAMI_OF[s] for s in ann.symbol if s in AAMI_OF)
+    y = scan.labels["aami"]
+    got = {c: int(y[:, j].sum()) for j, c in enumerate(scan.tasks["aami"].classes)}
+    assert got == {c: expected.get(c, 0) for c in "NSVFQ"}
+    assert got["N"] == 2239 and got["S"] == 33 and got["V"] == 1  # record 100 as published
+    # one row per beat annotation; the rhythm annotation '+' is not a beat
+    assert len(scan.meta) == sum(1 for s in ann.symbol if s in AAMI_OF) == 2273
+    assert (y.sum(axis=1) == 1).all()
+    assert scan.labels["pvc"][:, 1].sum() == ann.symbol.count("V")
+    assert scan.meta["id"].is_unique
+    assert set(scan.meta["split"]) == {"test"}  # 100 is in DS2
+    assert scan.leads == ("II",)
+
+
+def test_pvc_set_counts_and_tasks(pvc_scan):
+    _, _, scan = pvc_scan
+    assert len(scan.meta) == 25_311
+    assert set(scan.tasks) == {"pvc"}  # 'N' means 'any other beat': no AAMI classes from this annotator
+    y = scan.labels["pvc"]
+    assert scan.tasks["pvc"].classes == ("non-V", "V")
+    assert int(y[:, 1].sum()) == 2_011
+    assert int(y[:, 0].sum()) == 25_311 - 2_011
+    assert (y.sum(axis=1) == 1).all()
+    assert not scan.skipped
+
+
+def test_de_chazal_split_of_present_records(pvc_scan):
+    _, _, scan = pvc_scan
+    split = scan.meta.groupby("record")["split"].agg(lambda s: set(s))
+    assert all(len(v) == 1 for v in split)
+    split = {r: next(iter(v)) for r, v in split.items()}
+    # present: 100 102 104 105 106 108 114 116 119 121 123 200
+    assert split == {
+        "100": "test", "105": "test", "121": "test", "123": "test", "200": "test",  # DS2
+        "106": "train", "108": "train", "114": "train", "116": "train",  # DS1
+        "119": "val",  # 5th DS1 record present
+        "102": "none", "104": "none",  # paced: in neither set
+    }
+    for r, s in split.items():
+        assert (r in DS1) == (s in ("train", "val"))
+        assert (r in DS2) == (s == "test")
+
+
+def test_validation_rule():
+    assert validation_records(list(DS1)) == ["112", "119", "205", "220"]  # 5th, 10th, 15th, 20th of 22
+    assert validation_records(["101", "106"]) == ["106"]
+    assert validation_records(["101"]) == []
+    assert validation_records(list(DS2)) == []
+    assert not set(validation_records(list(DS1))) & set(DS2)
+
+
+def test_paced_records_have_no_aami_label_but_keep_pvc(tmp_path, data_root):
+    # Build an 'atr'-annotated copy of paced record 102 from the pvc set's files, with AAMI symbols.
+    src = data_root / "mitdb-pvc"
+    for ext in ("hea", "dat"):
+        shutil.copy(src / f"102.{ext}", tmp_path / f"102.{ext}")
+    ann = wfdb.rdann(str(src / "102"), "pvc")
+    symbols = ["/" if s == "N" else s for s in ann.symbol]
+    wfdb.wrann("102", "atr", np.asarray(ann.sample), symbol=symbols, write_dir=str(tmp_path))
+    p = params(subdir=".")
+    scan = MITBIH.scan(MITBIH.root(tmp_path, p), p)
+    assert len(scan.meta) == len(ann.sample)
+    assert scan.labels["aami"].sum() == 0
+    assert int(scan.labels["pvc"][:, 1].sum()) == ann.symbol.count("V")
+    assert set(scan.meta["split"]) == {"none"}
+
+
+def _reference_signal(data_root: Path, fs: int) -> tuple[np.ndarray, np.ndarray]:
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"))
+    x = rec.p_signal[:, rec.sig_name.index("MLII")]
+    up, down = {100: (5, 18), 500: (25, 18), 250: (25, 36)}[fs]
+    return resample_poly(x, up, down), np.asarray(wfdb.rdann(str(data_root / "mitdb" / "100"), "atr").sample)
+
+
+@pytest.mark.parametrize("fs,window_s", [(100, 10.0), (500, 2.0), (250, 1.2)])
+def test_beat_window_equals_resampled_wfdb_signal(atr_scan, data_root, fs, window_s):
+    root, _, scan = atr_scan
+    p = params(fs=fs, window_s=window_s)
+    rows = scan.meta.iloc[[0, 1, 1000, len(scan.meta) - 1]]
+    got = MITBIH.read_group(root, rows, p)
+    n = p.n_samples
+    assert got.shape == (4, 1, n) and got.dtype == np.float32
+    ref, _ = _reference_signal(data_root, fs)
+    for k, (_, row) in enumerate(rows.iterrows()):
+        centre = int(round(row["sample"] * fs / 360))
+        start = centre - n // 2
+        expected = np.zeros(n)
+        lo, hi = max(start, 0), min(start + n, len(ref))
+        expected[lo - start : hi - start] = ref[lo:hi]
+        np.testing.assert_allclose(got[k, 0], expected, atol=1e-5)
+    # the beat sits at the window centre: an R peak is the window's largest value nearby
+    mid = got[2, 0, n // 2 - int(0.05 * fs) : n // 2 + int(0.05 * fs) + 1]
+    assert abs(int(np.argmax(mid)) - int(0.05 * fs)) <= max(2, int(0.02 * fs))
+
+
+def test_edge_beats_are_zero_padded(atr_scan):
+    root, p, scan = atr_scan
+    first, last = scan.meta.iloc[[0]], scan.meta.iloc[[len(scan.meta) - 1]]
+    n = p.n_samples
+    w0 = MITBIH.read_group(root, first, p)[0, 0]
+    c0 = int(round(first["sample"].iloc[0] * 100 / 360))  # beat at 77 -> 21
+    assert (w0[: n // 2 - c0] == 0).all()
+    assert np.abs(w0[n // 2 - c0 :]).max() > 0.1
+    w1 = MITBIH.read_group(root, last, p)[0, 0]
+    total = int(np.ceil(650000 * 100 / 360))
+    c1 = int(round(last["sample"].iloc[0] * 100 / 360))
+    tail = n // 2 + (total - c1)  # samples of the window inside the record
+    assert (w1[tail:] == 0).all() and tail < n
+    assert np.abs(w1[:tail]).max() > 0.1
+
+
+# -- bad input ---------------------------------------------------------------------------
+def _copy_record(data_root: Path, dst: Path, with_ann: bool = True) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for ext in ("hea", "dat") + (("atr",) if with_ann else ()):
+        shutil.copy(data_root / "mitdb" / f"100.{ext}", dst / f"100.{ext}")
+    return dst
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError) as exc:
+        MITBIH.root(tmp_path, params())
+    assert "mitdb" in _one_line(exc) and "download" in str(exc.value)
+
+
+def test_missing_annotation_file(tmp_path, data_root):
+    root = _copy_record(data_root, tmp_path / "mitdb", with_ann=False)
+    with pytest.raises(DataError) as exc:
+        MITBIH.scan(root, params())
+    assert "100.atr" in _one_line(exc)
+    # asking the wrong annotator for the shared PVC set names the expected file too
+    p = params(subdir="mitdb-pvc")
+    with pytest.raises(DataError) as exc:
+        MITBIH.scan(MITBIH.root(data_root, p), p)
+    assert ".atr" in _one_line(exc)
+
+
+def test_missing_annotation_of_one_record_is_a_counted_skip(tmp_path, data_root):
+    root = tmp_path / "mitdb"
+    root.mkdir()
+    for rec, ext in [("100", "hea"), ("100", "dat"), ("100", "pvc"), ("105", "hea"), ("105", "dat")]:
+        (root / f"{rec}.{ext}").symlink_to(data_root / "mitdb-pvc" / f"{rec}.{ext}")
+    p = params(annotator="pvc")
+    scan = MITBIH.scan(root, p)
+    assert set(scan.meta["record"]) == {"100"}
+    assert [s["id"] for s in scan.skipped] == ["105"]
+    assert "105.pvc" in scan.skipped[0]["reason"]
+
+
+def test_unexpected_sampling_rate(tmp_path, data_root):
+    root = _copy_record(data_root, tmp_path / "mitdb")
+    hea = root / "100.hea"
+    text = hea.read_bytes().replace(b"100 2 360 650000", b"100 2 250 650000")
+    hea.write_bytes(text)
+    with pytest.raises(DataError) as exc:
+        MITBIH.scan(root, params())
+    msg = _one_line(exc)
+    assert "100.hea" in msg and "250" in msg and "360" in msg
+    rows = MITBIH.scan(MITBIH.root(data_root, params()), params()).meta.iloc[:3]
+    with pytest.raises(DataError) as exc:
+        MITBIH.read_group(root, rows, params())
+    assert "100.hea" in _one_line(exc)
+
+
+def test_truncated_signal_file(tmp_path, data_root):
+    root = _copy_record(data_root, tmp_path / "mitdb")
+    dat = root / "100.dat"
+    dat.write_bytes(dat.read_bytes()[:100_000])
+    scan = MITBIH.scan(root, params())
+    with pytest.raises(DataError) as exc:
+        MITBIH.read_group(root, scan.meta.iloc[:3], params())
+    assert "100.dat" in _one_line(exc)
