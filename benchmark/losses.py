@@ -1,0 +1,145 @@
+"""Contrastive losses as pure functions (tested on hand-computed examples in tests/test_losses.py).
+
+All three losses are InfoNCE over cosine similarities of L2-normalised embeddings:
+
+* :func:`clip_loss`  -- METS/CLIP: symmetric cross-entropy between ECG and text embeddings of
+  the same batch; pair i is the positive, every other pair a negative.
+* :func:`nt_xent`    -- SimCLR: 2N views, each view's positive is the other view of the same
+  ECG, the other 2N-2 views are negatives (self-similarity excluded).
+* :func:`clocs_loss` -- CLOCS CMSC (Kiyasseh et al., ICML 2021): embeddings of two temporally
+  adjacent, non-overlapping segments; positives are segment pairs sharing a group (the same
+  record by default, the same patient in the paper's patient-specific variant). With one
+  positive per row it equals ``clip_loss`` with ``logit_scale = 1 / temperature``.
+
+Distributed training: each loss gathers the *other* side's embeddings from every rank with
+:func:`gather_with_grad` (the local shard keeps its gradient) so negatives span the global batch,
+as open_clip's ``ClipLoss(local_loss=True)`` does. Without an initialised process group the
+gather is the identity and the losses are the single-process ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# -- distributed helpers -------------------------------------------------------------------
+def _dist_world() -> tuple[int, int]:
+    """(rank, world_size); (0, 1) when torch.distributed is not in use."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: torch.Tensor, *, full_grad: bool = False) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks along dim 0 (rank order).
+
+    The local shard is the original tensor, so gradients flow into it; other ranks' shards are
+    constants (``full_grad=False``, open_clip's default) or differentiable too
+    (``full_grad=True``, via ``torch.distributed.nn.functional.all_gather``). Identity when not
+    distributed.
+    """
+    rank, world = _dist_world()
+    if world == 1:
+        return x
+    import torch.distributed as dist
+
+    if full_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(list(all_gather(x)), dim=0)
+    parts = [torch.zeros_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[rank] = x
+    return torch.cat(parts, dim=0)
+
+
+def _local_offset(n_local: int) -> int:
+    rank, _ = _dist_world()
+    return rank * n_local  # every rank holds the same local batch size (drop_last)
+
+
+# -- losses --------------------------------------------------------------------------------
+def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE: mean of CE(a -> b) and CE(b -> a), pair i <-> i positive.
+
+    ``a``, ``b``: [N, D] embeddings (normalised here, so raw projections are fine);
+    ``logit_scale``: multiplier of the cosine similarities (1 / temperature, CLIP-style).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"clip_loss needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a = F.normalize(a.float(), dim=-1)
+    b = F.normalize(b.float(), dim=-1)
+    all_a, all_b = gather_with_grad(a), gather_with_grad(b)
+    target = torch.arange(a.shape[0], device=a.device) + _local_offset(a.shape[0])
+    logits_ab = logit_scale * a @ all_b.T
+    logits_ba = logit_scale * b @ all_a.T
+    return 0.5 * (F.cross_entropy(logits_ab, target) + F.cross_entropy(logits_ba, target))
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent over two views ``z1``, ``z2`` [N, D] of the same N examples."""
+    if z1.shape != z2.shape:
+        raise ValueError(f"nt_xent needs equal shapes, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z1 = F.normalize(z1.float(), dim=-1)
+    z2 = F.normalize(z2.float(), dim=-1)
+    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
+    n_all = all1.shape[0]
+    off = _local_offset(n)
+    local = torch.cat([z1, z2], dim=0)  # [2N, D] rows
+    cols = torch.cat([all1, all2], dim=0)  # [2N_all, D] columns
+    logits = local @ cols.T / temperature
+    rows = torch.arange(n, device=z1.device) + off
+    self_col = torch.cat([rows, rows + n_all])
+    pos_col = torch.cat([rows + n_all, rows])
+    logits = logits.clone()
+    logits[torch.arange(2 * n, device=z1.device), self_col] = float("-inf")
+    return F.cross_entropy(logits, pos_col)
+
+
+def clocs_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, groups: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CLOCS CMSC loss between segment-1 and segment-2 embeddings [N, D].
+
+    Row i's positives are the columns j with ``groups[j] == groups[i]`` (default: j == i, the
+    adjacent segment of the same record). Each row's loss is the mean over its positives of
+    ``-log softmax``; the loss is symmetric (segment 1 -> 2 and 2 -> 1 averaged).
+    """
+    if z1.shape != z2.shape:
+        raise ValueError(f"clocs_loss needs equal shapes, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z1 = F.normalize(z1.float(), dim=-1)
+    z2 = F.normalize(z2.float(), dim=-1)
+    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
+    if groups is None:
+        groups = torch.arange(n, device=z1.device) + _local_offset(n)
+    groups = groups.to(z1.device)
+    all_groups = _gather_plain(groups)
+    pos = (groups[:, None] == all_groups[None, :]).float()  # [N, N_all]
+    loss = 0.0
+    for q, keys in ((z1, all2), (z2, all1)):
+        logp = F.log_softmax(q @ keys.T / temperature, dim=1)
+        loss = loss + (-(logp * pos).sum(1) / pos.sum(1)).mean()
+    return loss / 2
+
+
+def _gather_plain(x: torch.Tensor) -> torch.Tensor:
+    rank, world = _dist_world()
+    if world == 1:
+        return x
+    import torch.distributed as dist
+
+    parts = [torch.zeros_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def supervised_loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """BCE-with-logits for multi-label targets, cross-entropy (on argmax of one-hot) otherwise."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+    return F.cross_entropy(logits.float(), y.argmax(dim=1))
