@@ -1,0 +1,355 @@
+"""Evaluation metrics with bootstrap confidence intervals, checked against scikit-learn.
+
+What is computed
+----------------
+For every evaluation (one method, one task, one test split) :func:`evaluate` returns tidy rows
+``{metric, class, value, ci_low, ci_high, n_pos, n, n_classes, note}``:
+
+* ``auroc`` per class (one-vs-rest) and macro (``class == ''``) -- the primary metric. It needs
+  no threshold, so it is comparable across methods whose scores live on different scales.
+* Multi-label tasks: ``f1``, ``precision``, ``recall`` per class and macro, at per-class
+  thresholds that the caller chose on the **validation** split with :func:`choose_thresholds`.
+  A class is predicted when ``score >= threshold``. Without thresholds these rows are omitted:
+  the test split must never be used to pick them.
+* Single-label tasks (exactly one positive per row): the prediction is the ``argmax`` of the
+  scores (no threshold involved); ``accuracy``, plus ``f1``/``precision``/``recall`` per class
+  and macro, and the confusion matrix as rows ``metric='confusion'``,
+  ``class='<true>|<predicted>'``, ``value=count`` (no CI).
+
+Precision of a class that is never predicted is 0 (scikit-learn's ``zero_division=0``).
+
+Absent classes
+--------------
+A class with no positives or no negatives in the test split has no AUROC (and its F1 is
+meaningless). It gets a row with ``value = NaN`` and ``note = 'absent in test'`` and is left out
+of every macro average; each macro row says in ``n_classes`` how many classes it averaged and
+its ``note`` names the classes it excluded. ``n_pos`` of a macro row is the positive count of
+its *smallest* averaged class -- the number that limits how far the estimate can be trusted.
+
+Confidence intervals
+--------------------
+Percentile bootstrap over test examples: ``n_boot`` resamples of the example indices drawn with
+``numpy.random.default_rng(seed)``, shared by all metrics of the call (paired). A resample in
+which a class has no positives or no negatives is skipped for that class and for the macro
+averages that include it; if fewer than 90 % of resamples remain, the row's note says how many
+were used. The bootstrap is vectorised: a resample is a vector of integer weights (how often
+each example was drawn); AUROC comes from weighted rank statistics over the examples sorted
+once by score (ties count one half), and counts for F1 & co. come from one matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+ABSENT_NOTE = "absent in test"
+ROW_KEYS = ("metric", "class", "value", "ci_low", "ci_high", "n_pos", "n", "n_classes", "note")
+
+# Bootstrap weights are processed in chunks of about this many (resample x example) cells, so a
+# 50k-beat MIT-BIH test split does not allocate a [1000, 50000] float matrix at once.
+_CHUNK_CELLS = 1_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds (validation split only)
+# --------------------------------------------------------------------------------------------
+def choose_thresholds(y_val: np.ndarray, s_val: np.ndarray) -> np.ndarray:
+    """Per-class decision thresholds that maximise F1 on the *validation* split.
+
+    For each class the candidate rules are "predict the top-k validation scores" for every k at
+    which the score changes; the k with the highest F1 wins (ties: the higher threshold, i.e.
+    fewer positive predictions). The threshold is placed midway between the k-th score and the
+    next lower distinct score, so a test score equal to neither is still classified the way the
+    validation data suggest. Prediction rule everywhere: ``score >= threshold``.
+
+    Fallbacks: a class with no validation positives gets ``+inf`` (never predicted -- nothing
+    supports predicting it); an empty validation split gets the 0.5-quantile of nothing, which
+    is undefined, so it raises.
+
+    Args:
+        y_val: [N, C] 0/1 validation labels.
+        s_val: [N, C] validation scores (any monotone scale).
+    Returns:
+        [C] float64 thresholds.
+    """
+    y = _as_2d(y_val, "y_val").astype(bool)
+    s = _as_2d(s_val, "s_val").astype(np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"y_val {y.shape} and s_val {s.shape} differ in shape")
+    if y.shape[0] == 0:
+        raise ValueError("choose_thresholds needs at least one validation example")
+    if not np.isfinite(s).all():
+        raise ValueError("validation scores contain NaN or inf")
+    out = np.empty(y.shape[1])
+    for c in range(y.shape[1]):
+        out[c] = _best_f1_threshold(y[:, c], s[:, c])
+    return out
+
+
+def _best_f1_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return math.inf
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(~y_sorted)
+    # Only cut after the last element of a run of equal scores (a threshold cannot split ties).
+    last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    k = np.flatnonzero(last_of_run)  # predict positions 0..k as positive
+    f1 = 2 * tp[k] / (tp[k] + fp[k] + n_pos)
+    best = k[int(np.argmax(f1))]  # argmax: first maximum = highest threshold
+    if best + 1 < len(s_sorted):
+        return float((s_sorted[best] + s_sorted[best + 1]) / 2)
+    return float(s_sorted[best])
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+def evaluate(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    *,
+    multilabel: bool,
+    thresholds: np.ndarray | None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> list[dict]:
+    """All metrics of one evaluation as tidy rows (see the module docstring).
+
+    Args:
+        y_true: [N, C] 0/1 labels of the test examples (single-label: one-hot).
+        scores: [N, C] scores, higher = more likely (logits, probabilities, cosine similarities).
+        classes: C class names, in column order.
+        multilabel: True for multi-label tasks (thresholded), False for single-label (argmax).
+        thresholds: [C] validation-chosen thresholds (multi-label); ignored for single-label.
+            ``None`` for a multi-label task means: AUROC only.
+        n_boot: bootstrap resamples (0 disables the CIs: ci_low/ci_high are NaN).
+        seed: seed of the bootstrap's ``numpy.random.Generator``.
+        ci: coverage of the percentile interval.
+    Returns:
+        list of row dicts with keys ``ROW_KEYS``.
+    """
+    y = _as_2d(y_true, "y_true")
+    s = _as_2d(scores, "scores").astype(np.float64)
+    classes = [str(c) for c in classes]
+    n, n_cls = y.shape
+    if s.shape != y.shape:
+        raise ValueError(f"y_true {y.shape} and scores {s.shape} differ in shape")
+    if len(classes) != n_cls:
+        raise ValueError(f"{len(classes)} class names for {n_cls} score columns")
+    if n == 0:
+        raise ValueError("evaluate needs at least one test example")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must hold only 0 and 1")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or inf")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    y = y.astype(bool)
+
+    if multilabel:
+        pred = None
+        if thresholds is not None:
+            thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+            if thr.shape[0] != n_cls:
+                raise ValueError(f"{thr.shape[0]} thresholds for {n_cls} classes")
+            pred = s >= thr[None, :]
+    else:
+        if not (y.sum(axis=1) == 1).all():
+            bad = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
+            raise ValueError(f"single-label task, but test row {bad} has {int(y[bad].sum())} positives")
+        pred = np.zeros_like(y)
+        pred[np.arange(n), s.argmax(axis=1)] = True
+
+    n_pos = y.sum(axis=0).astype(int)
+    present = (n_pos > 0) & (n_pos < n)
+    ones = np.ones((1, n))
+    point = _all_stats(ones, y, s, pred, present)
+    boot = _bootstrap(n, n_boot, seed, y, s, pred, present)
+    lo_q, hi_q = 100 * (1 - ci) / 2, 100 * (1 + ci) / 2
+
+    rows: list[dict] = []
+    absent_names = [c for c, p in zip(classes, present) if not p]
+    macro_note = f"excludes absent: {','.join(absent_names)}" if absent_names else ""
+    min_pos = int(n_pos[present].min()) if present.any() else 0
+    n_present = int(present.sum())
+
+    def add(metric: str, cls: str, key: tuple, npos: int, ncl: int, note: str = "", c: int | None = None):
+        if c is not None and not present[c]:
+            rows.append(_row(metric, cls, math.nan, math.nan, math.nan, npos, n, ncl, ABSENT_NOTE))
+            return
+        value = float(point[key][0])
+        lo = hi = math.nan
+        if boot is not None and not math.isnan(value):
+            draws = boot[key]
+            ok = draws[~np.isnan(draws)]
+            if ok.size:
+                lo, hi = (float(v) for v in np.percentile(ok, [lo_q, hi_q]))
+            if ok.size < 0.9 * n_boot:
+                note = "; ".join(x for x in (note, f"CI from {ok.size}/{n_boot} resamples") if x)
+        rows.append(_row(metric, cls, value, lo, hi, npos, n, ncl, note))
+
+    add("auroc", "", ("auroc_macro",), min_pos, n_present, macro_note)
+    for c, name in enumerate(classes):
+        add("auroc", name, ("auroc", c), int(n_pos[c]), 1, c=c)
+    if pred is not None:
+        if not multilabel:
+            add("accuracy", "", ("accuracy",), min_pos, n_cls)
+        for metric in ("f1", "precision", "recall"):
+            add(metric, "", (metric + "_macro",), min_pos, n_present, macro_note)
+            for c, name in enumerate(classes):
+                add(metric, name, (metric, c), int(n_pos[c]), 1, c=c)
+    if not multilabel:
+        true_idx, pred_idx = y.argmax(axis=1), pred.argmax(axis=1)
+        cm = np.zeros((n_cls, n_cls), dtype=int)
+        np.add.at(cm, (true_idx, pred_idx), 1)
+        for i, ti in enumerate(classes):
+            for j, pj in enumerate(classes):
+                rows.append(_row("confusion", f"{ti}|{pj}", float(cm[i, j]), math.nan, math.nan,
+                                 int(n_pos[i]), n, 1, ""))
+    return rows
+
+
+def _row(metric, cls, value, lo, hi, n_pos, n, n_classes, note) -> dict:
+    return {"metric": metric, "class": cls, "value": value, "ci_low": lo, "ci_high": hi,
+            "n_pos": int(n_pos), "n": int(n), "n_classes": int(n_classes), "note": note}
+
+
+def _bootstrap(n, n_boot, seed, y, s, pred, present) -> dict | None:
+    """Statistics of every resample, concatenated over chunks: key -> [n_boot] arrays."""
+    if n_boot <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, _CHUNK_CELLS // n))
+    parts: list[dict] = []
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        idx = rng.integers(0, n, size=(b, n))
+        # weights[r, i] = how many times example i was drawn in resample r
+        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+        weights = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+        parts.append(_all_stats(weights, y, s, pred, present))
+        done += b
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | None,
+               present: np.ndarray) -> dict:
+    """Every metric for a batch of example weightings ``w`` [B, N] (all-ones row = the point
+    estimate). Returns key -> [B] arrays; keys are ('auroc', c), ('auroc_macro',), etc.
+    NaN marks a resample in which the statistic is undefined (class degenerate)."""
+    out: dict = {}
+    n_cls = y.shape[1]
+    wpos = w @ y.astype(np.float64)  # [B, C]
+    wneg = w.sum(axis=1, keepdims=True) - wpos
+    degenerate = (wpos == 0) | (wneg == 0)  # [B, C]
+    auc = np.full((w.shape[0], n_cls), np.nan)
+    for c in range(n_cls):
+        if present[c]:
+            auc[:, c] = _weighted_auroc(w, y[:, c], s[:, c])
+    auc[degenerate] = np.nan
+    for c in range(n_cls):
+        out[("auroc", c)] = auc[:, c]
+    out[("auroc_macro",)] = _macro(auc, present)
+    if pred is None:
+        return out
+    yf, pf = y.astype(np.float64), pred.astype(np.float64)
+    tp = w @ (yf * pf)
+    fp = w @ ((1 - yf) * pf)
+    fn = wpos - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(wpos > 0, tp / wpos, np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    for name, m in (("precision", precision), ("recall", recall), ("f1", f1)):
+        m = np.where(degenerate, np.nan, m)
+        for c in range(n_cls):
+            out[(name, c)] = m[:, c]
+        out[(name + "_macro",)] = _macro(m, present)
+    correct = (pred & y).any(axis=1).astype(np.float64)  # single-label: argmax hits the true class
+    out[("accuracy",)] = (w @ correct) / w.sum(axis=1)
+    return out
+
+
+def _macro(per_class: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Mean over present classes; NaN for resamples where any present class is undefined."""
+    if not present.any():
+        return np.full(per_class.shape[0], np.nan)
+    return per_class[:, present].mean(axis=1)  # NaN propagates = resample skipped
+
+
+def _weighted_auroc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """AUROC of one class under example weights ``w`` [B, N] (Mann-Whitney with tie = 1/2).
+
+    AUROC = sum over positive i of w_i * (weight of negatives scored below s_i
+    + half the weight of negatives tied with s_i), divided by W_pos * W_neg. Examples are
+    sorted once by score; ties are grouped, so each resample costs O(N).
+    """
+    order = np.argsort(s, kind="mergesort")
+    s_sorted = s[order]
+    pos = y[order].astype(np.float64)
+    ws = w[:, order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    group = np.cumsum(np.r_[True, s_sorted[1:] != s_sorted[:-1]]) - 1  # group id per position
+    neg_w = ws * (1.0 - pos)
+    neg_in_group = np.add.reduceat(neg_w, starts, axis=1)  # [B, G]
+    neg_below = np.cumsum(neg_in_group, axis=1) - neg_in_group
+    credit = neg_below + 0.5 * neg_in_group  # per group
+    pos_w = ws * pos
+    num = (pos_w * credit[:, group]).sum(axis=1)
+    wp = pos_w.sum(axis=1)
+    wn = neg_w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / (wp * wn)
+
+
+# --------------------------------------------------------------------------------------------
+# several rows per example (CinC crops)
+# --------------------------------------------------------------------------------------------
+def aggregate_by_example(
+    examples: Sequence, y: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average the scores of rows that share an example id (e.g. several crops of one CinC
+    record), so that metrics and bootstrap resample *examples*, not crops.
+
+    Labels of rows sharing an id must agree (raises ``ValueError`` naming the example).
+    Returns ``(examples_u, y_u, scores_u)`` with examples in order of first appearance.
+    """
+    import pandas as pd  # local: keeps `import benchmark.metrics` light
+
+    ex = np.asarray(examples)
+    y = np.asarray(y)
+    s = np.asarray(scores, dtype=np.float64)
+    if not (len(ex) == len(y) == len(s)):
+        raise ValueError(f"examples ({len(ex)}), y ({len(y)}) and scores ({len(s)}) differ in length")
+    codes, uniques = pd.factorize(pd.Series(ex), sort=False)
+    k = len(uniques)
+    y2 = y.reshape(len(y), -1)
+    s2 = s.reshape(len(s), -1)
+    first = np.full(k, -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # first row of each example
+    y_u = y2[first]
+    if not (y2 == y_u[codes]).all():
+        bad = int(np.flatnonzero((y2 != y_u[codes]).any(axis=1))[0])
+        raise ValueError(f"rows of example '{ex[bad]}' carry different labels; cannot average their scores")
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
+    s_u = np.zeros((k, s2.shape[1]))
+    np.add.at(s_u, codes, s2)
+    s_u /= counts[:, None]
+    return (np.asarray(uniques), y_u.reshape((k,) + y.shape[1:]), s_u.reshape((k,) + s.shape[1:]))
+
+
+def _as_2d(a, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be [N, C], got shape {a.shape}")
+    return a

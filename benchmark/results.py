@@ -1,0 +1,425 @@
+"""Tidy, resumable results: one long-format row per number, written atomically per job.
+
+Layout of a results folder (documented for users in ``results/README.md``)::
+
+    <out>/rows/<job_id>.parquet      metric rows of one finished job (written LAST: its
+                                     existence means the job is complete)
+    <out>/scores/<job_id>.parquet    per-example test scores + labels (example, class, label, score)
+    <out>/meta/<job_id>.json         job metadata (config, labelled subset, thresholds, timings)
+    <out>/history/<key>.parquet      pretraining loss curves
+    <out>/results.csv                all rows of the folder in one table (rewritten after each job)
+
+Every write goes to a temporary file in the same folder and is moved into place with
+``os.replace``, so a run killed at any instant (even ``kill -9``) leaves either the old file or
+the new one, never half of one. Temporary files start with ``.`` and end in ``.tmp``; readers
+ignore them.
+
+This module never imports torch (reports read results without any model code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError
+
+# Column order of the tidy table; see results/README.md for what each column means.
+ROW_COLUMNS: tuple[str, ...] = (
+    "run_id", "job_id", "method", "method_name", "seed", "protocol", "mode", "dataset", "task",
+    "label_fraction", "metric", "class", "value", "ci_low", "ci_high", "n", "n_pos", "n_classes",
+    "note", "config_hash", "git_commit", "git_dirty", "device", "torch_version", "python_version",
+    "host", "created",
+)
+FLOAT_COLUMNS = ("label_fraction", "value", "ci_low", "ci_high")
+INT_COLUMNS = ("seed", "n", "n_pos", "n_classes")
+BOOL_COLUMNS = ("git_dirty",)
+# A number is identified by these columns; merging keeps the latest row per key.
+KEY_COLUMNS: tuple[str, ...] = (
+    "method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class",
+)
+PROTOCOLS = ("zero-shot", "few-label", "cross-dataset")
+MODES = ("zero-shot", "linear-probe", "fine-tune")
+SCORE_COLUMNS = ("example", "class", "label", "score")
+
+# Readable prefix of a job id: these key fields, in this order, when present.
+_JOB_ID_FIELDS = ("method", "protocol", "mode", "dataset", "task", "label_fraction", "seed")
+
+
+# --------------------------------------------------------------------------------------------
+# identifiers and environment
+# --------------------------------------------------------------------------------------------
+def make_job_id(key: Mapping[str, Any]) -> str:
+    """The one helper that names a job: a readable prefix plus a hash of the whole key.
+
+    ``{"method": "mets[lm=tfidf]", "protocol": "few-label", ...}`` ->
+    ``mets_lm=tfidf_few-label_linear-probe_ptbxl_super_0.1_s0-3f9a0c1b2d``. The prefix is
+    truncated and stripped of unsafe characters (it is only for humans); the 10-hex hash of
+    the canonical JSON of the key makes the id unique.
+    """
+    canon = json.dumps({str(k): _jsonable(v) for k, v in key.items()}, sort_keys=True, default=str)
+    digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
+    parts = []
+    for f in _JOB_ID_FIELDS:
+        if f in key and key[f] is not None and not (isinstance(key[f], float) and math.isnan(key[f])):
+            v = key[f]
+            parts.append(f"s{v}" if f == "seed" else str(v))
+    prefix = re.sub(r"[^A-Za-z0-9.=+-]+", "_", "_".join(parts)).strip("_.")[:80]
+    return f"{prefix}-{digest}" if prefix else digest
+
+
+def safe_name(text: str) -> str:
+    """A string usable as a file name on every OS (history keys and the like)."""
+    name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", str(text)).strip("_.")
+    if not name:
+        raise ValueError(f"cannot make a file name from {text!r}")
+    if len(name) > 120 or name != str(text):
+        name = f"{name[:100]}-{hashlib.sha1(str(text).encode()).hexdigest()[:8]}"
+    return name
+
+
+def new_run_id() -> str:
+    """Identifies one invocation of ``benchmark run`` (UTC time + random suffix)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + os.urandom(3).hex()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -> dict:
+    """Facts about the code and machine that produced a number, for every result row.
+
+    ``git_commit`` is ``git rev-parse HEAD`` of the repository ('' outside git), ``git_dirty``
+    whether tracked files differ from it. ``device`` is what the caller ran on (e.g.
+    ``'cuda'``); a CUDA device is expanded with its name when torch is already imported.
+    ``torch_version`` comes from package metadata, so this does not import torch.
+    """
+    repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    commit, dirty = "", False
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        if commit:
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=repo, capture_output=True, text=True, timeout=10).stdout
+            dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    try:
+        from importlib.metadata import version
+
+        torch_version = version("torch")
+    except Exception:
+        torch_version = ""
+    dev = device or "cpu"
+    if dev.startswith("cuda") and "torch" in sys.modules:
+        try:
+            torch = sys.modules["torch"]
+            if torch.cuda.is_available():
+                dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+        except Exception:
+            pass
+    elif dev == "cpu":
+        dev = f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device": dev,
+        "torch_version": torch_version,
+        "python_version": platform.python_version(),
+        "host": socket.gethostname(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+def _atomic(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+    _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    _atomic(path, write)
+
+
+def atomic_write_json(obj: Any, path: Path) -> None:
+    atomic_write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# the tidy table
+# --------------------------------------------------------------------------------------------
+def normalize_rows(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    """Rows -> DataFrame with every ``ROW_COLUMNS`` column (missing ones filled with NaN/''/0)
+    in the documented order and dtype; extra columns are kept after them."""
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for col in ROW_COLUMNS:
+        if col not in df.columns:
+            if col in FLOAT_COLUMNS:
+                df[col] = np.nan
+            elif col in INT_COLUMNS:
+                df[col] = -1 if col == "seed" else 0
+            elif col in BOOL_COLUMNS:
+                df[col] = False
+            else:
+                df[col] = ""
+    for col in FLOAT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in INT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
+    for col in BOOL_COLUMNS:  # CSV gives 'True'/'False' strings
+        df[col] = df[col].map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+    for col in ROW_COLUMNS:
+        if col not in FLOAT_COLUMNS + INT_COLUMNS + BOOL_COLUMNS:
+            s = df[col].astype(object)
+            df[col] = s.where(s.notna(), "").astype(str)
+    extra = [c for c in df.columns if c not in ROW_COLUMNS]
+    return df[list(ROW_COLUMNS) + extra].reset_index(drop=True)
+
+
+def scores_frame(examples: Iterable, classes: Iterable[str], y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """Per-example test scores in long format (example, class, label, score), the form saved
+    next to every job so any metric can be recomputed without the model."""
+    ex = np.asarray(list(examples)).astype(str)
+    classes = [str(c) for c in classes]
+    y = np.asarray(y).reshape(len(ex), -1)
+    s = np.asarray(scores, dtype=np.float64).reshape(len(ex), -1)
+    if y.shape[1] != len(classes) or s.shape != y.shape:
+        raise ValueError(f"labels {y.shape} / scores {s.shape} do not match {len(classes)} classes")
+    return pd.DataFrame({
+        "example": np.repeat(ex, len(classes)),
+        "class": np.tile(np.asarray(classes, dtype=object), len(ex)),
+        "label": y.reshape(-1).astype(np.int8),
+        "score": s.reshape(-1),
+    })
+
+
+def scores_matrix(df: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Inverse of :func:`scores_frame`: ``(examples, classes, y [N, C], scores [N, C])`` with
+    examples and classes in their first-appearance order."""
+    examples = list(dict.fromkeys(df["example"]))
+    classes = list(dict.fromkeys(df["class"]))
+    y = df.pivot(index="example", columns="class", values="label").loc[examples, classes]
+    s = df.pivot(index="example", columns="class", values="score").loc[examples, classes]
+    return np.asarray(examples), classes, y.to_numpy().astype(int), s.to_numpy().astype(float)
+
+
+class ResultStore:
+    """The results folder of one run (see the module docstring for the layout)."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.root = Path(out_dir)
+
+    # paths -------------------------------------------------------------------------------
+    @property
+    def rows_dir(self) -> Path:
+        return self.root / "rows"
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.root / "meta"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.root / "history"
+
+    @property
+    def examples_dir(self) -> Path:
+        """Small artefacts for figures, e.g. ``ecg_panel.npz`` (written by the harness)."""
+        return self.root / "examples"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.root / "results.csv"
+
+    def rows_path(self, job_id: str) -> Path:
+        return self.rows_dir / f"{_check_job_id(job_id)}.parquet"
+
+    def scores_path(self, job_id: str) -> Path:
+        return self.scores_dir / f"{_check_job_id(job_id)}.parquet"
+
+    def meta_path(self, job_id: str) -> Path:
+        return self.meta_dir / f"{_check_job_id(job_id)}.json"
+
+    # jobs --------------------------------------------------------------------------------
+    def job_done(self, job_id: str) -> bool:
+        """A job is done iff its rows file exists (it is written last, atomically)."""
+        return self.rows_path(job_id).is_file()
+
+    def done_jobs(self) -> list[str]:
+        return sorted(p.stem for p in self.rows_dir.glob("*.parquet")) if self.rows_dir.is_dir() else []
+
+    def write_job(
+        self,
+        job_id: str,
+        rows: list[dict] | pd.DataFrame,
+        scores: pd.DataFrame | None = None,
+        meta: dict | None = None,
+    ) -> pd.DataFrame:
+        """Save one finished job: meta, then scores, then rows (last), then ``results.csv``.
+
+        Rows get ``job_id`` (and ``created`` if missing) filled in and are normalised to the
+        documented schema. Returns the rows as written.
+        """
+        df = normalize_rows(rows)
+        if df.empty:
+            raise ValueError(f"job {job_id} has no result rows")
+        df["job_id"] = job_id
+        df.loc[df["created"] == "", "created"] = utc_now()
+        if meta is not None:
+            atomic_write_json(meta, self.meta_path(job_id))
+        if scores is not None:
+            missing = set(SCORE_COLUMNS) - set(scores.columns)
+            if missing:
+                raise ValueError(f"scores of job {job_id} lack columns {sorted(missing)}")
+            atomic_write_parquet(scores.reset_index(drop=True), self.scores_path(job_id))
+        atomic_write_parquet(df, self.rows_path(job_id))
+        self.write_csv()
+        return df
+
+    def write_csv(self) -> None:
+        """Rewrite the consolidated ``results.csv`` from the rows files (for humans)."""
+        atomic_write_csv(self.load_rows(), self.csv_path)
+
+    def write_history(self, key: str, df: pd.DataFrame) -> Path:
+        """Save a pretraining loss curve (columns e.g. method, seed, epoch, loss, val_loss)."""
+        df = df.copy()
+        df["key"] = str(key)
+        path = self.history_dir / f"{safe_name(key)}.parquet"
+        atomic_write_parquet(df.reset_index(drop=True), path)
+        return path
+
+    # reading -----------------------------------------------------------------------------
+    def load_rows(self) -> pd.DataFrame:
+        """All finished jobs' rows (empty frame with the schema's columns if none)."""
+        files = sorted(self.rows_dir.glob("*.parquet")) if self.rows_dir.is_dir() else []
+        frames = [_read_parquet(p) for p in files]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return normalize_rows(pd.DataFrame(columns=list(ROW_COLUMNS)))
+        return normalize_rows(pd.concat(frames, ignore_index=True))
+
+    def load_scores(self, job_id: str) -> pd.DataFrame:
+        path = self.scores_path(job_id)
+        if not path.is_file():
+            raise UserError(f"no per-example scores for job '{job_id}' in {self.root}")
+        return _read_parquet(path)
+
+    def load_meta(self, job_id: str) -> dict:
+        path = self.meta_path(job_id)
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def load_history(self) -> pd.DataFrame:
+        files = sorted(self.history_dir.glob("*.parquet")) if self.history_dir.is_dir() else []
+        frames = [_read_parquet(p) for p in files]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _check_job_id(job_id: str) -> str:
+    if not job_id or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=+-]*", job_id) or len(job_id) > 200:
+        raise ValueError(f"unsafe job id {job_id!r}: build ids with make_job_id()")
+    return job_id
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise UserError(f"cannot read result file {path}: {exc}; delete it and re-run to redo that job") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# merging folders
+# --------------------------------------------------------------------------------------------
+def load_results_dir(path: str | os.PathLike) -> pd.DataFrame:
+    """Rows of one results folder: ``rows/*.parquet``, or ``results.csv`` if only that exists."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"results folder '{path}' does not exist: pass --results DIR of a finished run")
+    store = ResultStore(path)
+    if store.done_jobs():
+        return store.load_rows()
+    if store.csv_path.is_file():
+        text_cols = {c: str for c in ROW_COLUMNS if c not in FLOAT_COLUMNS + INT_COLUMNS + BOOL_COLUMNS}
+        return normalize_rows(pd.read_csv(store.csv_path, dtype=text_cols, keep_default_na=False,
+                                          na_values=["", "nan", "NaN"]))
+    raise UserError(f"'{path}' holds no results (no rows/*.parquet, no results.csv)")
+
+
+def merge_results(dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate several results folders; for rows with the same ``KEY_COLUMNS`` keep the
+    latest by ``created`` (equal timestamps: the folder given later wins). Adds a
+    ``results_dir`` column saying where each row came from."""
+    frames = []
+    for d in dirs:
+        df = load_results_dir(d)
+        df["results_dir"] = str(d)
+        frames.append(df)
+    if not frames:
+        raise UserError("no results folders given")
+    df = pd.concat(frames, ignore_index=True)
+    df["_order"] = np.arange(len(df))
+    df["_t"] = pd.to_datetime(df["created"], utc=True, errors="coerce", format="ISO8601")
+    df = df.sort_values(["_t", "_order"], kind="mergesort", na_position="first")
+    df = df.drop_duplicates(list(KEY_COLUMNS), keep="last")
+    return df.sort_values("_order").drop(columns=["_order", "_t"]).reset_index(drop=True)
