@@ -95,6 +95,7 @@ def read_reference(path: Path) -> pd.DataFrame:
             if len(row) != 2 or not row[0]:
                 raise DataError(f"'{path}' line {lineno}: expected 'record,label', got '{','.join(row)}'")
             rec, lab = row
+            rec = rec.rsplit("/", 1)[-1]  # some copies list 'A00/A00001' (PhysioNet's sub-folders)
             if lab not in CLASSES:
                 raise DataError(
                     f"'{path}' line {lineno}: unknown label '{lab}' for record {rec} (expected one of N, A, O, ~)"
