@@ -1,0 +1,277 @@
+"""The frozen language model runs once per unique text, ever.
+
+:class:`CachedTextEncoder` wraps a :class:`~methods.text_encoders.TextEncoder`. ``encode(texts)``
+
+1. deduplicates the texts (PTB-XL's ~21,800 reports hold a few thousand distinct strings);
+2. looks each unique text up in an in-process dict, then in an on-disk SQLite table keyed by
+   ``(encoder.identity(), sha256(text))``;
+3. runs the model only on the texts found nowhere, stores their vectors, and
+4. returns one row per input text, in input order.
+
+The identity holds the model name, a fingerprint of its weights (and tokenizer), the pooling and
+the maximum length (for tfidf: the fitted vocabulary, idf and SVD), so a different LM, pooling,
+truncation or fit never hits a stale entry. The exact text is hashed: no normalisation.
+
+Storage: one SQLite file ``<cache>/text-embeddings/embeddings.sqlite`` with one table
+``embeddings(identity, text_hash, dim, vec)`` where ``vec`` is the float32 vector's bytes.
+SQLite in WAL mode makes concurrent readers and writers in several processes safe; every write
+is one transaction (``INSERT OR REPLACE`` on the primary key), so a crash never leaves a
+half-written vector and two processes that compute the same text concurrently store it once. On a network file system where
+WAL is unavailable SQLite falls back to its rollback journal (still atomic, slower under
+contention); putting the cache on a local disk is best.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmark.errors import UserError
+from benchmark.paths import resolve_cache_dir, text_cache_dir
+from benchmark.registry import TEXT_ENCODERS, parse_spec
+
+from methods.text_encoders import TextEncoder
+
+DB_NAME = "embeddings.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    identity  TEXT    NOT NULL,
+    text_hash TEXT    NOT NULL,
+    dim       INTEGER NOT NULL,
+    vec       BLOB    NOT NULL,
+    PRIMARY KEY (identity, text_hash)
+) WITHOUT ROWID
+"""
+_CHUNK = 500  # host parameters per SELECT (SQLite's limit is 999 on old builds)
+
+
+def text_hash(text: str) -> str:
+    """Cache key of one text: sha256 of its exact UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CachedTextEncoder:
+    """A text encoder behind a two-level (memory, SQLite) embedding cache.
+
+    ``hits`` counts unique texts served from memory or disk (``memory_hits`` + ``disk_hits``),
+    ``misses`` unique texts that had to go through the model, both summed over all ``encode``
+    calls. ``encoder.calls`` counts texts the model really saw.
+    """
+
+    def __init__(self, encoder: TextEncoder, cache_dir: str | os.PathLike | None = None) -> None:
+        self.encoder = encoder
+        self.db_path = text_cache_dir(resolve_cache_dir(cache_dir)) / DB_NAME
+        self.memory_hits = 0
+        self.disk_hits = 0
+        self.misses = 0
+        self._memory: dict[str, np.ndarray] = {}
+        self._memory_identity: str | None = None
+        self._identity: str | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid: int | None = None
+
+    # -- what callers read ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def pooling(self) -> str:
+        return self.encoder.pooling
+
+    @property
+    def requires_fit(self) -> bool:
+        return self.encoder.requires_fit
+
+    @property
+    def hits(self) -> int:
+        return self.memory_hits + self.disk_hits
+
+    def identity(self) -> str:
+        """The wrapped encoder's identity (memoised; recomputed after ``fit``)."""
+        if self._identity is None:
+            self._identity = self.encoder.identity()
+        return self._identity
+
+    def module(self):
+        return self.encoder.module()
+
+    def fit(self, texts: Sequence[str]) -> "CachedTextEncoder":
+        """Fit the wrapped encoder (tfidf) on the training reports; its identity changes with the fit."""
+        self.encoder.fit(texts)
+        self._identity = None
+        return self
+
+    # -- SQLite ---------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        # A connection must not cross a fork: reopen in a child process (e.g. a DataLoader worker).
+        if self._conn is None or self._conn_pid != os.getpid():
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.db_path, timeout=120.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise self._corrupt(exc) from exc
+            self._conn, self._conn_pid = conn, os.getpid()
+        return self._conn
+
+    def _corrupt(self, exc: Exception) -> UserError:
+        return UserError(
+            f"text embedding cache '{self.db_path}' is unreadable ({exc}): delete it (it is rebuilt on demand)"
+        )
+
+    def _load(self, identity: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        dim = self.encoder.dim
+        try:
+            db = self._db()
+            for s in range(0, len(hashes), _CHUNK):
+                chunk = hashes[s : s + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT text_hash, dim, vec FROM embeddings WHERE identity = ? AND text_hash IN ({marks})",
+                    [identity, *chunk],
+                ).fetchall()
+                for h, d, blob in rows:
+                    if d == dim and len(blob) == 4 * dim:  # anything else is treated as a miss
+                        found[h] = np.frombuffer(blob, dtype=np.float32).copy()
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from exc
+        return found
+
+    def _store(self, identity: str, items: list[tuple[str, np.ndarray]]) -> None:
+        rows = [(identity, h, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in items]
+        try:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO embeddings (identity, text_hash, dim, vec) VALUES (?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from exc
+
+    # -- the one thing it does ------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """float32 ``[len(texts), dim]``, in input order; the model sees only never-seen texts."""
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"text encoders take strings, got {type(t).__name__}: {t!r}")
+        identity = self.identity()  # raises for an unfitted tfidf
+        dim = self.encoder.dim
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        if identity != self._memory_identity:
+            self._memory, self._memory_identity = {}, identity
+
+        unique = list(dict.fromkeys(texts))
+        hashes = {t: text_hash(t) for t in unique}
+        vectors: dict[str, np.ndarray] = {}
+        todo = []
+        for t in unique:
+            v = self._memory.get(hashes[t])
+            if v is None:
+                todo.append(t)
+            else:
+                vectors[t] = v
+        self.memory_hits += len(unique) - len(todo)
+
+        if todo:
+            on_disk = self._load(identity, [hashes[t] for t in todo])
+            missing = []
+            for t in todo:
+                v = on_disk.get(hashes[t])
+                if v is None:
+                    missing.append(t)
+                else:
+                    vectors[t] = self._memory[hashes[t]] = v
+            self.disk_hits += len(todo) - len(missing)
+            if missing:
+                computed = self.encoder.encode(missing, batch_size=batch_size)
+                if not np.isfinite(computed).all():
+                    bad = missing[int(np.flatnonzero(~np.isfinite(computed).all(axis=1))[0])]
+                    raise RuntimeError(f"text encoder {self.name} produced NaN/inf for {bad!r}")
+                items = [(hashes[t], computed[i]) for i, t in enumerate(missing)]
+                self._store(identity, items)
+                for t, (h, v) in zip(missing, items):
+                    vectors[t] = self._memory[h] = v
+                self.misses += len(missing)
+
+        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+
+    __call__ = encode
+
+    def clear_memory(self) -> None:
+        """Drop the in-process layer (the next call reads from disk)."""
+        self._memory = {}
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn_pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"CachedTextEncoder({self.encoder!r}, db={str(self.db_path)!r}, hits={self.hits}, misses={self.misses})"
+
+
+def _factory_params(spec: str) -> set[str] | None:
+    """Keyword settings the factory behind ``spec`` accepts (None: anything)."""
+    name, _ = parse_spec(spec)
+    if ":" in name and name.split(":", 1)[0] in TEXT_ENCODERS.prefixes():
+        entry = TEXT_ENCODERS._prefixes[name.split(":", 1)[0]]
+    else:
+        entry = TEXT_ENCODERS.entry(name)
+    return entry.accepted_params()
+
+
+def create_text_encoder(
+    spec: str,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    fit_texts: Sequence[str] | None = None,
+) -> CachedTextEncoder:
+    """Build a registered text encoder from its spec (``minilm``, ``tfidf[dim=128]``, ``hf:PATH``)
+    and wrap it in the embedding cache under ``cache_dir``.
+
+    ``device`` (and ``cache_dir``, for mpnet's unpacked model) are passed to factories that take
+    them. An encoder that must be fitted (tfidf) is fitted on ``fit_texts`` (the *training*
+    reports only) before anything is cached; without them call ``.fit(texts)`` yourself.
+    """
+    import methods.text_encoders  # noqa: F401  (registers the built-in encoders)
+
+    accepted = _factory_params(spec)
+    extra = {}
+    if accepted is None or "device" in accepted:
+        extra["device"] = device
+    if (accepted is None or "cache_dir" in accepted) and cache_dir is not None:
+        extra["cache_dir"] = str(cache_dir)
+    name, params = parse_spec(spec)
+    extra = {k: v for k, v in extra.items() if k not in params}  # the spec's own settings win
+    encoder = TEXT_ENCODERS.create(spec, **extra)
+    cached = CachedTextEncoder(encoder, cache_dir)
+    if fit_texts is not None:
+        cached.fit(fit_texts)
+    return cached
+
+
+__all__ = ["CachedTextEncoder", "create_text_encoder", "text_hash", "DB_NAME"]
