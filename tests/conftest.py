@@ -44,3 +44,39 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     except Exception:
         pass
+
+
+@pytest.fixture(scope="session")
+def ptbxl_set(data_root, session_cache):
+    """The shared PTB-XL slice prepared once per session at 100 Hz, 10 s (an ``ECGSet``)."""
+    from benchmark.data.store import prepare
+
+    return prepare("ptbxl", data_root, session_cache, fs=100, progress=False)
+
+
+@pytest.fixture
+def ptbxl_copy(data_root):
+    """Factory: ``ptbxl_copy(dest, n=6, hr=False)`` copies the first ``n`` PTB-XL records (CSV rows,
+    scp_statements.csv, 100 Hz files and with ``hr=True`` the 500 Hz files) into ``dest/ptb-xl`` and
+    returns ``dest`` (a data root). Use it to damage files without touching the shared data."""
+    import shutil
+
+    import pandas as pd
+
+    def make(dest: Path, n: int = 6, hr: bool = False) -> Path:
+        src = data_root / "ptb-xl"
+        out = Path(dest) / "ptb-xl"
+        out.mkdir(parents=True, exist_ok=True)
+        df = pd.read_csv(src / "ptbxl_database.csv").sort_values("ecg_id").iloc[:n]
+        df.to_csv(out / "ptbxl_database.csv", index=False)
+        shutil.copy(src / "scp_statements.csv", out / "scp_statements.csv")
+        cols = ["filename_lr"] + (["filename_hr"] if hr else [])
+        for col in cols:
+            for name in df[col]:
+                for ext in (".hea", ".dat"):
+                    target = out / f"{name}{ext}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(src / f"{name}{ext}", target)
+        return Path(dest)
+
+    return make

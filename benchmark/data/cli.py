@@ -1,0 +1,214 @@
+"""``python -m benchmark data {info,prepare,download}``.
+
+``info``     prepares (or opens the cached store of) each dataset found under the data root and
+             prints records per split, class counts per task and split, report languages, skipped
+             records and glossary coverage. ``--json`` prints one object::
+
+                 {"ptbxl": {"superdiagnostic": {"train": {"NORM": n, ...}, "val": {...},
+                                                "test": {...}, "unlabelled": n},
+                            "<other task>": {...},
+                            "_summary": {"status": "ok", "store": path, "records": n,
+                                         "splits": {...}, "skipped": n, "skipped_examples": [...],
+                                         "languages": {...}, "info": {...}}},
+                  "mitbih": {"_summary": {"status": "not found", "path": "..."}}}
+
+             i.e. every task at the top level of its dataset, plus a ``_summary`` key (task names
+             never start with ``_``). A dataset whose folder is missing is reported as "not found"
+             unless it was named explicitly with ``--datasets`` (then it is an error).
+``prepare``  builds the stores with progress bars and prints where they are.
+``download`` fetches a database from PhysioNet (``benchmark.data.download``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmark.errors import DataError, UserError, unknown_name
+
+DEFAULT_DATASETS = ("ptbxl", "mitbih", "cinc2017")
+DOWNLOADABLE = ("ptbxl", "mitdb", "cinc2017")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", metavar="DIR", help="folder holding ptb-xl/, mitdb/, cinc2017/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where prepared stores live (default: $ECGBENCH_CACHE_DIR or the user cache dir)")
+    p.add_argument("--datasets", help=f"comma-separated datasets (default: all of {','.join(DEFAULT_DATASETS)} that are present)")
+    p.add_argument("--fs", type=int, default=100, help="target sampling rate in Hz (default: %(default)s; 500 supported)")
+    p.add_argument("--window-s", type=float, default=10.0, help="window length in seconds (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping and counting it")
+    g = p.add_argument_group("dataset options")
+    g.add_argument("--mitbih-dir", metavar="SUBDIR", help="MIT-BIH folder under the data root: mitdb (default) or mitdb-pvc")
+    g.add_argument("--annotator", metavar="EXT", help="MIT-BIH annotation extension: atr (default); the mitdb-pvc set uses pvc")
+    g.add_argument("--cinc-crops", type=int, metavar="N", help="CinC 2017: windows cropped per record")
+    g.add_argument("--split-seed", type=int, metavar="N", help="CinC 2017: seed of the stratified record split")
+    g.add_argument("--ptbxl-limit", type=int, metavar="N", help="PTB-XL: only the first N records by ecg_id (smoke runs)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    p = sub.add_parser("info", help="what was found: records per split, class counts, languages, skips")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output (see module doc for the shape)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = sub.add_parser("prepare", help="build the prepared stores (memory-mapped signals + metadata)")
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="delete and rebuild existing stores of these settings")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = sub.add_parser("download", help="download a database from PhysioNet (resumable, verified)")
+    p.add_argument("name", help=f"one of {', '.join(DOWNLOADABLE)}")
+    p.add_argument("--to", required=True, metavar="DIR", help="data root to download into")
+    p.add_argument("--base-url", metavar="URL", help="PhysioNet mirror (default: https://physionet.org/files)")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA256SUMS.txt check")
+    parser.set_defaults(_data_parser=parser)
+
+
+def dataset_options(args, dataset: str) -> dict:
+    """Dataset-specific options from the command line (only those given)."""
+    table = {
+        "mitbih": {"subdir": getattr(args, "mitbih_dir", None), "annotator": getattr(args, "annotator", None)},
+        "cinc2017": {"n_crops": getattr(args, "cinc_crops", None), "split_seed": getattr(args, "split_seed", None)},
+        "ptbxl": {"limit": getattr(args, "ptbxl_limit", None)},
+    }
+    return {k: v for k, v in table.get(dataset, {}).items() if v is not None}
+
+
+def _datasets(args) -> tuple[list[str], bool]:
+    from benchmark.data.store import dataset_class
+
+    explicit = args.datasets is not None
+    names = [n.strip() for n in str(args.datasets).split(",") if n.strip()] if explicit else list(DEFAULT_DATASETS)
+    if explicit and not names:
+        raise UserError("--datasets is empty: name at least one of " + ", ".join(DEFAULT_DATASETS))
+    for n in names:
+        dataset_class(n)  # unknown name -> UserError with suggestions
+    return names, explicit
+
+
+def _folder(args, name: str, options: dict) -> Path:
+    from benchmark.paths import DATASET_DIRS, resolve_data_root
+
+    return resolve_data_root(args.data_root) / str(options.get("subdir") or DATASET_DIRS.get(name, name))
+
+
+def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
+    """dataset -> ECGSet, or a {'status': 'not found', 'path': ...} dict for absent folders."""
+    from benchmark.data.store import prepare
+    from benchmark.paths import resolve_data_root
+
+    resolve_data_root(args.data_root)  # missing root -> one-line error before anything else
+    names, explicit = _datasets(args)
+    out: dict = {}
+    for name in names:
+        opts = dataset_options(args, name)
+        folder = _folder(args, name, opts)
+        if not folder.is_dir() and not explicit:
+            out[name] = {"status": "not found", "path": str(folder)}
+            continue
+        try:
+            out[name] = prepare(
+                name, args.data_root, args.cache_dir, fs=args.fs, window_s=args.window_s,
+                strict=args.strict, progress=progress, rebuild=rebuild, **opts,
+            )
+        except DataError:
+            if not folder.is_dir() and not explicit:
+                out[name] = {"status": "not found", "path": str(folder)}
+            else:
+                raise
+    return out
+
+
+def info_dict(ds) -> dict:
+    """The JSON of one prepared dataset (shape in the module doc)."""
+    s = ds.summary()
+    d: dict = {name: per for name, per in s["tasks"].items()}
+    skipped = ds.manifest.get("skipped", [])
+    d["_summary"] = {
+        "status": "ok",
+        "store": str(ds.path),
+        "records": s["records"],
+        "fs": s["fs"],
+        "samples": s["samples"],
+        "leads": s["leads"],
+        "splits": s["splits"],
+        "skipped": len(skipped),
+        "skipped_examples": skipped[:5],
+        "languages": s.get("languages", {}),
+        "info": ds.manifest.get("info", {}),
+    }
+    return d
+
+
+def _print_info(name: str, ds) -> None:
+    if isinstance(ds, dict):
+        print(f"{name}: not found ({ds['path']})")
+        return
+    d = info_dict(ds)
+    s = d["_summary"]
+    splits = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+    print(f"{name}: {s['records']} examples at {s['fs']} Hz x {s['samples']} samples, leads {'/'.join(s['leads'])}")
+    print(f"  splits: {splits}")
+    print(f"  store: {s['store']}")
+    if s["skipped"]:
+        print(f"  skipped: {s['skipped']}")
+        for e in s["skipped_examples"][:3]:
+            print(f"    {e.get('source') or e.get('id')}: {e['reason']}")
+    else:
+        print("  skipped: 0")
+    if s["languages"]:
+        print("  report languages: " + ", ".join(f"{k} {v}" for k, v in sorted(s["languages"].items())))
+    cov = s["info"].get("glossary_coverage")
+    if cov:
+        parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
+        print("  glossary coverage: " + "; ".join(parts))
+    for key in ("empty_reports", "edit_annotations_removed"):
+        if key in s["info"]:
+            print(f"  {key.replace('_', ' ')}: {s['info'][key]}")
+    for task, per in d.items():
+        if task.startswith("_"):
+            continue
+        print(f"  task {task} ({len(per['train'])} classes; unlabelled {per.get('unlabelled', 0)})")
+        classes = list(per["train"])
+        width = max(len(c) for c in classes) if classes else 5
+        if len(classes) > 25:
+            tops = sorted(classes, key=lambda c: -(per["train"][c] + per["val"][c] + per["test"][c]))[:10]
+            print(f"    (showing the 10 most frequent of {len(classes)})")
+            classes = tops
+        print(f"    {'class':<{width}} {'train':>6} {'val':>6} {'test':>6}")
+        for c in classes:
+            print(f"    {c:<{width}} {per['train'][c]:>6} {per['val'][c]:>6} {per['test'][c]:>6}")
+
+
+def main(args) -> int:
+    cmd = getattr(args, "data_command", None)
+    if cmd is None:
+        args._data_parser.print_help()
+        return 0
+    if cmd == "download":
+        if args.name not in DOWNLOADABLE:
+            raise unknown_name("database to download", args.name, DOWNLOADABLE)
+        from benchmark.data.download import download
+
+        result = download(args.name, args.to, base_url=args.base_url, verify=not args.no_verify, progress=True)
+        print(f"{args.name}: downloaded to {result if result is not None else args.to}")
+        return 0
+    progress = not args.no_progress and not (cmd == "info" and args.json)
+    sets = _prepare_all(args, rebuild=(cmd == "prepare" and args.rebuild), progress=progress)
+    if cmd == "info":
+        if args.json:
+            out = {n: (info_dict(d) if not isinstance(d, dict) else {"_summary": d}) for n, d in sets.items()}
+            print(json.dumps(out, indent=1, sort_keys=False))
+        else:
+            for name, ds in sets.items():
+                _print_info(name, ds)
+        return 0
+    if cmd == "prepare":
+        for name, ds in sets.items():
+            if isinstance(ds, dict):
+                print(f"{name}: not found ({ds['path']}), skipped")
+            else:
+                n_skip = len(ds.manifest.get("skipped", []))
+                print(f"{name}: {len(ds)} examples ({n_skip} skipped) -> {ds.path}")
+        return 0
+    raise UserError(f"unknown data action '{cmd}'")
