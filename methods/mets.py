@@ -1,0 +1,206 @@
+"""METS: a trainable ECG encoder aligned with a frozen language model (Li et al., MIDL 2023).
+
+ECG -> ResNet1d -> linear projection ─┐
+                                       ├─ both L2-normalised -> symmetric CLIP loss (InfoNCE)
+report -> frozen LM (cached) -> linear ─┘
+
+* The language model never trains and, by default, never runs inside the training loop: in
+  ``setup`` every distinct training/validation report (wrapped in ``report_prompt``) is embedded
+  once through the on-disk embedding cache (``methods.embedding_cache``), and the training step
+  indexes that matrix with the batch's row positions. ``text_in_loop=True`` instead runs the
+  frozen LM on every batch (uncached) -- only to measure what the cache saves (issue 7).
+* Rows whose report is empty are left out of training and validation (counted in ``stats``).
+* Zero-shot: each class's prompts go through the same frozen LM and text projection, are
+  L2-normalised, averaged and re-normalised (open_clip's ``zero_shot_classifier``); the score of
+  an ECG for a class is the cosine similarity of its projected embedding with that class vector.
+
+What comes from the paper and what is our choice is written down in docs/methods.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.data.base import TEXT_KINDS
+from benchmark.errors import UserError, unknown_name
+from benchmark.losses import clip_loss
+from benchmark.method import Method, register_method_class
+from benchmark.training import Batch, autocast
+
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
+
+
+@register_method_class("mets")
+class METS(Method):
+    """METS: ECG encoder + frozen language model, CLIP-style contrastive pretraining (zero-shot capable)."""
+
+    has_text_tower = True
+    defaults = {
+        **Method.defaults,
+        "lm": "minilm",  # text encoder spec (methods.text_encoders): minilm, mpnet, tfidf, random-bert, hf:<id>
+        "proj_dim": None,  # None: the LM's dimension (projection into the LM space, as in the re-implementation)
+        "temperature": 0.07,
+        "learnable_temperature": False,
+        "report_prompt": "The report of the ECG is that {report}",
+        "report_text": "clean",  # raw | clean | en
+        "text_in_loop": False,
+    }
+
+    def build(self) -> None:
+        from methods.embedding_cache import create_text_encoder
+
+        s = self.settings
+        if s["report_text"] not in TEXT_KINDS:
+            raise unknown_name("report_text for mets", str(s["report_text"]), TEXT_KINDS)
+        if "{report}" not in str(s["report_prompt"]):
+            raise UserError(f"mets report_prompt must contain '{{report}}', got '{s['report_prompt']}'")
+        if not float(s["temperature"]) > 0:
+            raise UserError(f"mets temperature must be > 0, got {s['temperature']}")
+        # The frozen LM is deliberately *not* a submodule: its weights stay out of state_dict,
+        # checkpoints and the optimiser, and .to()/.train() never touch it.
+        object.__setattr__(
+            self, "text", create_text_encoder(str(s["lm"]), cache_dir=s["cache_dir"], device=s["device"])
+        )
+        self._make_projections()
+        init = torch.tensor(math.log(1.0 / float(s["temperature"])))
+        if s["learnable_temperature"]:
+            self.logit_scale = nn.Parameter(init)
+        else:
+            self.register_buffer("logit_scale", init)
+        self._fit_texts: list[str] | None = None
+        self._text_emb: torch.Tensor | None = None  # [len(data), lm_dim] for training/validation rows
+        self._row_text: list[str] | None = None
+
+    def _make_projections(self) -> None:
+        """ECG and text projections into a ``proj_dim`` space (default: the LM's width).
+
+        Called again, seeded, when a fitted encoder (TF-IDF) ends up narrower than requested."""
+        self.lm_dim = int(self.text.dim)
+        proj_dim = int(self.settings["proj_dim"] or self.lm_dim)
+        self.ecg_proj = nn.Linear(self.encoder.dim, proj_dim)
+        self.text_proj = nn.Linear(self.lm_dim, proj_dim)
+
+    # -- data ------------------------------------------------------------------------------
+    def _prompted(self, data) -> list[str]:
+        template = str(self.settings["report_prompt"])
+        return [template.format(report=t.strip()) if t.strip() else "" for t in data.texts(self.settings["report_text"])]
+
+    def usable_rows(self, data, idx: np.ndarray, targets=None) -> np.ndarray:
+        texts = data.texts(self.settings["report_text"])
+        keep = np.array([bool(texts[i].strip()) for i in idx], dtype=bool)
+        self.stats["empty_reports_skipped"] = self.stats.get("empty_reports_skipped", 0) + int((~keep).sum())
+        return idx[keep]
+
+    def setup(self, data, train_idx, val_idx=None, targets=None) -> None:
+        """Fit the text encoder if it needs it (TF-IDF: training reports only), then embed every
+        distinct training/validation report once (through the cache)."""
+        texts = self._prompted(data)
+        if self.text.requires_fit:
+            self.fit_text_encoder(sorted({texts[i] for i in train_idx}))
+        rows = np.unique(np.concatenate([np.asarray(train_idx), np.asarray([] if val_idx is None else val_idx)]).astype(np.int64))
+        unique = sorted({texts[i] for i in rows})
+        if not unique:
+            raise UserError("mets: no training row has a non-empty report")
+        emb = np.asarray(self.text.encode(unique), dtype=np.float32)
+        if emb.shape != (len(unique), self.lm_dim):
+            raise RuntimeError(f"text encoder returned {emb.shape}, expected ({len(unique)}, {self.lm_dim})")
+        pos = {t: i for i, t in enumerate(unique)}
+        table = np.zeros((len(data), self.lm_dim), dtype=np.float32)
+        table[rows] = emb[[pos[texts[i]] for i in rows]]
+        self._text_emb = torch.from_numpy(table).to(self.device)
+        self._row_text = texts
+        self.stats.update(unique_reports=len(unique), embedded_rows=int(len(rows)))
+
+    def fit_text_encoder(self, texts: list[str]) -> None:
+        self.text.fit(texts)
+        if int(self.text.dim) != self.lm_dim:  # TF-IDF capped by the vocabulary: rebuild, seeded
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.settings["seed"]) + 1)
+                self._make_projections()
+            self.to(self.device)
+        self._fit_texts = list(texts)
+
+    # -- training --------------------------------------------------------------------------
+    def _text_features(self, batch: Batch) -> torch.Tensor:
+        if self.settings["text_in_loop"]:
+            texts = [self._row_text[i] for i in batch.idx]
+            raw = self.text.encoder.encode(texts)
+            return torch.as_tensor(np.asarray(raw, dtype=np.float32), device=batch.device)
+        if self._text_emb is None:
+            raise RuntimeError("mets: setup() must run before training (pretrain() calls it)")
+        return self._text_emb[torch.as_tensor(batch.idx, device=self._text_emb.device)].to(batch.device)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        z_ecg = self.ecg_proj(self.ecg_features(batch.x))
+        z_txt = self.text_proj(self._text_features(batch))
+        return clip_loss(z_ecg, z_txt, self.scale())
+
+    # -- joint space -----------------------------------------------------------------------
+    def _joint_ecg(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.ecg_proj(self.ecg_features(x)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised projected text embeddings [n, proj_dim] (the frozen LM goes through the cache)."""
+        if not texts:
+            return np.zeros((0, self.text_proj.out_features), dtype=np.float32)
+        raw = torch.as_tensor(np.asarray(self.text.encode(list(texts)), dtype=np.float32), device=self.device)
+        was = self.training
+        self.to(self.device).eval()
+        with autocast(self.precision, self.device):
+            z = self.text_proj(raw)
+        self.train(was)
+        return F.normalize(z.float(), dim=-1).cpu().numpy()
+
+    def class_weights(self, class_prompts: dict[str, list[str]]) -> np.ndarray:
+        """[C, proj_dim]: per class, mean of its normalised prompt embeddings, re-normalised."""
+        rows = []
+        for cls, prompts in class_prompts.items():
+            if not prompts:
+                raise UserError(f"zero-shot: class '{cls}' has no prompts")
+            mean = self.encode_text(list(prompts)).mean(axis=0)
+            rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        return np.stack(rows).astype(np.float32)
+
+    def encode_ecg_joint(self, data, idx, batch_size: int = 256) -> np.ndarray:
+        """L2-normalised projected ECG embeddings [N, proj_dim] (the space text lives in)."""
+        out = self._map_batches(self._joint_ecg, data, idx, batch_size)
+        return out.reshape(len(np.asarray(idx)), self.ecg_proj.out_features)
+
+    def zero_shot_scores(self, data, idx, class_prompts: dict[str, list[str]], batch_size: int = 256) -> np.ndarray:
+        """Cosine similarity [N, C] of each ECG with each class (classes in the dict's order)."""
+        if not class_prompts:
+            raise UserError("zero-shot: no classes given")
+        w = self.class_weights(class_prompts)
+        return self.encode_ecg_joint(data, idx, batch_size) @ w.T
+
+    # -- persistence -----------------------------------------------------------------------
+    def method_state(self) -> dict[str, Any]:
+        return {"fit_texts": self._fit_texts, "text_identity": _identity(self.text)}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        if state.get("fit_texts") is not None:
+            self.fit_text_encoder(state["fit_texts"])
+        saved, now = state.get("text_identity"), _identity(self.text)
+        if saved is not None and saved != now:
+            raise UserError(
+                f"the saved METS model was trained with text encoder {saved}, but '{self.settings['lm']}' "
+                f"now resolves to {now}: its weights changed; pretrain again"
+            )
+
+
+def _identity(text_encoder) -> Any:
+    try:
+        ident = text_encoder.identity()
+    except Exception:  # an unfitted TF-IDF has no identity yet
+        return None
+    return ident if isinstance(ident, (str, int, float, tuple, list, dict)) else str(ident)
