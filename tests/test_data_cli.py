@@ -1,0 +1,99 @@
+"""``python -m benchmark data ...``: info (text and JSON), prepare, not-found datasets, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_info_json_for_ptbxl(ptbxl_set, data_root, session_cache, capsys):
+    rc = main(["data", "info", "--json", "--datasets", "ptbxl", "--data-root", str(data_root), "--cache-dir", str(session_cache)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["ptbxl"]
+    d = out["ptbxl"]
+    summary = ptbxl_set.summary()
+    for task in ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm"):
+        assert d[task] == summary["tasks"][task]
+    sup = d["superdiagnostic"]
+    assert list(sup["train"]) == ["NORM", "MI", "STTC", "CD", "HYP"]
+    assert sum(sup["train"].values()) >= 353 - sup["unlabelled"]
+    s = d["_summary"]
+    assert s["status"] == "ok" and s["store"] == str(ptbxl_set.path)
+    assert s["splits"] == {"train": 353, "val": 81, "test": 66} and s["skipped"] == 0
+    assert s["languages"] == {"de": 263, "en": 160, "sv": 70, "unknown": 7}
+    assert s["info"]["glossary_coverage"]["overall"]["coverage"] >= 0.95
+
+
+def test_info_text_prepare_and_not_found(ptbxl_copy, tmp_path, capsys):
+    root = ptbxl_copy(tmp_path / "data", n=5)
+    (root / "ptb-xl" / "records100/00000/00003_lr.dat").unlink()
+    cache = tmp_path / "cache"
+    assert main(["data", "prepare", "--data-root", str(root), "--cache-dir", str(cache), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ptbxl: 4 examples (1 skipped) ->" in out and str(cache) in out
+    assert "mitbih: not found" in out and "cinc2017: not found" in out
+
+    assert main(["data", "info", "--data-root", str(root), "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "ptbxl: 4 examples at 100 Hz" in out and "skipped: 1" in out and "00003_lr" in out
+    assert "task superdiagnostic" in out and "report languages:" in out and "glossary coverage:" in out
+
+    assert main(["data", "info", "--json", "--data-root", str(root), "--cache-dir", str(cache)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mitbih"] == {"_summary": {"status": "not found", "path": str(root / "mitdb")}}
+    assert out["ptbxl"]["_summary"]["skipped"] == 1
+    assert "missing" in out["ptbxl"]["_summary"]["skipped_examples"][0]["reason"]
+
+    # named explicitly, a missing dataset is an error; --strict turns the skip into one
+    assert main(["data", "info", "--datasets", "mitbih", "--data-root", str(root), "--cache-dir", str(cache)]) == 2
+    assert "mitdb" in capsys.readouterr().err
+    rc = main(["data", "prepare", "--strict", "--datasets", "ptbxl", "--data-root", str(root), "--cache-dir", str(cache)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "00003_lr" in err
+
+
+def test_unknown_names_are_one_line_errors(tmp_path, capsys):
+    assert main(["data", "info", "--datasets", "ptbxl,cinc2071", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown dataset 'cinc2071'") and "cinc2017" in err and err.count("\n") == 1
+    assert main(["data", "download", "mitbih", "--to", str(tmp_path)]) == 2
+    assert "Did you mean mitdb" in capsys.readouterr().err
+
+
+def test_bad_data_root_via_subprocess_has_no_traceback(tmp_path):
+    bad = tmp_path / "no-such-root"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "data", "info", "--json", "--data-root", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "ECGBENCH_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(bad) in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("action", ["info", "prepare"])
+def test_dataset_options_reach_the_store(ptbxl_copy, tmp_path, capsys, action):
+    root = ptbxl_copy(tmp_path / "data", n=6)
+    args = ["data", action, "--datasets", "ptbxl", "--ptbxl-limit", "3", "--data-root", str(root), "--cache-dir", str(tmp_path / "c")]
+    assert main(args + (["--json"] if action == "info" else [])) == 0
+    out = capsys.readouterr().out
+    if action == "info":
+        assert json.loads(out)["ptbxl"]["_summary"]["records"] == 3
+    else:
+        assert "ptbxl: 3 examples" in out
