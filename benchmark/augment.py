@@ -133,9 +133,9 @@ def lead_dropout(x: torch.Tensor, gen: torch.Generator, p: float, lead_mask: tor
     drop = (torch.rand((b, c), generator=gen) < p) & present[None, :]
     all_gone = (present[None, :] & ~drop).sum(dim=1) == 0
     if all_gone.any():  # restore one random present lead for those samples
-        present_idx = torch.flatnonzero(present)
+        present_idx = torch.nonzero(present).flatten()
         pick = present_idx[torch.randint(len(present_idx), (int(all_gone.sum()),), generator=gen)]
-        drop[torch.flatnonzero(all_gone), pick] = False
+        drop[torch.nonzero(all_gone).flatten(), pick] = False
     return x * (~drop).to(x.device, x.dtype).unsqueeze(-1)
 
 
