@@ -183,3 +183,43 @@ def test_unexpected_sampling_rate_and_truncated_signal(tmp_path, data_root):
     with pytest.raises(DataError) as exc:
         CinC2017.read_group(root, s.meta[s.meta["record"] == "A00002"], params())
     assert "A00002.mat" in _one_line(exc)
+
+
+# -- end to end through the prepared store ------------------------------------------------
+def test_prepare_subset_end_to_end(tmp_path, data_root, root, scan):
+    """A 41-record copy (10 per class + one listed without files) through ``store.prepare``."""
+    from benchmark.data.store import prepare
+
+    rec = per_record(scan)
+    chosen = [r for c in ("N", "A", "O", "~") for r in rec.index[rec["label"] == c][:10]] + [SHORT]
+    reference = "data_source,class\n" + "".join(f"{r},{rec.at[r, 'label']}\n" for r in chosen) + "A99999,N\n"
+    _mini_copy(data_root, tmp_path / "data" / "cinc2017", chosen, reference)
+    ds = prepare("cinc2017", tmp_path / "data", tmp_path / "cache", progress=False)
+    assert len(ds) == 3 * len(chosen)
+    assert [s["source"] for s in ds.manifest["skipped"]] == ["A99999"]  # counted skip, not a crash
+    listed = [rec.at[r, "label"] for r in chosen] + ["N"]  # A99999 is listed as N
+    assert ds.manifest["info"]["record_classes"] == {c: listed.count(c) for c in ("N", "A", "O", "~")}
+    # every record's crops are stored as the loader reads them (checked on three records)
+    for r in (SHORT, chosen[10], chosen[-2]):
+        idx = np.flatnonzero(ds.meta["record"].to_numpy() == r)
+        assert len(idx) == 3 and (ds.examples[idx] == r).all()
+        np.testing.assert_array_equal(ds.raw(idx), CinC2017.read_group(root, ds.meta.iloc[idx], params()))
+    y, valid = ds.labels("rhythm")
+    assert valid.all() and int(y[:, 1].sum()) == 3 * [rec.at[r, "label"] for r in chosen].count("A")
+    assert ds.batch([0, 1]).shape == (2, 12, 1000) and ds.lead_mask[0] and ds.lead_mask.sum() == 1
+    with pytest.raises(DataError) as exc:
+        prepare("cinc2017", tmp_path / "data", tmp_path / "cache", strict=True, progress=False)
+    assert "A99999" in str(exc.value)
+
+
+@pytest.mark.slow
+def test_prepare_full_training_set(data_root, session_cache):
+    """All 8,528 records through the store (about 30 s on one core)."""
+    from benchmark.data.store import prepare
+
+    ds = prepare("cinc2017", data_root, session_cache, progress=False)
+    assert len(ds) == 3 * 8_528 and not ds.manifest["skipped"]
+    s = ds.summary()["tasks"]["rhythm"]
+    totals = {c: sum(s[split][c] for split in ("train", "val", "test")) for c in ("N", "A", "O", "~")}
+    assert totals == {"N": 3 * 5_050, "A": 3 * 738, "O": 3 * 2_456, "~": 3 * 284}
+    assert ds.manifest["stats_fitted_on"] == "train"

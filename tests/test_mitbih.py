@@ -226,3 +226,42 @@ def test_truncated_signal_file(tmp_path, data_root):
     with pytest.raises(DataError) as exc:
         MITBIH.read_group(root, scan.meta.iloc[:3], params())
     assert "100.dat" in _one_line(exc)
+
+
+# -- end to end through the prepared store ------------------------------------------------
+def test_prepare_pvc_set_end_to_end(data_root, session_cache):
+    from benchmark.data.store import prepare
+
+    ds = prepare("mitbih", data_root, session_cache, subdir="mitdb-pvc", annotator="pvc", progress=False)
+    assert len(ds) == 25_311 and set(ds.tasks) == {"pvc"}
+    y, valid = ds.labels("pvc")
+    assert valid.all() and int(y[:, 1].sum()) == 2_011
+    summary = ds.summary()
+    assert summary["splits"] == {"train": 8_081, "val": 1_987, "test": 10_827}
+    assert sum(summary["tasks"]["pvc"]["test"].values()) == 10_827
+    assert ds.lead_mask.tolist() == [lead == "II" for lead in ("I", "II", "III", "aVR", "aVL", "aVF",
+                                                                "V1", "V2", "V3", "V4", "V5", "V6")]
+    # stored windows equal the loader's windows; batches put them in lead II, other leads zero
+    idx = np.flatnonzero(ds.meta["record"].to_numpy() == "106")[[0, 500, -1]]
+    root = MITBIH.root(data_root, params(subdir="mitdb-pvc"))
+    expected = MITBIH.read_group(root, ds.meta.iloc[idx], params(subdir="mitdb-pvc", annotator="pvc"))
+    np.testing.assert_array_equal(ds.raw(idx), expected)
+    b = ds.batch(idx).numpy()
+    assert b.shape == (3, 12, 1000)
+    assert (b[:, [0, *range(2, 12)]] == 0).all()
+    np.testing.assert_allclose(b[:, 1], (expected[:, 0] - ds.mean[0]) / ds.std[0], rtol=1e-5, atol=1e-5)
+    assert ds.manifest["stats_fitted_on"] == "train"
+
+
+def test_prepare_record_100_aami_and_options(data_root, session_cache):
+    from benchmark.data.store import prepare
+    from benchmark.errors import UserError
+
+    ds = prepare("mitbih", data_root, session_cache, progress=False)
+    assert ds.summary()["tasks"]["aami"]["test"] == {"N": 2239, "S": 33, "V": 1, "F": 0, "Q": 0}
+    short = prepare("mitbih", data_root, session_cache, window_s=2.0, progress=False)
+    assert short.path != ds.path and short.n_samples == 200 and len(short) == len(ds)
+    np.testing.assert_allclose(short.raw([1000])[0, 0], ds.raw([1000])[0, 0, 400:600], atol=1e-6)
+    with pytest.raises(UserError) as exc:
+        prepare("mitbih", data_root, session_cache, annotatr="pvc", progress=False)
+    assert "annotatr" in str(exc.value) and "annotator" in str(exc.value)

@@ -223,6 +223,7 @@ class CinC2017:
     """CinC 2017 training set as fixed-length crops (see the module docstring)."""
 
     name = "cinc2017"
+    version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("I",)
     default_options: dict = {
         "subdir": "cinc2017",
@@ -249,14 +250,12 @@ class CinC2017:
 
     @classmethod
     def source_files(cls, root: Path, params: PrepareParams) -> list[Path]:
-        """The label file plus every listed record's header and signal file that exists."""
+        """The label file plus every listed record's header and signal file (missing ones too: the
+        store fingerprints them as missing, so a record that appears later changes the key)."""
         ref = root / str(cls._opt(params, "reference"))
         out = [ref]
         for rec in read_reference(ref)["record"]:
-            for ext in (".hea", ".mat"):
-                p = root / f"{rec}{ext}"
-                if p.exists():
-                    out.append(p)
+            out += [root / f"{rec}.hea", root / f"{rec}.mat"]
         return out
 
     @classmethod
