@@ -175,3 +175,21 @@ def test_unknown_database_and_network_failure(tmp_path, server):
     with pytest.raises(UserError) as exc:
         download("mitdb", tmp_path, base_url=f"http://127.0.0.1:{port}/", progress=False, timeout=5)
     assert f"127.0.0.1:{port}" in str(exc.value) and "re-run" in str(exc.value)
+
+
+def test_cli_download_round_trip_and_error(mitdb_server, tmp_path):
+    import subprocess
+    import sys
+
+    server, files = mitdb_server
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "benchmark", "data", "download", "mitdb", "--to", str(tmp_path / "dl")]
+    done = subprocess.run(cmd + ["--base-url", server.url], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for rel, src in files.items():
+        assert (tmp_path / "dl" / "mitdb" / rel).read_bytes() == src.read_bytes()
+    bad = subprocess.run(cmd + ["--base-url", server.url + "nothing/"], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: download of") and len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.stderr
