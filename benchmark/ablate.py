@@ -1,0 +1,165 @@
+"""``python -m benchmark ablate NAME``: named ablation grids for the questions the METS paper raises.
+
+An ablation is a grid of *method variants* (``mets[lm=minilm|tfidf]``: expanded by
+``registry.expand_grid``, run side by side in one results folder) and/or of *run settings* that
+change the data or the evaluation for every method (sampling rate, prompt template set): each
+value of those gets its own sub-folder ``<out>/<key>=<value>/``, because a harness run holds one
+configuration. Everything goes through the normal harness ``Runner``: results are cached,
+resumable and reported like any ``run`` (``python -m benchmark report <out>/*``).
+
+A set's ``settings`` narrow the protocols to what answers its question (zero-shot plus a linear
+probe at every label fraction); ``--protocols``/``--set`` on the command line override them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmark.errors import UserError, unknown_name
+
+log = logging.getLogger("benchmark.ablate")
+
+_EVAL = {"protocols": ["zero-shot", "few-label"], "few_label_modes": ["linear-probe"]}
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A named grid. ``methods``: variant grids; ``runs``: run-setting key -> values (sub-folders)."""
+
+    name: str
+    question: str
+    methods: tuple[str, ...] = ("mets",)
+    runs: dict[str, tuple] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=lambda: dict(_EVAL))
+    # variant -> reason it cannot run here (None: it can); used for optional extras like mpnet
+    check: Callable[[str], str | None] | None = None
+
+
+def _text_encoder_missing(spec: str) -> str | None:
+    """mpnet needs optional wheels; say so instead of failing mid-grid."""
+    from benchmark.registry import parse_spec
+
+    _, params = parse_spec(spec)
+    if params.get("lm") == "mpnet":
+        try:
+            from methods.text_encoders import find_mpnet_parts
+
+            find_mpnet_parts()
+        except UserError as exc:
+            return str(exc)
+    return None
+
+
+ABLATIONS: dict[str, Ablation] = {
+    a.name: a
+    for a in [
+        Ablation("lm", "Does the frozen language model matter? (pretrained sentence encoders vs TF-IDF vs an "
+                 "untrained BERT)", ("mets[lm=minilm|mpnet|tfidf|random-bert]",), check=_text_encoder_missing),
+        Ablation("temperature", "Fixed (0.07) or learnable CLIP temperature?",
+                 ("mets[learnable_temperature=false|true]",)),
+        Ablation("proj-dim", "Size of the joint ECG-text space", ("mets[proj_dim=64|128|256|512]",)),
+        Ablation("prompts", "Zero-shot prompt template set (evaluation only: one pretraining serves all)",
+                 ("mets",), runs={"prompt_templates": ("all", "paper", "report")},
+                 settings={"protocols": ["zero-shot"]}),
+        Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations",
+                 ("mets[report_text=raw|clean|en]",)),
+        Ablation("sampling-rate", "100 Hz vs 500 Hz input (the prepared store is built per rate)",
+                 ("mets",), runs={"fs": (100, 500)}),
+        Ablation("encoder-depth", "ResNet1d depth of the ECG encoder",
+                 ("mets[encoder=resnet1d-10|resnet1d-18|resnet1d-34]",)),
+    ]
+}
+
+
+def add_arguments(p) -> None:
+    from benchmark.harness import add_common_arguments
+
+    p.add_argument("name", nargs="?", help=f"ablation set: {', '.join(ABLATIONS)}")
+    p.add_argument("--list", action="store_true", help="list the ablation sets and what they run")
+    p.add_argument("--out", help="results folder (default results/ablation-NAME)")
+    p.add_argument("--seeds", help="e.g. 0,1,2")
+    p.add_argument("--protocols", help="override the set's protocols, e.g. zero-shot,few-label")
+    p.add_argument("--tasks", help="PTB-XL tasks, e.g. superdiagnostic")
+    p.add_argument("--label-fractions", help="e.g. 0.01,0.1,1.0")
+    p.add_argument("--dry-run", action="store_true", help="print the plan of jobs and exit")
+    add_common_arguments(p)
+
+
+@dataclass
+class Part:
+    """One harness run of an ablation: a results folder, its overrides and its method variants."""
+
+    out: Path
+    overrides: dict
+    methods: list[str]
+    skipped: dict[str, str]
+
+
+def plan(name: str, out: str | Path | None = None, overrides: dict | None = None) -> list[Part]:
+    """Expand a named ablation into harness runs (one per combination of run settings)."""
+    import itertools
+
+    from benchmark.registry import expand_grid, load_builtin_plugins
+
+    if name not in ABLATIONS:
+        raise unknown_name("ablation set", name, ABLATIONS)
+    load_builtin_plugins()
+    ab = ABLATIONS[name]
+    base_out = Path(out) if out else Path("results") / f"ablation-{name}"
+    methods, skipped = [], {}
+    for grid in ab.methods:
+        for spec in expand_grid(grid):
+            reason = ab.check(spec) if ab.check else None
+            if reason:
+                skipped[spec] = reason
+            else:
+                methods.append(spec)
+    if not methods:
+        raise UserError(f"ablation '{name}': no variant can run here ({'; '.join(skipped.values())})")
+    keys = list(ab.runs)
+    parts = []
+    for combo in itertools.product(*(ab.runs[k] for k in keys)) if keys else [()]:
+        run_ov = dict(zip(keys, combo))
+        folder = base_out.joinpath(*[f"{k}={v}" for k, v in run_ov.items()]) if run_ov else base_out
+        ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods}
+        parts.append(Part(folder, ov, methods, skipped))
+    return parts
+
+
+def main(args) -> int:
+    from benchmark.config import build_config
+    from benchmark.harness import Runner, overrides_from_args
+    from benchmark.registry import load_plugin
+
+    if args.list or not args.name:
+        for a in ABLATIONS.values():
+            grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"
+                                                  for k, v in a.runs.items())
+            print(f"{a.name:16s} {a.question}\n{'':16s}   {grid}")
+        return 0
+    for mod in args.plugin:
+        load_plugin(mod)
+    if args.name not in ABLATIONS:
+        raise unknown_name("ablation set", args.name, ABLATIONS)
+    overrides = overrides_from_args(args)
+    if any(k in overrides for k in ABLATIONS[args.name].runs):
+        raise UserError(f"ablation '{args.name}' varies {list(ABLATIONS[args.name].runs)} itself: do not --set them")
+    parts = plan(args.name, args.out, overrides)
+    for spec, reason in parts[0].skipped.items():
+        print(f"note: skipping {spec}: {reason}")
+    for part in parts:
+        cfg = build_config(args.profile, args.config, part.overrides)
+        runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
+                        progress=not (args.no_progress or args.dry_run))
+        if args.dry_run:
+            for job in runner.plan():
+                print(f"{part.out}: {job.label}")
+            continue
+        log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
+        rows = runner.run()
+        print(runner.summary_text(rows))
+    print(f"report: python -m benchmark report {' '.join(str(p.out) for p in parts)}")
+    return 0

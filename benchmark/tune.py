@@ -1,0 +1,703 @@
+"""``python -m benchmark tune``: an Optuna study of one method's settings, on validation data only.
+
+Each trial samples the method's search space (``benchmark.search_spaces``), turns the sample into
+a variant name (``mets[lr=0.0003,temperature=0.05,...]``), pretrains it through the harness
+(``Runner.pretrained``: the same code, cache and checkpoints as ``run``) and scores it on the
+*validation* split: macro AUROC of zero-shot, or of a linear probe fit on the training split.
+The whole trial runs inside ``data.forbid("test")``: a read of the test split raises.
+
+Pruning: after every pretraining epoch the objective is computed on the current weights and
+reported (``trial.report``); a median (default) or Hyperband pruner stops hopeless trials.
+
+Storage and workers. The default storage is an Optuna journal file in the study folder
+(``<out>/journal.log``) -- no server needed; several processes on one machine (or machines sharing
+the folder) can work on one study. Any RDB URL (``sqlite:///...``, ``postgresql://...``) works
+too. Start N workers by running the same command N times with the same ``--study`` and
+``--storage``. ``--trials N`` is the study's total of COMPLETE + PRUNED trials over all workers.
+A worker killed mid-trial stops sending heartbeats; once its trial is older than the grace period
+the next trial start marks it FAIL and queues a retry with the same parameters
+(``RetryHeartbeatStaleTrialCallback``); the retry resumes from the epoch checkpoint. Optuna's
+journal storage has no heartbeat of its own, so :class:`HeartbeatJournalStorage` adds one.
+
+Outputs (in ``--out``): ``best.yaml`` (a config for ``run``), ``trials.csv`` / ``trials.md``,
+``figures/*.png`` and ``study.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import UserError
+
+log = logging.getLogger("benchmark.tune")
+
+HEARTBEAT_KEY = "ecgbench:heartbeat"
+SKIPPED_ATTR = "skipped"
+ERROR_ATTR = "error"
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    from benchmark.harness import add_common_arguments
+
+    p.add_argument("--method", required=False, help="method or variant to tune, e.g. mets or 'mets[lm=tfidf]' "
+                   "(settings in brackets are fixed, not searched)")
+    p.add_argument("--trials", type=int, default=20, help="COMPLETE+PRUNED trials the study should hold in "
+                   "total, over all workers (default 20)")
+    p.add_argument("--timeout", help="stop starting new trials after this long, e.g. 90m, 2h, 3600 (seconds)")
+    p.add_argument("--study", help="study name (default: <method>-<objective>-<task>)")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a "
+                   "journal file path (*.log); default: <out>/journal.log")
+    p.add_argument("--objective", default="auto", choices=("auto", "zero-shot", "linear-probe"),
+                   help="validation macro AUROC of zero-shot or of a linear probe (auto: zero-shot for "
+                   "methods with a text tower)")
+    p.add_argument("--task", default="superdiagnostic", help="PTB-XL task of the objective (default superdiagnostic)")
+    p.add_argument("--seed", type=int, help="pretraining seed of every trial (default: the profile's first seed)")
+    p.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
+                   help="change the search space: lr=1e-5..1e-2:log, proj_dim=64|128, width=32 (fixed)")
+    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
+    p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random per worker)")
+    p.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's heartbeats (default 60)")
+    p.add_argument("--grace", type=int, help="seconds without heartbeat before a RUNNING trial counts as dead "
+                   "and is retried (default 3 x heartbeat)")
+    p.add_argument("--max-retry", type=int, default=3, help="retries of a trial whose worker died (default 3)")
+    p.add_argument("--out", help="study folder (default results/tune/<study>)")
+    p.add_argument("--summary-only", action="store_true", help="write best.yaml, tables and figures; run no trial")
+    p.add_argument("--list-space", action="store_true", help="print the method's search space and exit")
+    add_common_arguments(p)
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'2h' -> 7200, '90m' -> 5400, '45s' / '45' -> 45, '1h30m' -> 5400."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
+        raise UserError(f"--timeout '{text}': expected a duration like 2h, 90m, 1h30m or seconds")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def main(args) -> int:
+    from benchmark.harness import overrides_from_args
+    from benchmark.registry import load_builtin_plugins, load_plugin
+
+    for mod in args.plugin:
+        load_plugin(mod)
+    load_builtin_plugins()
+    if not args.method:
+        raise UserError("tune needs --method, e.g. --method mets")
+    tuner = Tuner.from_args(args, overrides_from_args(args))
+    if args.list_space:
+        for p in tuner.params:
+            print(p.describe())
+        for k, v in {**tuner.fixed_method, **tuner.fixed_run}.items():
+            print(f"{k}={v} (fixed)")
+        return 0
+    if not args.summary_only:
+        tuner.optimize(args.trials, timeout=parse_duration(args.timeout))
+    paths = tuner.write_outputs()
+    print(tuner.summary_text())
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# storage
+# ------------------------------------------------------------------------------------------
+def _heartbeat_journal_class():
+    """JournalStorage + optuna's heartbeat interface (the journal storage has none in optuna 5).
+
+    The heartbeat is a trial system attribute holding the worker's wall-clock time; a RUNNING
+    trial whose last heartbeat (or start, before the first beat) is older than ``grace_period``
+    is stale. Optuna's own machinery (``HeartbeatThread``, ``fail_stale_trials`` at every trial
+    start, the stale-trial callback) then works unchanged. Clocks of machines that share one
+    journal file must agree to within a fraction of the grace period.
+    """
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages._heartbeat import BaseHeartbeat
+    from optuna.trial import TrialState
+
+    class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+        def __init__(self, backend, *, heartbeat_interval: int, grace_period: int, stale_trial_callback=None):
+            super().__init__(backend)
+            self._hb_interval = int(heartbeat_interval)
+            self._hb_grace = int(grace_period)
+            self._hb_callback = stale_trial_callback
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            now = time.time()
+            stale = []
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                last = t.system_attrs.get(HEARTBEAT_KEY)
+                if last is None:
+                    last = t.datetime_start.timestamp() if t.datetime_start else now
+                if now - float(last) > self._hb_grace:
+                    stale.append(t._trial_id)
+            return stale
+
+        def get_heartbeat_interval(self) -> int | None:
+            return self._hb_interval
+
+        def get_heartbeat_stale_trial_callback(self):
+            return self._hb_callback
+
+    return HeartbeatJournalStorage
+
+
+def is_journal(storage: str) -> bool:
+    return "://" not in storage
+
+
+def make_storage(storage: str, *, heartbeat: int = 60, grace: int | None = None, max_retry: int = 3):
+    """An Optuna storage with heartbeats and retry of dead workers' trials.
+
+    ``storage``: a journal file path, or an RDB URL (``sqlite:///``, ``postgresql://``, ``mysql://``).
+    """
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    if heartbeat < 1:
+        raise UserError(f"--heartbeat must be >= 1 second, got {heartbeat}")
+    grace = int(grace if grace is not None else 3 * heartbeat)
+    if grace <= heartbeat:
+        raise UserError(f"--grace ({grace} s) must be longer than --heartbeat ({heartbeat} s)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        if is_journal(storage):
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(storage.removeprefix("journal:")).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return _heartbeat_journal_class()(
+                JournalFileBackend(str(path)), heartbeat_interval=heartbeat, grace_period=grace,
+                stale_trial_callback=retry,
+            )
+        if storage.startswith("sqlite:///"):
+            Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return optuna.storages.RDBStorage(
+                storage, heartbeat_interval=heartbeat, grace_period=grace,
+                heartbeat_stale_trial_callback=retry,
+                engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None,
+            )
+        except ImportError as exc:
+            raise UserError(f"storage '{storage}' needs a database driver: {exc}") from exc
+        except Exception as exc:  # sqlalchemy errors: bad URL, server down, no permission
+            raise UserError(f"cannot open Optuna storage '{storage}': {str(exc).splitlines()[0]}") from exc
+
+
+# ------------------------------------------------------------------------------------------
+# the objective (shared with tests and the reproducibility check)
+# ------------------------------------------------------------------------------------------
+def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mean one-vs-rest AUROC over classes that have both positives and negatives here."""
+    from sklearn.metrics import roc_auc_score
+
+    vals = [roc_auc_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+    if not vals:
+        raise UserError("no class has both positives and negatives on the validation split: cannot score")
+    return float(np.mean(vals))
+
+
+def validation_score(
+    method,
+    data,
+    *,
+    objective: str,
+    task: str,
+    template_set: str = "all",
+    probe_Cs=(0.01, 0.1, 1.0),
+    probe_max_iter: int = 1000,
+    seed: int = 0,
+) -> float:
+    """The tuning objective: validation macro AUROC. Reads the train and val splits only."""
+    from benchmark.protocols.common import task_indices
+
+    y, _ = data.labels(task)
+    val_idx = task_indices(data, task, "val")
+    if len(val_idx) == 0:
+        raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+    with data.forbid("test"):
+        if objective == "zero-shot":
+            from benchmark.protocols.zero_shot import class_prompts_for
+
+            prompts = class_prompts_for(data, task, template_set)
+            s = np.asarray(method.zero_shot_scores(data, val_idx, prompts), dtype=np.float64)
+            return macro_auroc(y[val_idx], s)
+        if objective == "linear-probe":
+            from benchmark.protocols.few_label import linear_probe
+
+            train_idx = task_indices(data, task, "train")
+            z_train = method.encode_ecg(data, train_idx)
+            z_val = method.encode_ecg(data, val_idx)
+            _, info = linear_probe(z_train, y[train_idx], z_val, y[val_idx], multilabel=data.task(task).multilabel,
+                                   Cs=probe_Cs, max_iter=probe_max_iter, seed=seed)
+            vals = [v for v in info["val_auroc_by_C"].values() if np.isfinite(v)]
+            if not vals:
+                raise UserError("linear probe gave no finite validation AUROC")
+            return float(max(vals))
+    raise UserError(f"unknown objective '{objective}'")
+
+
+# ------------------------------------------------------------------------------------------
+# the study
+# ------------------------------------------------------------------------------------------
+class BudgetReached(Exception):
+    """The study already holds its COMPLETE+PRUNED trials (other workers got there first)."""
+
+
+class TrialError(Exception):
+    """A trial failed for a reason that should not stop the worker (e.g. a diverging lr)."""
+
+
+class Tuner:
+    """One worker of one study. Build with :meth:`from_args` or directly (tests do)."""
+
+    def __init__(
+        self,
+        method: str,
+        *,
+        profile: str = "quick",
+        config_file: str | None = None,
+        overrides: dict | None = None,
+        objective: str = "auto",
+        task: str = "superdiagnostic",
+        seed: int | None = None,
+        space: list[str] | tuple = (),
+        study: str | None = None,
+        storage: str | None = None,
+        out: str | os.PathLike | None = None,
+        data_root=None,
+        cache_dir=None,
+        pruner: str = "median",
+        sampler_seed: int | None = None,
+        heartbeat: int = 60,
+        grace: int | None = None,
+        max_retry: int = 3,
+        progress: bool = True,
+    ):
+        from benchmark.config import DEFAULTS, build_config
+        from benchmark.registry import METHODS, format_spec, load_builtin_plugins, parse_spec
+        from benchmark.results import safe_name
+        from benchmark.search_spaces import resolve_space
+
+        load_builtin_plugins()
+        self.base_name, base_params = parse_spec(method)
+        entry = METHODS.entry(self.base_name)
+        METHODS.validate(method)
+        overrides = dict(overrides or {})
+        overrides["methods"] = [format_spec(self.base_name, base_params)]
+        self.profile, self.config_file, self.overrides = profile, config_file, overrides
+        self.cfg = build_config(profile, config_file, overrides)
+        self.seed = int(self.cfg["seeds"][0] if seed is None else seed)
+        cls = entry.meta.get("cls") or getattr(entry.factory, "method_class", None)
+        has_text = bool(getattr(cls if cls is not None else METHODS.create(method), "has_text_tower", False))
+        if objective == "auto":
+            objective = "zero-shot" if has_text else "linear-probe"
+        if objective == "zero-shot" and not has_text:
+            raise UserError(f"method '{self.base_name}' has no text tower: use --objective linear-probe")
+        self.objective, self.task = objective, task
+        self.params, self.fixed_method, self.fixed_run = resolve_space(
+            self.base_name, objective=objective, fixed=base_params, overrides=list(space),
+            accepted=entry.accepted_params(), run_keys=set(DEFAULTS),
+        )
+        if self.fixed_run:
+            self.cfg = build_config(profile, config_file, {**overrides, **self.fixed_run})
+        fixed_txt = "".join(f"-{k}={v}" for k, v in sorted(base_params.items()))
+        self.study_name = study or safe_name(f"{self.base_name}{fixed_txt}-{objective}-{task}")
+        self.out = Path(out) if out else Path("results") / "tune" / self.study_name
+        self.storage_url = storage or str(self.out / "journal.log")
+        self.data_root, self.cache_dir, self.progress = data_root, cache_dir, progress
+        self.pruner_name, self.sampler_seed = pruner, sampler_seed
+        self.heartbeat, self.grace, self.max_retry = heartbeat, grace, max_retry
+        self._runners: dict[str, Any] = {}
+        self._study = None
+        self._failures = 0
+
+    @classmethod
+    def from_args(cls, args, overrides: dict) -> "Tuner":
+        return cls(
+            args.method, profile=args.profile, config_file=args.config, overrides=overrides,
+            objective=args.objective, task=args.task, seed=args.seed, space=args.space, study=args.study,
+            storage=args.storage, out=args.out, data_root=args.data_root, cache_dir=args.cache_dir,
+            pruner=args.pruner, sampler_seed=args.sampler_seed, heartbeat=args.heartbeat, grace=args.grace,
+            max_retry=args.max_retry, progress=not args.no_progress,
+        )
+
+    # -- identity of the study --------------------------------------------------------------
+    def study_meta(self) -> dict:
+        from benchmark.config import stable_hash
+
+        return {
+            "method": self.base_name,
+            "fixed": {k: str(v) for k, v in sorted({**self.fixed_method, **self.fixed_run}.items())},
+            "objective": self.objective,
+            "task": self.task,
+            "seed": self.seed,
+            "profile": self.profile,
+            "space": [p.describe() for p in self.params],
+            "config_hash": stable_hash({k: v for k, v in self.cfg.items() if k not in ("methods", "device")}),
+        }
+
+    @property
+    def study(self):
+        if self._study is None:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            storage = make_storage(self.storage_url, heartbeat=self.heartbeat, grace=self.grace,
+                                   max_retry=self.max_retry)
+            if self.pruner_name == "median":
+                pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+            elif self.pruner_name == "hyperband":
+                epochs = int(self.cfg["method_settings"].get("epochs", 10) or 10)
+                pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, epochs))
+            else:
+                pruner = optuna.pruners.NopPruner()
+            sampler = optuna.samplers.TPESampler(seed=self.sampler_seed, n_startup_trials=5)
+            study = optuna.create_study(study_name=self.study_name, storage=storage, direction="maximize",
+                                        sampler=sampler, pruner=pruner, load_if_exists=True)
+            meta = self.study_meta()
+            old = study.user_attrs.get("ecgbench")
+            if old is None:
+                study.set_user_attr("ecgbench", meta)
+            else:
+                diff = [k for k in ("method", "fixed", "objective", "task", "seed", "space", "config_hash")
+                        if old.get(k) != meta.get(k)]
+                if diff:
+                    raise UserError(
+                        f"study '{self.study_name}' in {self.storage_url} was created with different "
+                        f"{', '.join(diff)}; resume it with the same options or pick another --study name"
+                    )
+            self._study = study
+        return self._study
+
+    # -- data / pretraining through the harness -----------------------------------------------
+    def runner(self, run_settings: dict):
+        """A harness Runner for the run-level settings of a trial (one per distinct setting)."""
+        from benchmark.config import build_config, stable_hash
+        from benchmark.harness import Runner
+        from benchmark.results import ResultStore
+
+        key = stable_hash(run_settings)
+        if key not in self._runners:
+            cfg = build_config(self.profile, self.config_file, {**self.overrides, **self.fixed_run, **run_settings})
+            r = Runner(cfg, data_root=self.data_root, cache_dir=self.cache_dir, out=self.out, progress=self.progress)
+            r.store = ResultStore(self.out)  # pretraining histories land in <out>/history
+            self._runners[key] = r
+        return self._runners[key]
+
+    def spec_for(self, method_params: dict) -> str:
+        from benchmark.registry import format_spec
+
+        return format_spec(self.base_name, {**self.fixed_method, **method_params})
+
+    def score(self, runner, method) -> float:
+        cfg = runner.cfg
+        return validation_score(
+            method, runner.dataset("ptbxl"), objective=self.objective, task=self.task,
+            template_set=cfg["prompt_templates"], probe_Cs=cfg["probe_C"], probe_max_iter=cfg["probe_max_iter"],
+            seed=self.seed,
+        )
+
+    def evaluate(self, method_params: dict, run_settings: dict, trial=None) -> tuple[float, str]:
+        """Pretrain (or load) one variant and return (validation objective, variant spec).
+
+        With ``trial``, the objective is reported after every epoch and a pruner may stop it.
+        The test split is forbidden for the whole call.
+        """
+        import optuna
+
+        spec = self.spec_for(method_params)
+        runner = self.runner(run_settings)
+        data = runner.dataset("ptbxl")
+
+        def on_epoch_end(method, epoch, row):
+            value = self.score(runner, method)
+            log.info("trial %s epoch %d: val %s %.4f (val loss %s)", trial.number, epoch, self.objective, value,
+                     row.get("val_loss"))
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val {self.objective} AUROC {value:.4f})")
+
+        with data.forbid("test"):
+            try:
+                model, h = runner.pretrained(spec, self.seed, on_epoch_end=on_epoch_end if trial is not None else None)
+                value = self.score(runner, model)
+            finally:
+                runner._models.clear()  # one model in memory at a time
+                runner._embeddings.clear()
+        if trial is not None:
+            trial.set_user_attr("pretrain_hash", h)
+        return value, spec
+
+    # -- trials -------------------------------------------------------------------------------
+    def _admit(self, trial, n_trials: int) -> None:
+        """Run this trial only if the study still needs it.
+
+        Counts COMPLETE+PRUNED trials plus RUNNING trials with a smaller number (started earlier
+        and alive): the trial numbers break ties between workers that start at the same moment,
+        so the total never exceeds ``n_trials``. While earlier live trials could still fill the
+        budget, wait for them (they may fail, and then this trial is needed).
+        """
+        from optuna.trial import TrialState
+
+        storage = self.study._storage
+        while True:
+            trials = self.study.get_trials(deepcopy=False)
+            done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+            stale = set(storage._get_stale_trial_ids(self.study._study_id)) if hasattr(storage, "_get_stale_trial_ids") else set()
+            ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number and t._trial_id not in stale
+                        for t in trials)
+            if done >= n_trials:
+                trial.set_user_attr(SKIPPED_ATTR, "the study already holds its trials")
+                self.study.stop()
+                raise BudgetReached()
+            if done + ahead < n_trials:
+                return
+            time.sleep(min(5.0, self.heartbeat))
+
+    def objective_fn(self, n_trials: int):
+        from benchmark.data.base import SplitAccessError
+        import optuna
+
+        def objective(trial) -> float:
+            self._admit(trial, n_trials)
+            method_params, run_settings = {}, {}
+            for p in self.params:
+                v = p.suggest(trial)
+                if isinstance(v, float):
+                    v = float(f"{v:.3g}")  # readable variant names; this rounded value is what trains
+                (method_params if p.scope == "method" else run_settings)[p.name] = v
+            trial.set_user_attr("method", self.spec_for(method_params))
+            if run_settings:
+                trial.set_user_attr("run_settings", run_settings)
+            retried = self.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+            log.info("trial %d%s: %s %s", trial.number, f" (retry of {retried})" if retried is not None else "",
+                     self.spec_for(method_params), run_settings or "")
+            try:
+                value, _ = self.evaluate(method_params, run_settings, trial)
+            except (optuna.TrialPruned, SplitAccessError):
+                raise
+            except (UserError, RuntimeError, ValueError, FloatingPointError) as exc:
+                trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}"[:500])
+                raise TrialError(str(exc)) from exc
+            log.info("trial %d: val %s macro AUROC %.4f", trial.number, self.objective, value)
+            return value
+
+        return objective
+
+    def counts(self) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(t.state.name for t in self.study.get_trials(deepcopy=False)))
+
+    def optimize(self, n_trials: int, *, timeout: float | None = None) -> None:
+        """Work on the study until it holds ``n_trials`` COMPLETE+PRUNED trials (or ``timeout``)."""
+        import optuna
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        if n_trials < 1:
+            raise UserError(f"--trials must be >= 1, got {n_trials}")
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        done = sum(self.counts().get(s.name, 0) for s in states)
+        if done >= n_trials:
+            log.info("study '%s' already holds %d finished trials (>= %d): nothing to run", self.study_name, done, n_trials)
+            return
+        log.info("study '%s' (%s): %d of %d trials done; storage %s", self.study_name, self.objective, done,
+                 n_trials, self.storage_url)
+
+        def on_trial_end(study, frozen) -> None:
+            if frozen.state == TrialState.FAIL and ERROR_ATTR in frozen.user_attrs:
+                self._failures += 1
+                log.warning("trial %d failed: %s", frozen.number, frozen.user_attrs[ERROR_ATTR])
+                if self._failures >= MAX_CONSECUTIVE_FAILURES:
+                    study.stop()
+            elif frozen.state in states:
+                self._failures = 0
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.optimize(
+                self.objective_fn(n_trials), n_trials=None, timeout=timeout,
+                callbacks=[MaxTrialsCallback(n_trials, states=states), on_trial_end],
+                catch=(BudgetReached, TrialError), gc_after_trial=True,
+            )
+        if self._failures >= MAX_CONSECUTIVE_FAILURES:
+            last = [t for t in self.study.get_trials(deepcopy=False) if ERROR_ATTR in t.user_attrs][-1]
+            raise UserError(f"{self._failures} trials in a row failed; last (trial {last.number}): "
+                            f"{last.user_attrs[ERROR_ATTR]}")
+
+    # -- outputs -----------------------------------------------------------------------------
+    def best_trial(self):
+        from optuna.trial import TrialState
+
+        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if not done:
+            return None
+        return max(done, key=lambda t: t.value)
+
+    def best_config(self) -> dict | None:
+        """Settings for ``run --profile <profile> --config best.yaml``: the best variant, its
+        run-level settings and every setting this study changed from the profile."""
+        from benchmark.config import build_config
+
+        best = self.best_trial()
+        if best is None:
+            return None
+        base = build_config(self.profile)
+        cfg: dict[str, Any] = {}
+        for k, v in self.cfg.items():
+            if k in ("profile", "methods", "seeds") or base.get(k) == v:
+                continue
+            cfg[k] = copy.deepcopy(v)
+        for k, v in best.user_attrs.get("run_settings", {}).items():
+            cfg[k] = v
+        cfg["methods"] = [best.user_attrs["method"]]
+        cfg["seeds"] = [self.seed]
+        return cfg
+
+    def write_outputs(self) -> dict[str, Path]:
+        """best.yaml, trials.csv, trials.md, study.json and figures/*.png (atomic writes)."""
+        import yaml
+
+        from benchmark.results import atomic_write_csv, atomic_write_json, atomic_write_text
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        df = self.trials_frame()
+        paths["trials table"] = self.out / "trials.csv"
+        atomic_write_csv(df, paths["trials table"])
+        atomic_write_text(_markdown(df), self.out / "trials.md")
+        best = self.best_trial()
+        info = {**self.study_meta(), "study": self.study_name, "storage": self.storage_url,
+                "counts": self.counts(), "best": None}
+        cfg = self.best_config()
+        if cfg is not None:
+            info["best"] = {"trial": best.number, "value": best.value, "method": best.user_attrs["method"],
+                            "params": best.params}
+            header = (f"# best trial {best.number} of Optuna study '{self.study_name}': validation "
+                      f"{self.objective} macro AUROC {best.value:.4f} on PTB-XL {self.task}\n"
+                      f"# use: python -m benchmark run --profile {self.profile} --config {self.out / 'best.yaml'}\n")
+            paths["best config"] = self.out / "best.yaml"
+            atomic_write_text(header + yaml.safe_dump(cfg, sort_keys=True), paths["best config"])
+        atomic_write_json(info, self.out / "study.json")
+        figs = self.write_figures()
+        if figs:
+            paths["figures"] = self.out / "figures"
+        return paths
+
+    def trials_frame(self):
+        import pandas as pd
+
+        rows = []
+        for t in self.study.get_trials(deepcopy=False):
+            row = {"number": t.number, "state": t.state.name, "value": t.value,
+                   "method": t.user_attrs.get("method", ""),
+                   "epochs_reported": len(t.intermediate_values),
+                   "retry_of": t.system_attrs.get("failed_trial"),
+                   "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+                   if t.datetime_complete and t.datetime_start else None,
+                   "note": t.user_attrs.get(ERROR_ATTR) or t.user_attrs.get(SKIPPED_ATTR) or ""}
+            row.update({f"param_{k}": v for k, v in t.params.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def write_figures(self) -> list[Path]:
+        """Optimisation history, importances, parallel coordinates, slices, intermediate values.
+
+        Figures that need more finished trials than the study has are skipped with a note.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        import matplotlib.pyplot as plt
+        import optuna
+        from optuna.trial import TrialState
+        from optuna.visualization import matplotlib as ovm
+
+        from benchmark.results import _atomic
+
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        plots = {
+            "optimization_history": (ovm.plot_optimization_history, 1),
+            "intermediate_values": (ovm.plot_intermediate_values, 1),
+            "slice": (ovm.plot_slice, 1),
+            "parallel_coordinate": (ovm.plot_parallel_coordinate, 2),
+            "param_importances": (ovm.plot_param_importances, 2),
+        }
+        folder = self.out / "figures"
+        written = []
+        for name, (fn, need) in plots.items():
+            if len(complete) < need:
+                log.info("figure %s skipped: needs %d complete trials, the study has %d", name, need, len(complete))
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ax = fn(self.study)
+                fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+                fig.set_size_inches(max(8, fig.get_size_inches()[0]), max(5, fig.get_size_inches()[1]))
+                path = folder / f"{name}.png"
+                folder.mkdir(parents=True, exist_ok=True)
+                _atomic(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png"))
+                plt.close(fig)
+                written.append(path)
+            except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as exc:
+                log.info("figure %s skipped: %s", name, exc)
+                plt.close("all")
+        return written
+
+    def summary_text(self) -> str:
+        best = self.best_trial()
+        counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(self.counts().items())) or "no trials"
+        if best is None:
+            return f"study '{self.study_name}': {counts}; no complete trial yet"
+        return (f"study '{self.study_name}': {counts}\nbest trial {best.number}: validation {self.objective} "
+                f"macro AUROC {best.value:.4f}\n  {best.user_attrs.get('method')}"
+                + (f"  {best.user_attrs['run_settings']}" if best.user_attrs.get("run_settings") else ""))
+
+
+def _markdown(df) -> str:
+    """A Markdown table without the optional ``tabulate`` dependency."""
+    if df.empty:
+        return "(no trials)\n"
+
+    def fmt(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
