@@ -240,18 +240,21 @@ class ECGSet:
             "fs": self.fs,
             "samples": self.n_samples,
             "leads": list(self.leads),
-            "splits": {s: int(len(self.split_indices(s))) for s in SPLITS},
+            "splits": {s: int(len(np.unique(self.examples[self.split_indices(s)]))) for s in SPLITS},
             "skipped": len(self.manifest.get("skipped", [])),
             "tasks": {},
         }
+        # counts are per evaluation unit (a CinC record, not each of its crops)
+        first = ~pd.Series(self.examples).duplicated().to_numpy()
+        out["examples"] = int(first.sum())
         for name, spec in self.tasks.items():
             y, valid = self.labels(name)
             per = {}
             for s in SPLITS:
                 sel = self.split_indices(s)
-                sel = sel[valid[sel]]
+                sel = sel[valid[sel] & first[sel]]
                 per[s] = {c: int(y[sel, j].sum()) for j, c in enumerate(spec.classes)}
-            per["unlabelled"] = int((~valid).sum())
+            per["unlabelled"] = int((~valid & first).sum())
             out["tasks"][name] = per
         if "language" in self.meta.columns:
             out["languages"] = {k: int(v) for k, v in self.meta["language"].value_counts().items()}
