@@ -189,3 +189,9 @@ def test_manifest_records_what_was_done(ptbxl_set):
     assert fp["content_hashed"] == 3 and fp["stat_only"] == 1000 and fp["missing"] == 0
     assert m["tasks"]["superdiagnostic"]["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert ptbxl_set.path.name == f"ptbxl-{m['key']}"
+
+
+def test_measure_read_throughput_runs_on_the_store(ptbxl_set):
+    r = store.measure_read_throughput(ptbxl_set, n=32, batch_size=16, repeats=1)
+    assert r["records"] == 32 and r["store_ecgs_per_s"] > 0 and r["wfdb_ecgs_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["store_ecgs_per_s"] / r["wfdb_ecgs_per_s"], rel=0.05)
