@@ -1,0 +1,126 @@
+"""The real entry point, end to end, at toy scale on the shared data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.results import ResultStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = [
+    "--profile", "quick", "--no-progress", "--seeds", "0",
+    "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.epochs=1",
+    "--set", "method_settings.batch_size=64", "--set", "n_boot=50", "--set", "finetune_epochs=1",
+    "--set", "cross_max_train=400", "--set", "cross_max_eval=400", "--set", "panel_examples=2",
+]
+
+
+def _run(out, cache, methods, protocols, extra=()):
+    return main(["run", "--methods", methods, "--protocols", protocols, "--tasks", "superdiagnostic",
+                 "--label-fractions", "0.1,1.0", "--out", str(out), "--cache-dir", str(cache), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    rc = _run(out, cache, "mets[lm=tfidf],random-init", "zero-shot,few-label,cross-dataset",
+              ["--set", "cross_datasets=mitbih"])
+    assert rc == 0
+    return out, cache
+
+
+def test_run_writes_tidy_rows_for_every_protocol(tiny_run):
+    out, _ = tiny_run
+    rows = ResultStore(out).load_rows()
+    macro = rows[(rows.metric == "auroc") & (rows["class"] == "")]
+    got = set(zip(macro.method, macro.protocol, macro["mode"], macro.dataset))
+    assert ("mets[lm=tfidf]", "zero-shot", "zero-shot", "ptbxl") in got
+    assert ("random-init", "few-label", "linear-probe", "ptbxl") in got
+    assert ("random-init", "few-label", "fine-tune", "ptbxl") in got
+    assert ("mets[lm=tfidf]", "cross-dataset", "linear-probe", "mitbih") in got
+    assert ("mets[lm=tfidf]", "cross-dataset", "zero-shot", "mitbih") in got
+    assert not any(m == "random-init" and p == "zero-shot" for m, p, _, _ in got)
+    assert macro["value"].between(0, 1).all()
+    assert (macro["ci_low"] <= macro["value"] + 1e-9).all() and (macro["value"] <= macro["ci_high"] + 1e-9).all()
+    assert rows["git_commit"].notna().all() and rows["config_hash"].str.len().gt(0).all()
+    assert (out / "examples" / "ecg_panel.npz").is_file()
+
+
+def test_auroc_recomputes_from_saved_scores(tiny_run):
+    from sklearn.metrics import roc_auc_score
+
+    out, _ = tiny_run
+    store = ResultStore(out)
+    rows = store.load_rows()
+    checked = 0
+    for job_id, g in rows[(rows.metric == "auroc") & (rows["class"] != "")].groupby("job_id"):
+        scores = store.load_scores(job_id)
+        for _, r in g.iterrows():
+            if not np.isfinite(r["value"]):
+                continue
+            s = scores[scores["class"] == r["class"]]
+            assert roc_auc_score(s["label"], s["score"]) == pytest.approx(r["value"], abs=1e-9)
+            checked += 1
+    assert checked > 10
+
+
+def test_second_run_skips_everything(tiny_run):
+    out, cache = tiny_run
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "rows").glob("*.parquet")}
+    rows_before = ResultStore(out).load_rows()
+    t0 = time.perf_counter()
+    assert _run(out, cache, "mets[lm=tfidf],random-init", "zero-shot,few-label,cross-dataset",
+                ["--set", "cross_datasets=mitbih"]) == 0
+    assert time.perf_counter() - t0 < 30
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "rows").glob("*.parquet")}
+    assert before == after
+    pd.testing.assert_frame_equal(rows_before, ResultStore(out).load_rows())
+
+
+def test_unknown_names_are_one_line_errors(tmp_path, capsys):
+    assert main(["run", "--methods", "metz", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown method 'metz'") and "mets" in err and "\n" not in err
+    assert main(["run", "--methods", "mets[temprature=0.1]", "--out", str(tmp_path)]) == 2
+    assert "temprature" in capsys.readouterr().err
+    assert main(["run", "--set", "epochz=3", "--out", str(tmp_path)]) == 2
+    assert "epochz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_identical_results(tmp_path):
+    """kill -9 mid-run, re-run: the final results equal those of an uninterrupted run."""
+    args = ["--methods", "simclr,random-init", "--protocols", "few-label", "--tasks", "superdiagnostic",
+            "--label-fractions", "0.1,1.0", *TINY, "--set", "method_settings.epochs=3"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def cmd(out, cache):
+        return [sys.executable, "-m", "benchmark", "run", *args, "--out", str(out), "--cache-dir", str(cache)]
+
+    subprocess.run(cmd(tmp_path / "a", tmp_path / "ca"), check=True, env=env, cwd=REPO, capture_output=True)
+    proc = subprocess.Popen(cmd(tmp_path / "b", tmp_path / "cb"), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "cb" / "pretrained"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(ckpts.glob("*/checkpoints/last.pt")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd(tmp_path / "b", tmp_path / "cb"), check=True, env=env, cwd=REPO, capture_output=True)
+    key = ["method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class"]
+    a = ResultStore(tmp_path / "a").load_rows().sort_values(key).reset_index(drop=True)
+    b = ResultStore(tmp_path / "b").load_rows().sort_values(key).reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float), rtol=0, atol=1e-6)
