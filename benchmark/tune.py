@@ -408,6 +408,11 @@ class Tuner:
             cfg = build_config(self.profile, self.config_file, {**self.overrides, **self.fixed_run, **run_settings})
             r = Runner(cfg, data_root=self.data_root, cache_dir=self.cache_dir, out=self.out, progress=self.progress)
             r.store = ResultStore(self.out)  # pretraining histories land in <out>/history
+            data_keys = ("fs", "window_s", "mitbih_subdir", "mitbih_annotator", "cinc_crops")
+            for other in self._runners.values():  # evaluation-only settings share the loaded data
+                if all(other.cfg[k] == cfg[k] for k in data_keys):
+                    r._data = other._data
+                    break
             self._runners[key] = r
         return self._runners[key]
 
