@@ -242,8 +242,12 @@ class Runner:
         return stable_hash({"cfg": keep, "method": spec})
 
     # -- pretraining ---------------------------------------------------------------------------
-    def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None):
-        """A pretrained method for (spec, seed[, labelled subset]), from memory, disk or training."""
+    def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None, on_epoch_end=None):
+        """A pretrained method for (spec, seed[, labelled subset]), from memory, disk or training.
+
+        ``on_epoch_end(method, epoch, row)`` (used by ``tune`` for pruning) runs after every
+        pretraining epoch; it is not called when the model comes from memory or disk.
+        """
         from benchmark.paths import pretrained_dir
 
         data = self.dataset("ptbxl")
@@ -283,6 +287,7 @@ class Runner:
                 history = method.pretrain(
                     data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
                     progress=self.progress,
+                    on_epoch_end=None if on_epoch_end is None else (lambda e, row: on_epoch_end(method, e, row)),
                 )
                 method.save(model_file)
                 self._save_history(spec, seed, h, history)
