@@ -1,0 +1,88 @@
+"""Named ablation sets: expansion into harness runs, settings checked against the methods, and a
+tiny real ablation through the harness that resumes without re-running anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.errors import UserError
+
+
+def test_every_set_expands_to_valid_variants(tmp_path):
+    from benchmark.ablate import ABLATIONS, plan
+    from benchmark.config import build_config
+    from benchmark.harness import method_specs
+
+    for name in ABLATIONS:
+        parts = plan(name, tmp_path / name)
+        for part in parts:
+            cfg = build_config("quick", None, part.overrides)
+            specs = method_specs(cfg)  # raises on a setting the method does not accept
+            assert specs == part.methods and len(specs) >= 1
+    # grids become one canonical variant per value
+    assert plan("encoder-depth", tmp_path)[0].methods == [
+        "mets[encoder=resnet1d-10]", "mets[encoder=resnet1d-18]", "mets[encoder=resnet1d-34]"]
+
+
+def test_run_level_settings_get_their_own_folders(tmp_path):
+    from benchmark.ablate import plan
+
+    parts = plan("sampling-rate", tmp_path / "sr")
+    assert [p.out.name for p in parts] == ["fs=100", "fs=500"]
+    assert [p.overrides["fs"] for p in parts] == [100, 500]
+    prompts = plan("prompts", tmp_path / "pr")
+    assert {p.overrides["prompt_templates"] for p in prompts} == {"all", "paper", "report"}
+    assert all(p.overrides["protocols"] == ["zero-shot"] for p in prompts)
+
+
+def test_lm_set_skips_mpnet_with_a_note_when_not_installed(tmp_path):
+    from benchmark.ablate import plan
+
+    part = plan("lm", tmp_path)[0]
+    assert {"mets[lm=minilm]", "mets[lm=tfidf]", "mets[lm=random-bert]"} <= set(part.methods)
+    try:
+        from methods.text_encoders import find_mpnet_parts
+
+        find_mpnet_parts()
+        assert "mets[lm=mpnet]" in part.methods
+    except UserError:
+        assert "mets[lm=mpnet]" in part.skipped and "pip install" in part.skipped["mets[lm=mpnet]"]
+
+
+def test_unknown_set_and_list(capsys):
+    from benchmark.cli import main
+
+    assert main(["ablate", "no-such-set"]) == 2
+    assert "unknown ablation set 'no-such-set'" in capsys.readouterr().err
+    assert main(["ablate", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("lm", "temperature", "proj-dim", "prompts", "report-language", "sampling-rate", "encoder-depth"):
+        assert name in out
+    with pytest.raises(UserError, match="varies"):
+        from argparse import Namespace
+
+        from benchmark.ablate import main as ablate_main
+
+        ablate_main(Namespace(name="sampling-rate", list=False, plugin=[], set=["fs=250"], profile="quick",
+                              config=None, out=None, seeds=None, protocols=None, tasks=None,
+                              label_fractions=None, device=None, precision=None, data_root=None, cache_dir=None,
+                              no_progress=True, dry_run=True))
+
+
+@pytest.mark.slow
+def test_tiny_ablation_runs_through_the_harness_and_resumes(tmp_path, data_root, session_cache, capsys):
+    from benchmark.cli import main
+    from benchmark.results import load_results_dir
+
+    out = tmp_path / "abl"
+    argv = ["ablate", "temperature", "--out", str(out), "--data-root", str(data_root), "--cache-dir",
+            str(session_cache), "--no-progress", "--protocols", "zero-shot", "--tasks", "superdiagnostic",
+            "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.epochs=1",
+            "--set", "method_settings.max_steps_per_epoch=2", "--set", "method_settings.lm=tfidf",
+            "--set", "n_boot=20", "--set", "panel_examples=0", "--device", "cpu"]
+    assert main(argv) == 0
+    rows = load_results_dir(out)
+    assert set(rows["method"]) == {"mets[learnable_temperature=false]", "mets[learnable_temperature=true]"}
+    n = len(rows)
+    assert main(argv) == 0  # resumes: nothing new
+    assert len(load_results_dir(out)) == n
