@@ -48,6 +48,7 @@ ROW_COLUMNS: tuple[str, ...] = (
 FLOAT_COLUMNS = ("label_fraction", "value", "ci_low", "ci_high")
 INT_COLUMNS = ("seed", "n", "n_pos", "n_classes")
 BOOL_COLUMNS = ("git_dirty",)
+TEXT_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in FLOAT_COLUMNS + INT_COLUMNS + BOOL_COLUMNS)
 # A number is identified by these columns; merging keeps the latest row per key.
 KEY_COLUMNS: tuple[str, ...] = (
     "method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class",
@@ -224,11 +225,14 @@ def normalize_rows(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
     for col in INT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(-1).astype("int64")
     for col in BOOL_COLUMNS:  # CSV gives 'True'/'False' strings
-        df[col] = df[col].map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
-    for col in ROW_COLUMNS:
-        if col not in FLOAT_COLUMNS + INT_COLUMNS + BOOL_COLUMNS:
-            s = df[col].astype(object)
-            df[col] = s.where(s.notna(), "").astype(str)
+        if df[col].dtype != bool:
+            df[col] = df[col].astype(str).str.strip().str.lower().isin(["true", "1", "yes"])
+    for col in TEXT_COLUMNS:
+        s = df[col]
+        if s.isna().any() or not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+            s = s.astype(object)
+            s = s.where(s.notna(), "")
+        df[col] = s.astype(str)
     extra = [c for c in df.columns if c not in ROW_COLUMNS]
     return df[list(ROW_COLUMNS) + extra].reset_index(drop=True)
 
@@ -265,6 +269,9 @@ class ResultStore:
 
     def __init__(self, out_dir: str | os.PathLike):
         self.root = Path(out_dir)
+        # rows files already read: path -> ((mtime_ns, size), frame); results.csv is rewritten
+        # after every job, so re-reading hundreds of unchanged files each time would be quadratic.
+        self._rows_cache: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
 
     # paths -------------------------------------------------------------------------------
     @property
@@ -353,11 +360,19 @@ class ResultStore:
     def load_rows(self) -> pd.DataFrame:
         """All finished jobs' rows (empty frame with the schema's columns if none)."""
         files = sorted(self.rows_dir.glob("*.parquet")) if self.rows_dir.is_dir() else []
-        frames = [_read_parquet(p) for p in files]
-        frames = [f for f in frames if not f.empty]
+        frames = []
+        for p in files:
+            st = p.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            hit = self._rows_cache.get(p)
+            if hit is None or hit[0] != stamp:
+                hit = (stamp, normalize_rows(_read_parquet(p)))
+                self._rows_cache[p] = hit
+            if not hit[1].empty:
+                frames.append(hit[1])
         if not frames:
             return normalize_rows(pd.DataFrame(columns=list(ROW_COLUMNS)))
-        return normalize_rows(pd.concat(frames, ignore_index=True))
+        return pd.concat(frames, ignore_index=True)
 
     def load_scores(self, job_id: str) -> pd.DataFrame:
         path = self.scores_path(job_id)
@@ -400,7 +415,7 @@ def load_results_dir(path: str | os.PathLike) -> pd.DataFrame:
     if store.done_jobs():
         return store.load_rows()
     if store.csv_path.is_file():
-        text_cols = {c: str for c in ROW_COLUMNS if c not in FLOAT_COLUMNS + INT_COLUMNS + BOOL_COLUMNS}
+        text_cols = {c: str for c in TEXT_COLUMNS}
         return normalize_rows(pd.read_csv(store.csv_path, dtype=text_cols, keep_default_na=False,
                                           na_values=["", "nan", "NaN"]))
     raise UserError(f"'{path}' holds no results (no rows/*.parquet, no results.csv)")
