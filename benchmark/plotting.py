@@ -11,6 +11,7 @@ paths; they use the headless Agg backend and never import torch.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import textwrap
@@ -21,14 +22,17 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are made on servers and in CI
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter at INFO
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 # Okabe-Ito colour-blind-safe palette, ordered so neighbours differ in lightness too.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2))]
+# Dotted lines are reserved for references (zero-shot level, chance), so no method gets ':'.
+LINESTYLES = ["-", "--", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (8, 2, 2, 2)), (0, (2, 1)), (0, (10, 3))]
 HATCHES = ["", "///", "...", "xxx", "\\\\\\", "ooo", "---", "+++"]
 
 STYLE = {
@@ -196,7 +200,7 @@ def grouped_bars(table: pd.DataFrame, styles: MethodStyles, base: Path, *, group
                     ax.text(p, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=5.5)
         if chance is not None:
             ax.axhline(chance, color="black", linestyle=":", linewidth=0.8)
-            ax.text(-0.48, chance, "chance", va="bottom", ha="left", fontsize=6)
+            ax.text(len(groups) - 0.45, chance, "chance", va="center", ha="left", fontsize=6)
         ax.set_xticks(x)
         labels = group_labels or groups
         rot = 45 if max(len(str(s)) for s in labels) * len(labels) > 60 else 0
@@ -256,7 +260,12 @@ def loss_curves(history: pd.DataFrame, styles: MethodStyles, base: Path) -> list
     """Training (solid) and validation (dashed) loss per epoch; one panel per method because
     contrastive and supervised losses live on different scales; one line pair per seed."""
     loss_col = "train_loss" if "train_loss" in history.columns else "loss"
-    methods = list(dict.fromkeys(history["method"]))
+    history = history.copy()
+    for col in (loss_col, "val_loss", "epoch"):
+        if col in history.columns:
+            history[col] = pd.to_numeric(history[col], errors="coerce")  # None (no val split) -> NaN
+    present = set(history["method"])
+    methods = [m for m in styles.methods if m in present] + sorted(present - set(styles.methods))
     rows, cols = _grid(len(methods), 3)
     with publication_style():
         fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
@@ -273,6 +282,7 @@ def loss_curves(history: pd.DataFrame, styles: MethodStyles, base: Path) -> list
                     ax.plot(h["epoch"], h["val_loss"], color="black", marker=mk, markerfacecolor="white",
                             linestyle="--", linewidth=0.9, label=f"val, seed {seed}")
             ax.set_title(method)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel("loss")
             ax.grid(True, axis="y")
