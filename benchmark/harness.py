@@ -166,6 +166,9 @@ class Runner:
         self._models: dict[str, Any] = {}
         self._embeddings: dict[tuple, np.ndarray] = {}
         self._proto: dict[str, Any] = {}
+        from benchmark.training import resolve_device
+
+        self.device = resolve_device(cfg["device"])
 
     # -- methods -------------------------------------------------------------------------------
     def make_method(self, spec: str, seed: int):
@@ -343,8 +346,17 @@ class Runner:
             log.info("[%d/%d] %s", i + 1, len(todo), job.label)
             self.run_job(job)
         self.timings.seconds["total"] = time.perf_counter() - t_start
-        self.store.write_timings(dict(self.timings.seconds)) if hasattr(self.store, "write_timings") else None
+        self._write_timings(len(todo))
         return self.store.load_rows()
+
+    def _write_timings(self, n_jobs: int) -> None:
+        """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
+        import json
+
+        from benchmark.results_io import atomic_write_text
+
+        rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
+        atomic_write_text(self.out / "timings.json", json.dumps(rec, indent=2))
 
     def run_job(self, job: Job) -> None:
         from benchmark.protocols import few_label, zero_shot
@@ -365,7 +377,7 @@ class Runner:
             ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
                                n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
             if job.dataset == "ptbxl" and job.task == "superdiagnostic":
-                self._save_panel(model, data, job.task)
+                self._save_panel(model, job.method, data, job.task)
         elif job.protocol == "few-label":
             y, valid = data.labels(job.task)
             tr = data.split_indices("train")
@@ -396,7 +408,7 @@ class Runner:
                                             Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
                                             n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
         self.timings.add(stage, t0)
-        env = env_info()
+        env = env_info(str(self.device))
         jid = self.job_id(job)
         extra = {
             "job_id": jid, "method": job.method, "method_name": job.method.split("[", 1)[0], "seed": job.seed,
@@ -408,7 +420,7 @@ class Runner:
         meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
         self.store.write_job(jid, rows, ev.scores, meta)
 
-    def _save_panel(self, model, data, task: str) -> None:
+    def _save_panel(self, model, spec: str, data, task: str) -> None:
         """A few test ECGs with their report and zero-shot scores, for the report's panel figure."""
         from benchmark.results_io import atomic_write_bytes
         import io
@@ -430,7 +442,7 @@ class Runner:
         np.savez_compressed(
             buf, signals=sig, fs=data.fs, reports=np.asarray(data.texts("en"))[test].astype(str),
             ids=data.meta["id"].to_numpy()[test].astype(str), classes=np.asarray(list(prompts)),
-            scores=scores, labels=y[test], method=np.asarray(getattr(model, "name", "")),
+            scores=scores, labels=y[test], method=np.asarray(spec),
         )
         atomic_write_bytes(path, buf.getvalue())
 

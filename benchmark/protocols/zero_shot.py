@@ -39,13 +39,26 @@ def run(
     prompts = class_prompts_for(data, task, template_set)
     val_idx = task_indices(data, task, "val", max_eval, seed=12345)
     test_idx = task_indices(data, task, "test", max_eval, seed=12345)
+    multilabel = data.task(task).multilabel
     with data.forbid("test"):
-        s_val = _scores(method, data, val_idx, prompts)
-    s_test = _scores(method, data, test_idx, prompts)
+        s_val = _scores(method, data, val_idx, prompts, multilabel)
+    s_test = _scores(method, data, test_idx, prompts, multilabel)
     return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
 
 
-def _scores(method, data, idx, prompts) -> np.ndarray:
+# CLIP's logit scale at the METS default temperature 0.07
+SOFTMAX_SCALE = 1.0 / 0.07
+
+
+def _scores(method, data, idx, prompts, multilabel: bool) -> np.ndarray:
+    """Cosine similarities; for single-label tasks a softmax over the classes (CLIP practice), so
+    each class's score is relative to the other classes and per-class AUROCs agree (with two
+    classes, AUROC(V) = 1 - AUROC(non-V) would fail on raw cosines)."""
     if len(idx) == 0:
         return np.zeros((0, len(prompts)), dtype=np.float32)
-    return np.asarray(method.zero_shot_scores(data, idx, prompts), dtype=np.float32)
+    s = np.asarray(method.zero_shot_scores(data, idx, prompts), dtype=np.float64)
+    if not multilabel:
+        z = s * SOFTMAX_SCALE
+        z -= z.max(axis=1, keepdims=True)
+        s = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return s.astype(np.float32)
