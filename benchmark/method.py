@@ -173,6 +173,7 @@ class Method(nn.Module):
         """
         if not self.needs_pretraining:
             return []
+        self.stats = {}
         train_idx = self.usable_rows(data, np.asarray(train_idx, dtype=np.int64), targets)
         val_idx = self.usable_rows(data, np.asarray([] if val_idx is None else val_idx, dtype=np.int64), targets)
         self.setup(data, train_idx, val_idx, targets)
