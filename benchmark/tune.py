@@ -671,7 +671,7 @@ class Tuner:
                 fig.set_size_inches(max(8, fig.get_size_inches()[0]), max(5, fig.get_size_inches()[1]))
                 path = folder / f"{name}.png"
                 folder.mkdir(parents=True, exist_ok=True)
-                _atomic(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png"))
+                _atomic(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
                 plt.close(fig)
                 written.append(path)
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as exc:
