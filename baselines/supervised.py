@@ -32,6 +32,11 @@ class Supervised(Method):
         self.multilabel: bool | None = None
         self._targets: torch.Tensor | None = None
 
+    @property
+    def task(self) -> str:
+        """The task whose labels pretraining uses (the ``task`` setting)."""
+        return str(self.settings["task"])
+
     def _resolve_targets(self, data, targets) -> tuple[np.ndarray, bool]:
         task = str(self.settings["task"])
         if targets is None:

@@ -101,9 +101,11 @@ class METS(Method):
         """Fit the text encoder if it needs it (TF-IDF: training reports only), then embed every
         distinct training/validation report once (through the cache)."""
         texts = self._prompted(data)
+        train_idx = np.asarray(train_idx, dtype=np.int64)
         if self.text.requires_fit:
-            self.fit_text_encoder(sorted({texts[i] for i in train_idx}))
-        rows = np.unique(np.concatenate([np.asarray(train_idx), np.asarray([] if val_idx is None else val_idx)]).astype(np.int64))
+            self.fit_text_encoder(sorted({texts[i] for i in train_idx if texts[i]}))
+        rows = np.unique(np.concatenate([train_idx, np.asarray([] if val_idx is None else val_idx, dtype=np.int64)]))
+        rows = rows[[bool(texts[i]) for i in rows]] if len(rows) else rows  # empty reports: no embedding
         unique = sorted({texts[i] for i in rows})
         if not unique:
             raise UserError("mets: no training row has a non-empty report")
