@@ -171,14 +171,17 @@ class Runner:
         self.device = resolve_device(cfg["device"])
 
     # -- methods -------------------------------------------------------------------------------
-    def make_method(self, spec: str, seed: int):
-        """Build a method: profile settings it accepts, then the variant's own, then seed/device."""
+    def make_method(self, spec: str, seed: int, **extra):
+        """Build a method: profile settings it accepts, then the variant's own, then seed/device
+        and ``extra`` (e.g. the task a label-based method trains on)."""
         name, params = parse_spec(spec)
         entry = METHODS.entry(name)
         accepted = entry.accepted_params()
         settings = {k: v for k, v in self.cfg["method_settings"].items() if accepted is None or k in accepted}
         settings.update(params)
-        for k, v in (("seed", seed), ("device", self.cfg["device"]), ("precision", self.cfg["precision"])):
+        runtime = {"seed": seed, "device": self.cfg["device"], "precision": self.cfg["precision"],
+                   "cache_dir": str(self.cache_dir), **extra}
+        for k, v in runtime.items():
             if accepted is None or k in accepted:
                 settings[k] = v
         return entry.factory(**settings)
@@ -254,13 +257,14 @@ class Runner:
         from benchmark.paths import pretrained_dir
 
         data = self.dataset("ptbxl")
-        method = self.make_method(spec, seed)
+        method = self.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
         if labels is None and getattr(method, "uses_labels", False):
             task = getattr(method, "task", "superdiagnostic")
             y, valid = data.labels(task)
             tr = data.split_indices("train")
             labels = (task, tr[valid[tr]])
-        cfg = {k: v for k, v in method.config().items() if k not in NON_SEMANTIC}
+        runtime = set(NON_SEMANTIC) | set(getattr(method, "RUNTIME_SETTINGS", ()))
+        cfg = {k: v for k, v in method.config().items() if k not in runtime}
         key = {
             "format": PRETRAIN_FORMAT, "method": spec, "config": cfg, "seed": seed,
             "data": data.manifest.get("key"),
@@ -280,8 +284,8 @@ class Runner:
             targets = y
             val_idx = val_idx[valid[val_idx]]
         with data.forbid("test"):
-            method.setup(data, train_idx)
             if model_file.is_file():
+                method.setup(data, train_idx, val_idx, targets)
                 method.load(model_file)
             elif not getattr(method, "needs_pretraining", True):
                 method.save(model_file)
@@ -389,11 +393,14 @@ class Runner:
                 ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, subset,
                                                 Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
                                                 n_boot=cfg["n_boot"], seed=job.seed)
+            elif needs_labels:
+                # a label-based method (supervised) is itself trained end to end on the subset:
+                # its fine-tune row is its own head's predictions (the model shared with its probe)
+                model, h = self.pretrained(job.method, job.seed, labels=(job.task, subset))
+                t0 = time.perf_counter()
+                ev = few_label.run_predict(model, data, job.task, n_boot=cfg["n_boot"], seed=job.seed)
             else:
-                if needs_labels:  # supervised fine-tune = end-to-end training from scratch on the subset
-                    model, h = self.make_method(job.method, job.seed), "scratch"
-                else:
-                    model, h = self.pretrained(job.method, job.seed)
+                model, h = self.pretrained(job.method, job.seed)
                 t0 = time.perf_counter()
                 stage = "finetune"
                 ev = few_label.run_fine_tune(model, data, job.task, subset, cfg=cfg, seed=job.seed,

@@ -48,7 +48,7 @@ class METS(Method):
         "temperature": 0.07,
         "learnable_temperature": False,
         "report_prompt": "The report of the ECG is that {report}",
-        "report_text": "clean",  # raw | clean | en
+        "report_text": "en",  # raw | clean | en: English by default, the language of the zero-shot prompts
         "text_in_loop": False,
     }
 

@@ -225,3 +225,14 @@ def run_fine_tune(
     ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(history),
                     "best_val_loss": min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=None)})
     return ev
+
+
+def run_predict(model, data: ECGSet, task: str, *, n_boot: int, seed: int) -> Evaluation:
+    """Score a model that already has a head for ``task`` (the supervised baseline trained on the
+    labelled subset): thresholds from its validation predictions, test predicted once."""
+    val_idx = task_indices(data, task, "val")
+    test_idx = task_indices(data, task, "test")
+    with data.forbid("test"):
+        s_val = np.asarray(model.predict(data, val_idx), dtype=np.float32)
+    s_test = np.asarray(model.predict(data, test_idx), dtype=np.float32)
+    return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
