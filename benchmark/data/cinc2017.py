@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.base import PrepareParams, Scan, TaskSpec
+from benchmark.data.base import PhysioNetDataset, PrepareParams, Scan, TaskSpec
 from benchmark.data.mitbih import resample
 from benchmark.errors import DataError
 from benchmark.registry import register_dataset
@@ -219,10 +219,12 @@ def read_signal(root: Path, rec: str) -> np.ndarray:
 
 
 @register_dataset("cinc2017", description="PhysioNet/CinC Challenge 2017: single-lead AF classification")
-class CinC2017:
+class CinC2017(PhysioNetDataset):
     """CinC 2017 training set as fixed-length crops (see the module docstring)."""
 
     name = "cinc2017"
+    title = "CinC 2017"
+    download_name = "cinc2017"
     version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("I",)
     default_options: dict = {
@@ -233,20 +235,6 @@ class CinC2017:
         "val_frac": 0.15,
         "test_frac": 0.15,
     }
-
-    @classmethod
-    def _opt(cls, params: PrepareParams, key: str):
-        return params.option(key, cls.default_options[key])
-
-    @classmethod
-    def root(cls, data_root: Path, params: PrepareParams) -> Path:
-        folder = Path(data_root) / str(cls._opt(params, "subdir"))
-        if not folder.is_dir():
-            raise DataError(
-                f"CinC 2017 folder '{folder}' not found: download it with "
-                f"'python -m benchmark data download cinc2017 --to {data_root}' or set the 'subdir' option"
-            )
-        return folder
 
     @classmethod
     def source_files(cls, root: Path, params: PrepareParams) -> list[Path]:

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.base import PrepareParams, Scan, TaskSpec
+from benchmark.data.base import PhysioNetDataset, PrepareParams, Scan, TaskSpec
 from benchmark.errors import DataError
 from benchmark.registry import register_dataset
 
@@ -147,29 +147,17 @@ def cut_windows(x: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
 
 
 @register_dataset("mitbih", description="MIT-BIH Arrhythmia: beat windows, AAMI and PVC tasks")
-class MITBIH:
+class MITBIH(PhysioNetDataset):
     """MIT-BIH Arrhythmia Database as beat-centred windows (see the module docstring)."""
 
     name = "mitbih"
+    title = "MIT-BIH"
+    download_name = "mitdb"
     version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("II",)
     default_options: dict = {"subdir": "mitdb", "annotator": "atr", "val_every": 5}
 
     # -- contract ------------------------------------------------------------------------
-    @classmethod
-    def _opt(cls, params: PrepareParams, key: str):
-        return params.option(key, cls.default_options[key])
-
-    @classmethod
-    def root(cls, data_root: Path, params: PrepareParams) -> Path:
-        folder = Path(data_root) / str(cls._opt(params, "subdir"))
-        if not folder.is_dir():
-            raise DataError(
-                f"MIT-BIH folder '{folder}' not found: download it with "
-                f"'python -m benchmark data download mitdb --to {data_root}' or set the 'subdir' option"
-            )
-        return folder
-
     @classmethod
     def records(cls, root: Path) -> list[str]:
         """Record names present: from ``RECORDS`` if it exists, else from the ``*.hea`` files."""
