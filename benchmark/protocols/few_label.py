@@ -168,62 +168,26 @@ def run_fine_tune(
     progress: bool = True,
     checkpoint_dir=None,
 ) -> Evaluation:
-    """Encoder (a copy of the method's) + linear head, trained end to end on ``train_idx``.
-
-    Binary cross-entropy for multi-label tasks, cross-entropy for single-label ones; early
-    stopping on the validation loss (best state kept). Test scores are computed once at the end.
-    """
-    import torch
-    from torch import nn
-
-    from benchmark.training import fit, resolve_device
-
+    """A copy of the method's encoder plus a linear head (``Method.fine_tune``), trained end to end
+    on ``train_idx`` with the protocol's epochs/lr/batch size; early stopping on the validation
+    loss (best state kept). Test scores are computed once at the end."""
     spec = data.task(task)
     y, _ = data.labels(task)
     val_idx = task_indices(data, task, "val")
     test_idx = task_indices(data, task, "test")
-    device = resolve_device(cfg["device"])
-    torch.manual_seed(seed)
-    backbone = method.ecg_backbone()
-    backbone.eval()
-    with torch.no_grad():
-        dim = int(backbone(data.batch(train_idx[:2])).shape[1])
-    model = nn.Sequential(backbone, nn.Linear(dim, len(spec.classes)))
-    targets = torch.from_numpy(y)
-    if spec.multilabel:
-        loss_fn = nn.BCEWithLogitsLoss()
-
-        def step(batch):
-            return loss_fn(model(batch.x).float(), targets[batch.idx].to(batch.device))
-    else:
-        loss_fn = nn.CrossEntropyLoss()
-        classes = torch.from_numpy(y.argmax(axis=1))
-
-        def step(batch):
-            return loss_fn(model(batch.x).float(), classes[batch.idx].to(batch.device))
-
-    def predict(idx: np.ndarray) -> np.ndarray:
-        model.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(idx), 256):
-                logits = model(data.batch(idx[start : start + 256], device)).float()
-                out.append((torch.sigmoid(logits) if spec.multilabel else torch.softmax(logits, 1)).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(spec.classes)), np.float32)
-
     with data.forbid("test"):
-        history = fit(
-            model, step, data, train_idx, val_idx,
-            epochs=int(cfg["finetune_epochs"]), batch_size=int(cfg["finetune_batch_size"]),
-            lr=float(cfg["finetune_lr"]), weight_decay=1e-4, seed=seed, device=device,
-            precision=cfg["precision"], early_stopping_patience=int(cfg["finetune_patience"]),
-            checkpoint_dir=checkpoint_dir, progress=progress, desc=f"fine-tune {task}",
+        clf = method.fine_tune(
+            data, train_idx, val_idx, y, multilabel=spec.multilabel, checkpoint_dir=checkpoint_dir,
+            progress=progress, epochs=int(cfg["finetune_epochs"]), batch_size=int(cfg["finetune_batch_size"]),
+            lr=float(cfg["finetune_lr"]), weight_decay=1e-4, seed=seed,
+            early_stopping_patience=int(cfg["finetune_patience"]),
         )
-        s_val = predict(val_idx)
-    s_test = predict(test_idx)
+        s_val = clf.predict(data, val_idx, device=method.device)
+    s_test = clf.predict(data, test_idx, device=method.device)
     ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=int(cfg["n_boot"]), seed=seed)
-    ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(history),
-                    "best_val_loss": min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=None)})
+    losses = [h["val_loss"] for h in clf.history if h.get("val_loss") is not None]
+    ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(clf.history),
+                    "best_val_loss": min(losses) if losses else None})
     return ev
 
 
