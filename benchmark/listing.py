@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 
@@ -41,9 +42,10 @@ def collect(pattern: str = "*") -> dict:
         out["text-encoders"][f"{pre}:<hub id or path>"] = {"description": "any Hugging Face encoder"}
     for name in DATASETS.list(pattern):
         cls = DATASETS.entry(name).factory
+        tasks = getattr(importlib.import_module(cls.__module__), "TASKS", ())
         out["datasets"][name] = {
             "description": DATASETS.entry(name).description,
-            "tasks": list(getattr(cls, "task_names", [])),
+            "tasks": list(tasks),
             "options": dict(getattr(cls, "default_options", {})),
         }
     return out
