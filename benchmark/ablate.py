@@ -5,7 +5,7 @@ An ablation is a grid of *method variants* (``mets[lm=minilm|tfidf]``: expanded 
 change the data or the evaluation for every method (sampling rate, prompt template set): each
 value of those gets its own sub-folder ``<out>/<key>=<value>/``, because a harness run holds one
 configuration. Everything goes through the normal harness ``Runner``: results are cached,
-resumable and reported like any ``run`` (``python -m benchmark report <out>/*``).
+resumable and reported like any ``run`` (``python -m benchmark report --results <out>``).
 
 A set's ``settings`` narrow the protocols to what answers its question (zero-shot plus a linear
 probe at every label fraction); ``--protocols``/``--set`` on the command line override them.
@@ -161,5 +161,5 @@ def main(args) -> int:
         log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
         rows = runner.run()
         print(runner.summary_text(rows))
-    print(f"report: python -m benchmark report {' '.join(str(p.out) for p in parts)}")
+    print("report: python -m benchmark report " + " ".join(f"--results {p.out}" for p in parts))
     return 0
