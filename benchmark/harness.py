@@ -6,10 +6,15 @@ dataset x task x label fraction x mode) -> each job not yet in ``--out`` runs an
 and per-example scores atomically. Pretrained encoders are cached on disk by a hash of everything
 that determines them, so protocols share one pretraining and a killed run resumes from the last
 finished job and the last epoch checkpoint.
+
+Under ``torchrun`` (``benchmark.distributed``) every rank first pretrains, data-parallel, each
+model the planned jobs need (rank 0 decides which are missing from the cache and saves them);
+then the other ranks leave and rank 0 evaluates alone, exactly as a single process would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -87,9 +92,21 @@ def overrides_from_args(args) -> dict:
 
 
 def main(args) -> int:
+    from benchmark import distributed
+
     for mod in args.plugin:
         load_plugin(mod)
     cfg = build_config(args.profile, args.config, overrides_from_args(args))
+    if not args.dry_run and distributed.init_from_env(cfg["device"]):
+        try:
+            runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out,
+                            progress=not args.no_progress and distributed.is_main())
+            rows = runner.run()
+            if distributed.is_main():
+                print(runner.summary_text(rows))
+            return 0
+        finally:
+            distributed.shutdown()
     if args.dry_run:
         load_builtin_plugins()
         runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out, progress=False)
@@ -202,10 +219,14 @@ class Runner:
                 opts = {"subdir": self.cfg["mitbih_subdir"], "annotator": self.cfg["mitbih_annotator"]}
             elif name == "cinc2017":
                 opts = {"n_crops": self.cfg["cinc_crops"]}
-            self._data[name] = prepare(
-                name, self.data_root, self.cache_dir, fs=self.cfg["fs"], window_s=self.cfg["window_s"],
-                progress=self.progress, **opts,
-            )
+            from benchmark import distributed
+
+            # under torchrun one process per node builds the store, the others then open it
+            with distributed.main_first(local=True) if distributed.world()[1] > 1 else contextlib.nullcontext():
+                self._data[name] = prepare(
+                    name, self.data_root, self.cache_dir, fs=self.cfg["fs"], window_s=self.cfg["window_s"],
+                    progress=self.progress, **opts,
+                )
             self.timings.add("data", t0)
         return self._data[name]
 
@@ -237,10 +258,9 @@ class Runner:
         return jobs
 
     def job_id(self, job: Job) -> str:
-        base = job.method.split("[", 1)[0]
-        return f"{base}-{job.protocol}-{job.dataset}-{job.task}-" + stable_hash(
-            {"job": job.key, "config": self.config_hash(job.method)}, 16
-        )
+        from benchmark.results import make_job_id
+
+        return make_job_id({**job.key, "config": self.config_hash(job.method)})
 
     def config_hash(self, spec: str) -> str:
         """Hash of every setting that can change a job's numbers (not device or progress)."""
@@ -273,6 +293,9 @@ class Runner:
         h = stable_hash(key, 20)
         if h in self._models:
             return self._models[h], h
+        from benchmark import distributed
+
+        rank, _ = distributed.world()
         folder = pretrained_dir(self.cache_dir, h)
         model_file = folder / "model.pt"
         t0 = time.perf_counter()
@@ -284,11 +307,15 @@ class Runner:
             targets = y
             val_idx = val_idx[valid[val_idx]]
         with data.forbid("test"):
-            if model_file.is_file():
-                method.setup(data, train_idx, val_idx, targets)
-                method.load(model_file)
+            # rank 0 decides (its filesystem holds the cache); the other ranks follow its decision
+            on_disk = distributed.broadcast_object(model_file.is_file() if rank == 0 else None)
+            if on_disk:
+                if rank == 0:
+                    method.setup(data, train_idx, val_idx, targets)
+                    method.load(model_file)
             elif not getattr(method, "needs_pretraining", True):
-                method.save(model_file)
+                if rank == 0:
+                    method.save(model_file)
             else:
                 log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
                 history = method.pretrain(
@@ -296,8 +323,10 @@ class Runner:
                     progress=self.progress,
                     on_epoch_end=None if on_epoch_end is None else (lambda e, row: on_epoch_end(method, e, row)),
                 )
-                method.save(model_file)
-                self._save_history(spec, seed, h, history)
+                if rank == 0:
+                    method.save(model_file)
+                    self._save_history(spec, seed, h, history)
+                distributed.barrier()
         self.timings.add("pretrain", t0)
         self._models[h] = method
         return method, h
@@ -338,20 +367,57 @@ class Runner:
 
         from benchmark.results import ResultStore
 
+        from benchmark import distributed
+
+        rank, world = distributed.world()
+        from benchmark.results import new_run_id
+
         self.store = ResultStore(self.out)
+        self.run_id = new_run_id()
         t_start = time.perf_counter()
         jobs = self.plan()
-        done = [j for j in jobs if self.store.job_done(self.job_id(j))]
-        todo = [j for j in jobs if not self.store.job_done(self.job_id(j))]
-        log.info("%d jobs planned, %d already done in %s, %d to run", len(jobs), len(done), self.out, len(todo))
+        todo = None
+        if rank == 0:
+            done = [j for j in jobs if self.store.job_done(self.job_id(j))]
+            todo = [j for j in jobs if not self.store.job_done(self.job_id(j))]
+            log.info("%d jobs planned, %d already done in %s, %d to run", len(jobs), len(done), self.out, len(todo))
+        if world > 1:
+            # phase 1, every rank: data-parallel pretraining of every model the jobs need
+            todo = distributed.broadcast_object(todo)
+            requests: list[tuple] = []
+            for job in todo:
+                req = self.pretrain_request(job)
+                if req is not None and req not in requests:
+                    requests.append(req)
+            log.info("rank %d/%d: %d pretrainings for %d jobs", rank, world, len(requests), len(todo))
+            for spec, seed, labels in requests:
+                self.pretrained(spec, seed, labels=None if labels is None else (labels[0], np.asarray(labels[1])))
+            if rank != 0:
+                return None  # phase 2 is rank 0's alone
         bar = tqdm(todo, desc="jobs", unit="job", disable=not self.progress, dynamic_ncols=True)
-        for i, job in enumerate(bar):
-            bar.set_description(f"jobs [{job.method} s{job.seed} {job.protocol} {job.dataset}/{job.task}]")
-            log.info("[%d/%d] %s", i + 1, len(todo), job.label)
-            self.run_job(job)
+        with distributed.local_only():  # evaluation: rank 0 alone, no collectives
+            for i, job in enumerate(bar):
+                bar.set_description(f"jobs [{job.method} s{job.seed} {job.protocol} {job.dataset}/{job.task}]")
+                log.info("[%d/%d] %s", i + 1, len(todo), job.label)
+                self.run_job(job)
         self.timings.seconds["total"] = time.perf_counter() - t_start
         self._write_timings(len(todo))
         return self.store.load_rows()
+
+    def pretrain_request(self, job: Job) -> tuple | None:
+        """(spec, seed, labels) of the pretrained model ``run_job`` will ask for (None: none).
+
+        ``labels`` is None or (task, tuple of training positions); it mirrors ``run_job``."""
+        needs_labels = getattr(self.prototype(job.method), "uses_labels", False)
+        if job.protocol == "few-label" and needs_labels:
+            data = self.dataset(job.dataset)
+            y, valid = data.labels(job.task)
+            tr = data.split_indices("train")
+            from benchmark.protocols import few_label
+
+            subset = few_label.draw_subset(y, tr[valid[tr]], job.label_fraction, job.seed)
+            return (job.method, job.seed, (job.task, tuple(int(i) for i in subset)))
+        return (job.method, job.seed, None)
 
     def _write_timings(self, n_jobs: int) -> None:
         """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
@@ -418,7 +484,7 @@ class Runner:
         env = env_info(str(self.device))
         jid = self.job_id(job)
         extra = {
-            "job_id": jid, "method": job.method, "method_name": job.method.split("[", 1)[0], "seed": job.seed,
+            "run_id": self.run_id, "job_id": jid, "method": job.method, "method_name": job.method.split("[", 1)[0], "seed": job.seed,
             "protocol": job.protocol, "mode": job.mode, "dataset": job.dataset, "task": job.task,
             "label_fraction": np.nan if job.label_fraction is None else job.label_fraction,
             "config_hash": self.config_hash(job.method), **env,
