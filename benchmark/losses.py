@@ -12,9 +12,13 @@ All three losses are InfoNCE over cosine similarities of L2-normalised embedding
   positive per row it equals ``clip_loss`` with ``logit_scale = 1 / temperature``.
 
 Distributed training: each loss gathers the *other* side's embeddings from every rank with
-:func:`gather_with_grad` (the local shard keeps its gradient) so negatives span the global batch,
-as open_clip's ``ClipLoss(local_loss=True)`` does. Without an initialised process group the
-gather is the identity and the losses are the single-process ones.
+:func:`gather_with_grad` so negatives span the global batch, as open_clip's
+``ClipLoss(local_loss=True, gather_with_grad=True)`` does: each rank's loss covers its own rows
+against every column, gradients flow back to the rank that owns each embedding, and DDP's
+gradient average then equals the single-process gradient of the global batch exactly (tested in
+tests/test_distributed.py). Without an initialised process group (or inside
+``benchmark.distributed.local_only()``) the gather is the identity and the losses are the
+single-process ones.
 """
 
 from __future__ import annotations
@@ -25,12 +29,10 @@ import torch.nn.functional as F
 
 # -- distributed helpers -------------------------------------------------------------------
 def _dist_world() -> tuple[int, int]:
-    """(rank, world_size); (0, 1) when torch.distributed is not in use."""
-    import torch.distributed as dist
+    """(rank, world_size); (0, 1) when torch.distributed is not in use (or in ``local_only``)."""
+    from benchmark.distributed import world
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return world()
 
 
 def gather_with_grad(x: torch.Tensor, *, full_grad: bool = False) -> torch.Tensor:
@@ -38,7 +40,7 @@ def gather_with_grad(x: torch.Tensor, *, full_grad: bool = False) -> torch.Tenso
 
     The local shard is the original tensor, so gradients flow into it; other ranks' shards are
     constants (``full_grad=False``, open_clip's default) or differentiable too
-    (``full_grad=True``, via ``torch.distributed.nn.functional.all_gather``). Identity when not
+    (``full_grad=True``: the gradient of every rank's loss reaches the shard's owner). Identity when not
     distributed.
     """
     rank, world = _dist_world()
@@ -47,13 +49,34 @@ def gather_with_grad(x: torch.Tensor, *, full_grad: bool = False) -> torch.Tenso
     import torch.distributed as dist
 
     if full_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(list(all_gather(x)), dim=0)
+        return _AllGatherGrad.apply(x)
     parts = [torch.zeros_like(x) for _ in range(world)]
     dist.all_gather(parts, x.detach().contiguous())
     parts[rank] = x
     return torch.cat(parts, dim=0)
+
+
+class _AllGatherGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every rank's gradient for this rank's shard
+    (an all-reduce of the gathered gradient, then this rank's slice): works on gloo and nccl."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        rank, world = _dist_world()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = rank, x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
 def _local_offset(n_local: int) -> int:
@@ -72,7 +95,7 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | floa
         raise ValueError(f"clip_loss needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     a = F.normalize(a.float(), dim=-1)
     b = F.normalize(b.float(), dim=-1)
-    all_a, all_b = gather_with_grad(a), gather_with_grad(b)
+    all_a, all_b = gather_with_grad(a, full_grad=True), gather_with_grad(b, full_grad=True)
     target = torch.arange(a.shape[0], device=a.device) + _local_offset(a.shape[0])
     logits_ab = logit_scale * a @ all_b.T
     logits_ba = logit_scale * b @ all_a.T
@@ -86,7 +109,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     n = z1.shape[0]
     z1 = F.normalize(z1.float(), dim=-1)
     z2 = F.normalize(z2.float(), dim=-1)
-    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
+    all1, all2 = gather_with_grad(z1, full_grad=True), gather_with_grad(z2, full_grad=True)
     n_all = all1.shape[0]
     off = _local_offset(n)
     local = torch.cat([z1, z2], dim=0)  # [2N, D] rows
@@ -114,7 +137,7 @@ def clocs_loss(
     n = z1.shape[0]
     z1 = F.normalize(z1.float(), dim=-1)
     z2 = F.normalize(z2.float(), dim=-1)
-    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
+    all1, all2 = gather_with_grad(z1, full_grad=True), gather_with_grad(z2, full_grad=True)
     if groups is None:
         groups = torch.arange(n, device=z1.device) + _local_offset(n)
     groups = groups.to(z1.device)

@@ -12,6 +12,15 @@ the torch global RNG (dropout, initialisation inside a step) is re-seeded at eve
 and each step gets its own CPU ``torch.Generator`` (``Batch.generator``) for augmentations. A
 run killed after epoch k and resumed from its checkpoint therefore replays epochs k+1.. exactly
 and ends with the same weights as an uninterrupted run (tested in tests/test_training.py).
+
+Distributed data parallel. Under ``torchrun`` (``benchmark.distributed``) the module is wrapped
+in ``DistributedDataParallel``; each global batch of the epoch's permutation is cut into
+``world_size`` equal, disjoint shards (rank r takes the r-th), so ``batch_size`` stays the global
+batch of a single-process run. Gradients are averaged by DDP; the contrastive losses gather
+embeddings across ranks. Training losses are summed over ranks before they enter the history,
+batch-norm buffers are broadcast from rank 0 after each epoch, and validation runs on every rank
+over the whole validation split without collectives -- so every rank takes the same early-stopping
+decision. Only rank 0 writes the checkpoint; on resume rank 0 reads it and broadcasts it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark import distributed as dist_
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -175,6 +185,42 @@ def _fingerprint(settings: dict, train_idx: np.ndarray, val_idx: np.ndarray, mod
     return h.hexdigest()[:16]
 
 
+class _StepModule(nn.Module):
+    """``forward(batch) = step(batch)``: lets DDP wrap a module whose loss is a free function."""
+
+    def __init__(self, module: nn.Module, step: Callable):
+        super().__init__()
+        self.module = module
+        self._step = step
+
+    def forward(self, batch):
+        return self._step(batch)
+
+
+def _broadcast_buffers(module: nn.Module) -> None:
+    """Rank 0's buffers (batch-norm statistics) on every rank."""
+    import torch.distributed as dist
+
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def _read_checkpoint(ckpt_path: Path | None, fingerprint: str):
+    """The checkpoint dict, None if there is none, or the UserError to raise (broadcastable)."""
+    if ckpt_path is None or not ckpt_path.is_file():
+        return None
+    try:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        return UserError(f"checkpoint '{ckpt_path}' is unreadable ({exc}); delete it to start over")
+    if ck.get("fingerprint") != fingerprint:
+        return UserError(
+            f"checkpoint '{ckpt_path}' was written by a run with different settings or data; "
+            "delete it (or use another checkpoint dir) to start over"
+        )
+    return ck
+
+
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
@@ -232,12 +278,22 @@ def fit(
     if early_stopping_patience is not None and len(val_idx) == 0:
         raise UserError(f"{desc}: early stopping needs a validation split, but val_idx is empty")
 
+    rank, world = dist_.world()
+    if world > 1 and batch_size % world:
+        raise UserError(f"{desc}: batch_size {batch_size} must be divisible by the {world} processes (global batch)")
+
     module.to(dev)
+    explicit_params = params is not None
     params = [p for p in (module.parameters() if params is None else params) if p.requires_grad]
     if not params:
         raise UserError(f"{desc}: nothing to train (no parameter requires grad)")
     opt = _make_optimizer(optimizer, params, lr, weight_decay)
     plan = batch_plan(len(train_idx), batch_size, drop_last)
+    if world > 1:  # every rank needs an equal shard: trim a short batch to a multiple of world
+        plan = [slice(sl.start, sl.start + (sl.stop - sl.start) // world * world) for sl in plan]
+        plan = [sl for sl in plan if sl.stop > sl.start]
+        if not plan:
+            raise UserError(f"{desc}: {len(train_idx)} training rows cannot feed {world} processes")
     steps_per_epoch = len(plan) if max_steps_per_epoch is None else min(len(plan), int(max_steps_per_epoch))
     total_steps = max(1, epochs * steps_per_epoch)
     warmup_steps = int(round(warmup * steps_per_epoch))
@@ -254,16 +310,12 @@ def fit(
 
     history: list[dict] = []
     best_val, best_state, bad_epochs, start_epoch, finished = math.inf, None, 0, 0, False
-    if ckpt_path is not None and ckpt_path.is_file():
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise UserError(f"checkpoint '{ckpt_path}' is unreadable ({exc}); delete it to start over") from exc
-        if ck.get("fingerprint") != fingerprint:
-            raise UserError(
-                f"checkpoint '{ckpt_path}' was written by a run with different settings or data; "
-                "delete it (or use another checkpoint dir) to start over"
-            )
+    ck = _read_checkpoint(ckpt_path, fingerprint) if rank == 0 else None
+    if world > 1:  # rank 0 reads, everyone gets it (no shared filesystem needed)
+        ck = dist_.broadcast_object(ck)
+    if isinstance(ck, UserError):
+        raise UserError(str(ck))
+    if ck is not None:
         module.load_state_dict(ck["module"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -273,6 +325,17 @@ def fit(
         history, best_val, best_state = ck["history"], ck["best_val"], ck["best_state"]
         bad_epochs, start_epoch, finished = ck["bad_epochs"], ck["epoch"] + 1, ck["finished"]
         log.info("%s: resumed from %s after epoch %d", desc, ckpt_path, ck["epoch"])
+
+    # DDP: the step runs inside the wrapper's forward so DDP sees it (gradient sync, buffers)
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(
+            _StepModule(module, step), device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
+            if dev.type == "cuda" else None, find_unused_parameters=explicit_params,
+        )
+    train_step = ddp if ddp is not None else step
 
     def run_batches(epoch: int, train: bool) -> tuple[float | None, int]:
         if train:
@@ -287,12 +350,18 @@ def fit(
         total, count = 0.0, 0
         for b, sl in enumerate(slices):
             idx = order[sl]
+            if train and world > 1:  # this rank's disjoint shard of the global batch
+                share = len(idx) // world
+                idx = idx[rank * share : (rank + 1) * share]
             gstep = epoch * steps_per_epoch + b if train else b
-            gen = torch.Generator().manual_seed(step_seed(seed, epoch if train else -1, gstep, int(train)))
+            parts = (epoch if train else -1, gstep, int(train)) + ((rank,) if train and world > 1 else ())
+            gen = torch.Generator().manual_seed(step_seed(seed, *parts))
             batch = Batch(data.batch(idx, dev), idx, epoch, gstep, train, gen, dev)
             if train:
                 with autocast(prec, dev):
-                    loss = step(batch)
+                    loss = train_step(batch)
+                if loss is None and ddp is not None:  # keep the ranks in lock-step: a zero-gradient step
+                    raise UserError(f"{desc}: a training step returned no loss, which distributed training cannot skip")
                 if loss is not None:
                     if not torch.isfinite(loss.detach()):
                         raise UserError(
@@ -320,6 +389,9 @@ def fit(
             if loss is not None:
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
+        if train and world > 1:
+            total, count = dist_.all_reduce_sum([total, count], dev if dev.type == "cuda" else "cpu")
+            count = int(count)
         return (total / count if count else None), count
 
     bar = tqdm(
@@ -334,9 +406,12 @@ def fit(
             torch.manual_seed(step_seed(seed, epoch, 7919))
             lr_now = opt.param_groups[0]["lr"]
             train_loss, n_used = run_batches(epoch, train=True)
+            if world > 1:
+                _broadcast_buffers(module)
             val_loss = None
             if len(val_idx):
-                val_loss, _ = run_batches(epoch, train=False)
+                with dist_.local_only():  # every rank: the whole validation split, no collectives
+                    val_loss, _ = run_batches(epoch, train=False)
             if train_loss is None:
                 raise UserError(f"{desc}: every training batch was skipped in epoch {epoch} (no usable rows)")
             row = {
@@ -357,7 +432,7 @@ def fit(
             if epoch == epochs - 1:
                 finished = True
             bar.set_postfix(epoch=epoch, train=f"{train_loss:.4f}", val="-" if val_loss is None else f"{val_loss:.4f}")
-            if ckpt_path is not None:
+            if ckpt_path is not None and rank == 0:
                 atomic_torch_save(
                     {
                         "fingerprint": fingerprint,
@@ -375,6 +450,8 @@ def fit(
                     },
                     ckpt_path,
                 )
+            if ckpt_path is not None and world > 1:
+                dist_.barrier()  # the checkpoint exists before any rank moves on
             if on_epoch_end is not None:
                 on_epoch_end(epoch, dict(row))
     finally:
