@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -375,6 +376,8 @@ class Runner:
         self.store = ResultStore(self.out)
         self.run_id = new_run_id()
         t_start = time.perf_counter()
+        mets = sys.modules.get("methods.mets")
+        self._lm_start = mets.lm_seconds() if mets is not None else 0.0
         jobs = self.plan()
         todo = None
         if rank == 0:
@@ -425,6 +428,9 @@ class Runner:
 
         from benchmark.results_io import atomic_write_text
 
+        mets = sys.modules.get("methods.mets")
+        if mets is not None:  # frozen-LM time (reports in pretrain, prompts in evaluate)
+            self.timings.seconds["lm"] = mets.lm_seconds() - self._lm_start
         rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
         atomic_write_text(self.out / "timings.json", json.dumps(rec, indent=2))
 
@@ -445,7 +451,8 @@ class Runner:
             model, h = self.pretrained(job.method, job.seed)
             t0 = time.perf_counter()
             ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
-                               n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
+                               n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval,
+                               embed=self.embed_fn(model, h))
             if job.dataset == "ptbxl" and job.task == "superdiagnostic":
                 self._save_panel(model, job.method, data, job.task)
         elif job.protocol == "few-label":

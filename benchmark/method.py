@@ -193,7 +193,7 @@ class Method(nn.Module):
     def embedding_dim(self) -> int:
         return int(self.encoder.dim)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _map_batches(self, fn, data, idx, batch_size: int) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
         was_training = self.training
@@ -364,7 +364,7 @@ class Classifier(nn.Module):
 
         return step
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, data, idx, batch_size: int = 256, device="auto") -> np.ndarray:
         dev = resolve_device(device) if not isinstance(device, torch.device) else device
         self.to(dev).eval()

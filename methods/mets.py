@@ -34,6 +34,23 @@ from benchmark.method import Method, register_method_class
 from benchmark.training import Batch, autocast
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
+_LM_SECONDS = [0.0]  # wall time spent in the frozen LM (through its cache), this process
+
+
+def lm_seconds() -> float:
+    """Seconds this process spent embedding text with METS's frozen LMs (reports and prompts,
+    cache look-ups included): the harness reports it as the "lm" share of a run."""
+    return _LM_SECONDS[0]
+
+
+def _timed_encode(text_encoder, texts) -> np.ndarray:
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        return np.asarray(text_encoder.encode(texts), dtype=np.float32)
+    finally:
+        _LM_SECONDS[0] += time.perf_counter() - t0
 
 
 @register_method_class("mets")
@@ -109,7 +126,7 @@ class METS(Method):
         unique = sorted({texts[i] for i in rows})
         if not unique:
             raise UserError("mets: no training row has a non-empty report")
-        emb = np.asarray(self.text.encode(unique), dtype=np.float32)
+        emb = _timed_encode(self.text, unique)
         if emb.shape != (len(unique), self.lm_dim):
             raise RuntimeError(f"text encoder returned {emb.shape}, expected ({len(unique)}, {self.lm_dim})")
         pos = {t: i for i, t in enumerate(unique)}
@@ -132,8 +149,7 @@ class METS(Method):
     def _text_features(self, batch: Batch) -> torch.Tensor:
         if self.settings["text_in_loop"]:
             texts = [self._row_text[i] for i in batch.idx]
-            raw = self.text.encoder.encode(texts)
-            return torch.as_tensor(np.asarray(raw, dtype=np.float32), device=batch.device)
+            return torch.as_tensor(_timed_encode(self.text.encoder, texts), device=batch.device)
         if self._text_emb is None:
             raise RuntimeError("mets: setup() must run before training (pretrain() calls it)")
         return self._text_emb[torch.as_tensor(batch.idx, device=self._text_emb.device)].to(batch.device)
@@ -155,7 +171,7 @@ class METS(Method):
         """L2-normalised projected text embeddings [n, proj_dim] (the frozen LM goes through the cache)."""
         if not texts:
             return np.zeros((0, self.text_proj.out_features), dtype=np.float32)
-        raw = torch.as_tensor(np.asarray(self.text.encode(list(texts)), dtype=np.float32), device=self.device)
+        raw = torch.as_tensor(_timed_encode(self.text, list(texts)), device=self.device)
         was = self.training
         self.to(self.device).eval()
         with autocast(self.precision, self.device):
@@ -178,12 +194,25 @@ class METS(Method):
         out = self._map_batches(self._joint_ecg, data, idx, batch_size)
         return out.reshape(len(np.asarray(idx)), self.ecg_proj.out_features)
 
-    def zero_shot_scores(self, data, idx, class_prompts: dict[str, list[str]], batch_size: int = 256) -> np.ndarray:
-        """Cosine similarity [N, C] of each ECG with each class (classes in the dict's order)."""
+    def zero_shot_scores(
+        self, data, idx, class_prompts: dict[str, list[str]], batch_size: int = 256, features: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Cosine similarity [N, C] of each ECG with each class (classes in the dict's order).
+
+        ``features``: the encoder features of ``idx`` ([N, D], ``encode_ecg``) when the caller
+        already has them (the harness memoises them per model and dataset); then only the
+        projection runs instead of the whole encoder again."""
         if not class_prompts:
             raise UserError("zero-shot: no classes given")
         w = self.class_weights(class_prompts)
-        return self.encode_ecg_joint(data, idx, batch_size) @ w.T
+        if features is None:
+            return self.encode_ecg_joint(data, idx, batch_size) @ w.T
+        was = self.training
+        self.to(self.device).eval()
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            z = self.ecg_proj(torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device))
+        self.train(was)
+        return F.normalize(z.float(), dim=-1).cpu().numpy() @ w.T
 
     # -- persistence -----------------------------------------------------------------------
     def method_state(self) -> dict[str, Any]:

@@ -298,10 +298,13 @@ class ECGSet:
             out = torch.zeros((x.shape[0], len(LEADS), x.shape[-1]), dtype=dtype or torch.float32, device=res.device)
             out[:, torch.as_tensor(self.lead_idx, device=res.device)] = x.to(out.dtype)
             return out if device is None else out.to(device, non_blocking=True)
-        x = self.raw(idx)
-        x = (x - self.mean[None, :, None]) / self.std[None, :, None]
-        out = torch.zeros((x.shape[0], len(LEADS), x.shape[-1]), dtype=torch.float32)
-        out[:, torch.as_tensor(self.lead_idx)] = torch.from_numpy(x)
+        x = torch.from_numpy(self.raw(idx))  # a fresh array: normalised in place, in two passes
+        x.sub_(torch.from_numpy(self.mean)[None, :, None]).div_(torch.from_numpy(self.std)[None, :, None])
+        if len(self.lead_idx) == len(LEADS) and (self.lead_idx == np.arange(len(LEADS))).all():
+            out = x  # all 12 leads stored in order: nothing to scatter
+        else:
+            out = torch.zeros((x.shape[0], len(LEADS), x.shape[-1]), dtype=torch.float32)
+            out[:, torch.as_tensor(self.lead_idx)] = x
         if dtype is not None:
             out = out.to(dtype)
         if device is not None:

@@ -111,8 +111,13 @@ def linear_probe(
                 out[:, m.classes_] = m.predict_proba(x)
         return out
 
+    from threadpoolctl import threadpool_limits
+
     best, best_auc, tried = None, -np.inf, {}
-    with warnings.catch_warnings():
+    # One BLAS thread: each L-BFGS iteration multiplies an [n, D] matrix (D <= 512), too small to
+    # gain from threads, and threaded OpenBLAS next to torch's spinning OpenMP threads on a busy
+    # CPU ran 23x slower (1.07 s vs 0.046 s for one 3000 x 256 fit; docs/performance.md).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")  # convergence warnings on tiny subsets
         for C in Cs:
             models = fit(C)

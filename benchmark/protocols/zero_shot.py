@@ -33,7 +33,10 @@ def run(
     n_boot: int = 1000,
     seed: int = 0,
     max_eval: int = 0,
+    embed=None,
 ) -> Evaluation:
+    """``embed(data, idx) -> [n, D]`` (optional): memoised encoder features, so the ECGs are not
+    encoded again for every task (only methods whose ``zero_shot_scores`` take ``features``)."""
     if not getattr(method, "has_text_tower", False):
         raise UserError(f"method '{method.name}' has no text tower: zero-shot does not apply")
     prompts = class_prompts_for(data, task, template_set)
@@ -41,8 +44,8 @@ def run(
     test_idx = task_indices(data, task, "test", max_eval, seed=12345)
     multilabel = data.task(task).multilabel
     with data.forbid("test"):
-        s_val = _scores(method, data, val_idx, prompts, multilabel)
-    s_test = _scores(method, data, test_idx, prompts, multilabel)
+        s_val = _scores(method, data, val_idx, prompts, multilabel, embed)
+    s_test = _scores(method, data, test_idx, prompts, multilabel, embed)
     return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
 
 
@@ -50,13 +53,17 @@ def run(
 SOFTMAX_SCALE = 1.0 / 0.07
 
 
-def _scores(method, data, idx, prompts, multilabel: bool) -> np.ndarray:
+def _scores(method, data, idx, prompts, multilabel: bool, embed=None) -> np.ndarray:
     """Cosine similarities; for single-label tasks a softmax over the classes (CLIP practice), so
     each class's score is relative to the other classes and per-class AUROCs agree (with two
     classes, AUROC(V) = 1 - AUROC(non-V) would fail on raw cosines)."""
     if len(idx) == 0:
         return np.zeros((0, len(prompts)), dtype=np.float32)
-    s = np.asarray(method.zero_shot_scores(data, idx, prompts), dtype=np.float64)
+    if embed is not None:
+        s = method.zero_shot_scores(data, idx, prompts, features=embed(data, idx))
+    else:
+        s = method.zero_shot_scores(data, idx, prompts)
+    s = np.asarray(s, dtype=np.float64)
     if not multilabel:
         z = s * SOFTMAX_SCALE
         z -= z.max(axis=1, keepdims=True)
