@@ -51,6 +51,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "prompt_templates": ("all", "zero-shot prompt template set: all | paper | report"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
     "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
+    "resident_data": ("auto", "hold each prepared dataset, normalised, in device memory: auto (on a GPU when it "
+                      "takes < 30 % of free memory) | true | false (memory-mapped batches)"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -298,7 +298,7 @@ def fit(
     total_steps = max(1, epochs * steps_per_epoch)
     warmup_steps = int(round(warmup * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(schedule, warmup_steps, total_steps))
-    scaler = torch.amp.GradScaler("cuda") if prec == "fp16" else None
+    scaler = torch.amp.GradScaler(dev.type) if prec == "fp16" else None  # fp16 overflows without it
 
     settings = dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,

@@ -112,3 +112,47 @@ def test_two_gloo_processes_match_one_process_exactly(loss_name, tmp_path):
     np.testing.assert_allclose(dist["val"], single["val"], rtol=1e-5)
     for k, v in single["state"].items():
         torch.testing.assert_close(dist["state"][k], v, rtol=1e-4, atol=1e-5)
+
+
+def _bench_run(cmd_prefix: list[str], out: Path, cache: Path, session_cache: Path, data_root: Path) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    for shared in ("stores", "text-embeddings"):  # prepared data and LM cache are shared; models are not
+        (session_cache / shared).mkdir(exist_ok=True)
+        os.symlink(session_cache / shared, cache / shared)
+    args = [
+        "-m", "benchmark", "run", "--methods", "mets", "--protocols", "zero-shot", "--tasks", "superdiagnostic",
+        "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.width=8",
+        "--set", "method_settings.epochs=2", "--set", "method_settings.batch_size=32",
+        "--set", "n_boot=10", "--set", "panel_examples=0", "--device", "cpu",
+        "--data-root", str(data_root), "--cache-dir", str(cache), "--out", str(out), "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    res = subprocess.run(cmd_prefix + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_pretrain_mets_like_one(tmp_path, data_root, session_cache, ptbxl_set):
+    """``torchrun --nproc-per-node 2 -m benchmark run`` (gloo): rank 0 alone writes results; the
+    METS pretraining history and zero-shot AUROC match the single-process run within the spread
+    that per-rank batch norm introduces (each rank normalises its own half of the global batch)."""
+    import pandas as pd
+
+    _bench_run([sys.executable], tmp_path / "one", tmp_path / "c1", session_cache, data_root)
+    _bench_run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(_free_port())], tmp_path / "two", tmp_path / "c2", session_cache, data_root)
+
+    def history(out):
+        files = sorted((out / "history").glob("*.parquet"))
+        assert len(files) == 1, files  # one pretraining, written once (by rank 0)
+        return pd.read_parquet(files[0]).sort_values("epoch")
+
+    h1, h2 = history(tmp_path / "one"), history(tmp_path / "two")
+    assert len(h1) == len(h2) == 2
+    np.testing.assert_allclose(h2["train_loss"], h1["train_loss"], rtol=0.05)
+    np.testing.assert_allclose(h2["val_loss"], h1["val_loss"], rtol=0.05)
+    r1, r2 = (pd.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    pick = lambda r: r[(r.metric == "auroc") & r["class"].isna()]["value"].to_numpy()  # noqa: E731
+    assert len(pick(r2)) == len(pick(r1)) == 1
+    assert abs(pick(r2)[0] - pick(r1)[0]) < 0.1
+    assert (tmp_path / "two" / "timings.json").is_file()
