@@ -137,7 +137,8 @@ def _rss_growth(ds, batch=32) -> float:
 
 
 def test_resident_memory_stays_flat_over_a_memory_mapped_store(tmp_path, monkeypatch):
-    """An epoch's reads over a 115 MB 500 Hz store: with the periodic page release RSS grows by
+    """An epoch's reads over a 115 MB 500 Hz store, right after it was written (page cache full):
+    with the page release RSS grows by
     far less than the store; with the release switched off it grows by most of the store (so this
     test can fail)."""
     import benchmark.data.base as base
@@ -146,7 +147,7 @@ def test_resident_memory_stays_flat_over_a_memory_mapped_store(tmp_path, monkeyp
 
     ds = synthetic_store(tmp_path, 500, fs=500)
     size_mb = ds.signals.nbytes / 2**20
-    monkeypatch.setattr(base, "RELEASE_BYTES", 8 * 2**20)
+    monkeypatch.setattr(base, "RELEASE_BYTES", 8 * 2**20)  # this store counts as large
     flat = _rss_growth(open_store(ds.path))
     monkeypatch.setattr(base.ECGSet, "release_pages", lambda self: None)
     grows = _rss_growth(open_store(ds.path))

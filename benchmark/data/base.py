@@ -13,11 +13,12 @@ Layout
   never needs a rebuild of the signals.
 
 Data path (issue 7): ``ECGSet.batch(idx)`` reads a whole batch with one fancy index into the
-memory-mapped array (rows sorted, so reads are sequential on disk), normalises it with one
-vectorised expression and returns one tensor -- no per-sample Python. Pages the map brings in are
-released from the process every ``RELEASE_BYTES`` read (``madvise(MADV_DONTNEED)``; the OS page
-cache keeps them), so the resident memory of an epoch over a 5 GB store stays flat instead of
-growing to the size of the file. ``ECGSet.to_device(device, dtype)`` instead holds the whole
+memory-mapped array (rows sorted, so reads are sequential on disk), normalises it in place and
+returns one tensor -- no per-sample Python. For stores larger than ``RELEASE_BYTES`` the pages the
+map brought in are released from the process after every read (``madvise(MADV_DONTNEED)``, under
+a millisecond for a 5 GB map; the OS page cache keeps them), so the resident memory of an epoch
+over a 5 GB store stays flat instead of growing to the size of the file. (Counting bytes read is
+not enough: the kernel maps whole page-cache folios, up to 2 MB, around each 48-240 KB row.) ``ECGSet.to_device(device, dtype)`` instead holds the whole
 normalised set as one tensor (on a GPU when it fits: full PTB-XL at 100 Hz in fp16 is 0.5 GB) and
 ``batch`` then indexes that tensor.
 
@@ -55,7 +56,7 @@ from benchmark.errors import UserError, unknown_name
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 SPLITS = ("train", "val", "test")
-RELEASE_BYTES = 256 * 1024 * 1024  # drop mapped pages from the process after this many bytes read
+RELEASE_BYTES = 256 * 1024 * 1024  # stores larger than this drop their mapped pages after every read
 TEXT_KINDS = {"raw": "report_raw", "clean": "report_clean", "en": "report_en"}
 
 
@@ -182,7 +183,6 @@ class ECGSet:
         self._forbidden: set[str] = set()
         self.reads: dict[str, int] = {s: 0 for s in SPLITS + ("none",)}  # examples read per split
         self._resident = None  # torch tensor [N, L, T] (normalised, stored leads) after to_device()
-        self._mapped_bytes = 0  # bytes read through the memory map since the last release
 
     # -- honest-evaluation guard -------------------------------------------------------------
     @contextlib.contextmanager
@@ -264,8 +264,7 @@ class ECGSet:
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows),) + self.signals.shape[1:], dtype=np.float32)
         out[order] = self.signals[rows[order]]  # sorted reads are sequential on disk
-        self._mapped_bytes += out.nbytes
-        if self._mapped_bytes >= RELEASE_BYTES:
+        if self.signals.nbytes > RELEASE_BYTES:
             self.release_pages()
         return out
 
@@ -274,7 +273,6 @@ class ECGSet:
 
         Without this, every page an epoch touches counts towards the process's resident memory
         until the kernel needs it back, so RSS grows to the size of the store."""
-        self._mapped_bytes = 0
         mm = getattr(self.signals, "_mmap", None)
         if mm is None or not hasattr(mm, "madvise"):
             return
