@@ -187,7 +187,7 @@ class Method(nn.Module):
     # -- features ------------------------------------------------------------------------------
     def ecg_features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder features [B, D] (through ``torch.compile`` when the ``compile`` setting is on)."""
-        return (self._compiled or self.encoder)(x)
+        return (self._compiled if self._compiled is not None else self.encoder)(x)  # no bool(): it calls len()
 
     @property
     def embedding_dim(self) -> int:

@@ -140,7 +140,7 @@ def test_resident_memory_stays_flat_over_a_memory_mapped_store(tmp_path, monkeyp
     """An epoch's reads over a 115 MB 500 Hz store, right after it was written (page cache full):
     with the page release RSS grows by
     far less than the store; with the release switched off it grows by most of the store (so this
-    test can fail)."""
+    test can fail; how much of the file the kernel maps around each row depends on its page cache)."""
     import benchmark.data.base as base
     from benchmark.bench import synthetic_store
     from benchmark.data.store import open_store
@@ -152,4 +152,4 @@ def test_resident_memory_stays_flat_over_a_memory_mapped_store(tmp_path, monkeyp
     monkeypatch.setattr(base.ECGSet, "release_pages", lambda self: None)
     grows = _rss_growth(open_store(ds.path))
     assert flat < 0.25 * size_mb, (flat, size_mb)
-    assert grows > 0.6 * size_mb, (grows, size_mb)
+    assert grows > 0.4 * size_mb and grows > 2 * flat, (grows, flat, size_mb)
