@@ -424,6 +424,7 @@ class Runner:
                 bar.set_description(f"jobs [{job.method} s{job.seed} {job.protocol} {job.dataset}/{job.task}]")
                 log.info("[%d/%d] %s", i + 1, len(todo), job.label)
                 self.run_job(job)
+            self._ensure_panel()
         self.timings.seconds["total"] = time.perf_counter() - t_start
         self._write_timings(len(todo))
         return self.store.load_rows()
@@ -452,6 +453,8 @@ class Runner:
         mets = sys.modules.get("methods.mets")
         if mets is not None:  # frozen-LM time (reports in pretrain, prompts in evaluate)
             self.timings.seconds["lm"] = mets.lm_seconds() - self._lm_start
+        if n_jobs == 0:
+            return  # a no-op re-run keeps the timings of the run that did the work
         rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
         atomic_write_text(self.out / "timings.json", json.dumps(rec, indent=2))
 
@@ -474,8 +477,6 @@ class Runner:
             ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
                                n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval,
                                embed=self.embed_fn(model, h))
-            if job.dataset == "ptbxl" and job.task == "superdiagnostic":
-                self._save_panel(model, job.method, data, job.task)
         elif job.protocol == "few-label":
             y, valid = data.labels(job.task)
             tr = data.split_indices("train")
@@ -521,6 +522,17 @@ class Runner:
         meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
         self.store.write_job(jid, rows, ev.scores, meta)
 
+    def _ensure_panel(self) -> None:
+        """Save the report's ECG panel once per results folder (also after a resumed run)."""
+        path = self.out / "examples" / "ecg_panel.npz"
+        if path.exists() or int(self.cfg["panel_examples"]) <= 0 or "zero-shot" not in self.cfg["protocols"]:
+            return
+        for spec in self.specs:
+            if getattr(self.prototype(spec), "has_text_tower", False):
+                model, _ = self.pretrained(spec, int(self.cfg["seeds"][0]))
+                self._save_panel(model, spec, self.dataset("ptbxl"), "superdiagnostic")
+                return
+
     def _save_panel(self, model, spec: str, data, task: str) -> None:
         """A few test ECGs with their report and zero-shot scores, for the report's panel figure."""
         from benchmark.results_io import atomic_write_bytes
@@ -534,7 +546,15 @@ class Runner:
 
         y, valid = data.labels(task)
         test = data.split_indices("test")
-        test = test[valid[test]][:k]
+        test = test[valid[test]]
+        # one example per class first (in class order), so the panel is not k normal ECGs
+        picks: list[int] = []
+        for j in range(y.shape[1]):
+            hit = [i for i in test if y[i, j] > 0 and i not in picks]
+            if hit and len(picks) < k:
+                picks.append(int(hit[0]))
+        picks += [int(i) for i in test if i not in picks][: k - len(picks)]
+        test = np.asarray(picks, dtype=np.int64)
         prompts = class_prompts_for(data, task, self.cfg["prompt_templates"])
         scores = np.asarray(model.zero_shot_scores(data, test, prompts), dtype=np.float32)
         sig = np.zeros((len(test), 12, data.n_samples), dtype=np.float32)
