@@ -80,3 +80,21 @@ def ptbxl_copy(data_root):
         return Path(dest)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def reports(data_root) -> list[str]:
+    """Real PTB-XL device reports: German, Swedish and English, with repeats."""
+    import pandas as pd
+
+    db = pd.read_csv(data_root / "ptb-xl" / "ptbxl_database.csv")
+    return db["report"].astype(str).tolist()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The default frozen LM (all-MiniLM-L6-v2 from its PyPI package), loaded once."""
+    from benchmark.registry import TEXT_ENCODERS, load_builtin_plugins
+
+    load_builtin_plugins()
+    return TEXT_ENCODERS.create("minilm", device="cpu")

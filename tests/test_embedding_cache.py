@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing as mp
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from benchmark.errors import UserError
@@ -13,15 +12,6 @@ from benchmark.registry import TEXT_ENCODERS
 from methods.embedding_cache import CachedTextEncoder, create_text_encoder
 
 
-@pytest.fixture(scope="module")
-def reports(data_root) -> list[str]:
-    db = pd.read_csv(data_root / "ptb-xl" / "ptbxl_database.csv")
-    return db["report"].astype(str).tolist()
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return TEXT_ENCODERS.create("minilm", device="cpu")
 
 
 def test_second_pass_and_new_instance_call_the_lm_zero_times(minilm, reports, tmp_path):

@@ -8,7 +8,6 @@ import time
 import zipfile
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -17,16 +16,6 @@ from benchmark.errors import UserError
 from benchmark.registry import TEXT_ENCODERS
 
 
-@pytest.fixture(scope="module")
-def reports(data_root) -> list[str]:
-    """Real PTB-XL device reports: German, Swedish and English, with repeats."""
-    db = pd.read_csv(data_root / "ptb-xl" / "ptbxl_database.csv")
-    return db["report"].astype(str).tolist()
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return TEXT_ENCODERS.create("minilm", device="cpu")
 
 
 @pytest.fixture(scope="module")
