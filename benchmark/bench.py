@@ -102,12 +102,12 @@ def format_table(rows: list[dict]) -> str:
 def write_outputs(rows: list[dict], raw: dict, out: Path) -> Path:
     import pandas as pd
 
-    from benchmark.results_io import atomic_write_text
+    from benchmark.results import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "bench.csv"
-    atomic_write_text(csv_path, pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(index=False))
-    atomic_write_text(out / "bench.json", json.dumps(raw, indent=1, default=str))
+    atomic_write_text(pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(index=False), csv_path)
+    atomic_write_text(json.dumps(raw, indent=1, default=str), out / "bench.json")
     return csv_path
 
 

@@ -197,6 +197,6 @@ def stable_hash(obj: Any, n: int = 12) -> str:
 def dump_yaml(cfg: dict, path: str | Path) -> None:
     import yaml
 
-    from benchmark.results_io import atomic_write_text
+    from benchmark.results import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(cfg, sort_keys=True))
+    atomic_write_text(yaml.safe_dump(cfg, sort_keys=True), Path(path))

@@ -448,7 +448,7 @@ class Runner:
         """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
         import json
 
-        from benchmark.results_io import atomic_write_text
+        from benchmark.results import atomic_write_text
 
         mets = sys.modules.get("methods.mets")
         if mets is not None:  # frozen-LM time (reports in pretrain, prompts in evaluate)
@@ -456,7 +456,7 @@ class Runner:
         if n_jobs == 0:
             return  # a no-op re-run keeps the timings of the run that did the work
         rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
-        atomic_write_text(self.out / "timings.json", json.dumps(rec, indent=2))
+        atomic_write_text(json.dumps(rec, indent=2), self.out / "timings.json")
 
     def run_job(self, job: Job) -> None:
         from benchmark.protocols import few_label, zero_shot
@@ -535,7 +535,7 @@ class Runner:
 
     def _save_panel(self, model, spec: str, data, task: str) -> None:
         """A few test ECGs with their report and zero-shot scores, for the report's panel figure."""
-        from benchmark.results_io import atomic_write_bytes
+        from benchmark.results import atomic_write_bytes
         import io
 
         k = int(self.cfg["panel_examples"])
@@ -565,7 +565,7 @@ class Runner:
             ids=data.meta["id"].to_numpy()[test].astype(str), classes=np.asarray(list(prompts)),
             scores=scores, labels=y[test], method=np.asarray(spec),
         )
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(buf.getvalue(), path)
 
     def summary_text(self, rows) -> str:
         if rows is None or len(rows) == 0:

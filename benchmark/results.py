@@ -185,6 +185,14 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic(path, write)
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    _atomic(path, write)
+
+
 def atomic_write_json(obj: Any, path: Path) -> None:
     atomic_write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=str) + "\n", path)
 
