@@ -32,10 +32,36 @@ def params(**options) -> PrepareParams:
 
 
 @pytest.fixture(scope="module")
-def atr_scan(data_root):
-    p = params()
-    root = MITBIH.root(data_root, p)
+def atr_scan(data_root, tmp_path_factory):
+    """Record 100 alone (a one-record copy of the database folder, linked, not copied)."""
+    root = tmp_path_factory.mktemp("mitdb100") / "mitdb"
+    root.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        (root / f"100.{ext}").symlink_to(data_root / "mitdb" / f"100.{ext}")
+    p = params(subdir=".")
     return root, p, MITBIH.scan(root, p)
+
+
+def oracle_aami_counts(folder: Path) -> tuple[dict, list[str]]:
+    """Independent of the loader: split -> AAMI class -> beats, from wfdb.rdheader/rdann over every
+    record listed in RECORDS (paced records out, records without an MLII channel skipped)."""
+    present = [r for r in (folder / "RECORDS").read_text().split() if (folder / f"{r}.hea").is_file()]
+    no_mlii = [r for r in present if "MLII" not in wfdb.rdheader(str(folder / r)).sig_name]
+    usable = [r for r in present if r not in no_mlii]
+    val = set(validation_records(usable))
+    counts: dict = {}
+    for r in usable:
+        if r in ("102", "104", "107", "217"):
+            continue
+        split = "val" if r in val else "train" if r in DS1 else "test" if r in DS2 else None
+        if split is None:
+            continue
+        ann = wfdb.rdann(str(folder / r), "atr")
+        c = counts.setdefault(split, dict.fromkeys("NSVFQ", 0))
+        for sym in ann.symbol:
+            if sym in AAMI_OF:
+                c[AAMI_OF[sym]] += 1
+    return counts, no_mlii
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +88,26 @@ def test_record_100_aami_counts_equal_rdann(atr_scan, data_root):
     assert scan.leads == ("II",)
 
 
-def test_pvc_set_counts_and_tasks(pvc_scan):
+def pvc_oracle(folder: Path) -> dict[str, tuple[int, int]]:
+    """record -> (beats, V beats), read with wfdb.rdann independently of the loader."""
+    out = {}
+    for hea in sorted(folder.glob("*.hea")):
+        ann = wfdb.rdann(str(hea.with_suffix("")), "pvc")
+        sym = list(ann.symbol)
+        out[hea.stem] = (sum(x in ("N", "V") for x in sym), sym.count("V"))
+    return out
+
+
+def test_pvc_set_counts_and_tasks(pvc_scan, data_root):
     _, _, scan = pvc_scan
-    assert len(scan.meta) == 25_311
+    oracle = pvc_oracle(data_root / "mitdb-pvc")
+    n_beats, n_v = sum(b for b, _ in oracle.values()), sum(v for _, v in oracle.values())
+    assert len(scan.meta) == n_beats
     assert set(scan.tasks) == {"pvc"}  # 'N' means 'any other beat': no AAMI classes from this annotator
     y = scan.labels["pvc"]
     assert scan.tasks["pvc"].classes == ("non-V", "V")
-    assert int(y[:, 1].sum()) == 2_011
-    assert int(y[:, 0].sum()) == 25_311 - 2_011
+    assert int(y[:, 1].sum()) == n_v
+    assert int(y[:, 0].sum()) == n_beats - n_v
     assert (y.sum(axis=1) == 1).all()
     assert not scan.skipped
 
@@ -233,12 +271,16 @@ def test_prepare_pvc_set_end_to_end(data_root, session_cache):
     from benchmark.data.store import prepare
 
     ds = prepare("mitbih", data_root, session_cache, subdir="mitdb-pvc", annotator="pvc", progress=False)
-    assert len(ds) == 25_311 and set(ds.tasks) == {"pvc"}
+    oracle = pvc_oracle(data_root / "mitdb-pvc")
+    assert len(ds) == sum(b for b, _ in oracle.values()) and set(ds.tasks) == {"pvc"}
     y, valid = ds.labels("pvc")
-    assert valid.all() and int(y[:, 1].sum()) == 2_011
+    assert valid.all() and int(y[:, 1].sum()) == sum(v for _, v in oracle.values())
     summary = ds.summary()
-    assert summary["splits"] == {"train": 8_081, "val": 1_987, "test": 10_827}
-    assert sum(summary["tasks"]["pvc"]["test"].values()) == 10_827
+    val = set(validation_records(list(oracle)))
+    split_of = {r: "val" if r in val else "train" if r in DS1 else "test" if r in DS2 else "none" for r in oracle}
+    expected = {k: sum(oracle[r][0] for r in oracle if split_of[r] == k) for k in ("train", "val", "test")}
+    assert summary["splits"] == expected
+    assert sum(summary["tasks"]["pvc"]["test"].values()) == expected["test"]
     assert ds.lead_mask.tolist() == [lead == "II" for lead in ("I", "II", "III", "aVR", "aVL", "aVF",
                                                                 "V1", "V2", "V3", "V4", "V5", "V6")]
     # stored windows equal the loader's windows; batches put them in lead II, other leads zero
@@ -258,7 +300,23 @@ def test_prepare_record_100_aami_and_options(data_root, session_cache):
     from benchmark.errors import UserError
 
     ds = prepare("mitbih", data_root, session_cache, progress=False)
-    assert ds.summary()["tasks"]["aami"]["test"] == {"N": 2239, "S": 33, "V": 1, "F": 0, "Q": 0}
+    expected, no_mlii = oracle_aami_counts(data_root / "mitdb")
+    summary = ds.summary()
+    for split in ("train", "val", "test"):
+        assert summary["tasks"]["aami"][split] == expected.get(split, dict.fromkeys("NSVFQ", 0)), split
+    # records without MLII are skipped and counted, never read from another lead
+    assert sorted(s.get("id") for s in ds.manifest["skipped"]) == sorted(no_mlii)
+    assert all("MLII" in s["reason"] for s in ds.manifest["skipped"])
+    assert not set(ds.meta["record"]) & set(no_mlii)
+    # every record's windows come from its MLII channel, wherever that channel sits (114: swapped)
+    if "114" in set(ds.meta["record"]):
+        rec = wfdb.rdrecord(str(data_root / "mitdb" / "114"))
+        assert rec.sig_name.index("MLII") == 1
+        i = int(np.flatnonzero(ds.meta["record"].to_numpy() == "114")[5])
+        p = PrepareParams(fs=100, window_s=10.0, options=())
+        ref = resample_poly(rec.p_signal[:, 1], 5, 18)
+        c = int(round(ds.meta["sample"].iloc[i] * 100 / 360))
+        np.testing.assert_allclose(ds.raw([i])[0, 0], ref[c - 500 : c + 500], atol=1e-5)
     short = prepare("mitbih", data_root, session_cache, window_s=2.0, progress=False)
     assert short.path != ds.path and short.n_samples == 200 and len(short) == len(ds)
     np.testing.assert_allclose(short.raw([1000])[0, 0], ds.raw([1000])[0, 0, 400:600], atol=1e-6)

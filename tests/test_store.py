@@ -184,9 +184,10 @@ def test_missing_root_csv_dataset_option_and_task_are_one_line_user_errors(ptbxl
 def test_manifest_records_what_was_done(ptbxl_set):
     m = json.loads((ptbxl_set.path / "manifest.json").read_text())
     assert m["dataset"] == "ptbxl" and m["params"] == {"fs": 100, "window_s": 10.0, "options": {"limit": 0}}
-    assert m["stats_fitted_on"] == "train" and m["records_kept"] == 500
+    assert m["stats_fitted_on"] == "train" and m["records_kept"] == len(ptbxl_set)
     fp = m["source_fingerprint"]
-    assert fp["content_hashed"] == 3 and fp["stat_only"] == 1000 and fp["missing"] == 0
+    # metadata/annotation files are content-hashed; each record's .hea/.dat only by (size, mtime)
+    assert fp["content_hashed"] == 3 and fp["stat_only"] == 2 * len(ptbxl_set) and fp["missing"] == 0
     assert m["tasks"]["superdiagnostic"]["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert ptbxl_set.path.name == f"ptbxl-{m['key']}"
 
