@@ -33,6 +33,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "few_label_tasks": (["superdiagnostic"], "PTB-XL tasks for the few-label protocol"),
     "label_fractions": ([0.01, 0.1, 1.0], "fractions of the training split that keep their labels"),
     "few_label_modes": (["linear-probe", "fine-tune"], "linear-probe and/or fine-tune"),
+    "finetune_tasks": ([], "PTB-XL tasks that get the few-label fine-tune mode ([]: every few_label_tasks task)"),
     "probe_C": ([0.001, 0.01, 0.1, 1.0, 10.0], "inverse L2 strengths tried by the linear probe (chosen on val)"),
     "probe_max_iter": (1000, "iterations of the probe's logistic regression"),
     "finetune_epochs": (10, "max epochs of the fine-tune protocol (early stopping on val loss)"),
@@ -45,8 +46,15 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "mitbih_tasks": (["aami", "pvc"], "MIT-BIH tasks"),
     "cinc_tasks": (["rhythm", "af"], "CinC 2017 tasks"),
     "cinc_crops": (3, "10 s crops per CinC record; evaluation averages their scores"),
-    "cross_max_train": (0, "cap on cross-dataset probe training examples (0: all), stratified, seeded"),
-    "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all), stratified, fixed seed"),
+    "cross_modes": (["linear-probe", "fine-tune"], "cross-dataset modes besides zero-shot: linear-probe and/or "
+                    "fine-tune (PTB-XL-pretrained encoder + head trained on the target's training split)"),
+    "cross_max_train": (0, "cap on cross-dataset training examples (0: all); single-label tasks subsample only "
+                        "their largest classes (every minority example kept), seeded"),
+    "cross_finetune_datasets": ([], "cross-dataset targets that get the fine-tune mode ([]: every cross_datasets "
+                                "target)"),
+    "cross_finetune_max_train": (0, "cap on cross-dataset fine-tune training examples (0: cross_max_train)"),
+    "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all); single-label tasks subsample only their "
+                       "largest classes and weight the kept examples by 1/rate (no minority example dropped)"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
     "prompt_templates": ("all", "zero-shot prompt template set: all | paper | report"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
@@ -68,10 +76,36 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cross_max_train": 1500,  # caps keep the encoding of CinC/MIT-BIH to ~4,500 ECGs per model
         "cross_max_eval": 1500,  # (3,000 made embedding the slowest stage; docs/performance.md)
         "probe_C": [0.01, 0.1, 1.0],
+        "cross_modes": ["linear-probe"],
         "method_settings": {
             "encoder": "resnet1d-10",
             "width": 32,
             "epochs": 4,
+            "batch_size": 64,
+            "lr": 1e-3,
+        },
+    },
+    # Every method on all of ../shared/data at full size on a 2-core CPU in about an hour: PTB-XL
+    # (all records, all four task groups), the complete MIT-BIH (AAMI, DS1 -> DS2) and CinC 2017,
+    # three seeds. The caps (documented in docs/protocols.md) subsample only majority classes:
+    # MIT-BIH DS2 keeps every S/V/F/Q beat and a seeded share of the N beats, weighted 1/rate.
+    "shared": {
+        "seeds": [0, 1, 2],
+        "n_boot": 1000,
+        "few_label_tasks": ["superdiagnostic", "subdiagnostic", "form", "rhythm"],
+        "finetune_tasks": ["superdiagnostic"],
+        "finetune_epochs": 4,
+        "finetune_patience": 2,
+        "mitbih_tasks": ["aami"],
+        "cross_finetune_datasets": ["mitbih"],
+        "cross_max_train": 4000,
+        "cross_finetune_max_train": 2000,
+        "cross_max_eval": 8000,
+        "probe_C": [0.01, 0.1, 1.0],
+        "method_settings": {
+            "encoder": "resnet1d-10",
+            "width": 32,
+            "epochs": 6,
             "batch_size": 64,
             "lr": 1e-3,
         },
@@ -98,6 +132,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 PROFILE_DOCS = {
     "quick": "CPU smoke scale: resnet1d-10 (width 32), 4 epochs, 1 seed, 200 bootstrap resamples, "
     "MIT-BIH PVC set, cross-dataset examples capped at 1,500 per split (stratified)",
+    "shared": "all of the shared data on a 2-core CPU: PTB-XL all records and four task groups, full MIT-BIH "
+    "AAMI (DS1 -> DS2, majority-capped with weights), CinC 2017, resnet1d-10 (width 32), 6 epochs, 3 seeds; "
+    "fine-tune on PTB-XL superdiagnostic and MIT-BIH only",
     "paper": "GPU scale: resnet1d-18, 50 epochs, batch 256, 3 seeds, all PTB-XL tasks, full MIT-BIH AAMI+PVC",
 }
 
@@ -183,6 +220,9 @@ def validate(cfg: dict) -> None:
         raise unknown_name("device", cfg["device"], ["auto", "cpu", "cuda"])
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise unknown_name("precision", cfg["precision"], ["auto", "fp32", "bf16", "fp16"])
+    for m in cfg["cross_modes"]:
+        if m not in ("linear-probe", "fine-tune"):
+            raise unknown_name("cross-dataset mode", m, ["linear-probe", "fine-tune"])
     for d in cfg["cross_datasets"]:
         if d not in ("mitbih", "cinc2017"):
             raise unknown_name("cross-dataset target", d, ["mitbih", "cinc2017"])

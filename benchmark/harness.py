@@ -38,6 +38,7 @@ JOB_SETTINGS = (
     "fs", "window_s", "precision", "method_settings", "n_boot", "probe_C", "probe_max_iter",
     "finetune_epochs", "finetune_lr", "finetune_patience", "finetune_batch_size", "mitbih_subdir",
     "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
+    "cross_finetune_max_train",
 )
 NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data")  # settings that do not change results
 
@@ -155,6 +156,17 @@ class Timings:
         self.seconds[stage] += time.perf_counter() - t0
 
 
+def class_counts(data, task: str) -> dict:
+    """split -> class -> labelled examples (all of each split, before any cap)."""
+    y, valid = data.labels(task)
+    out = {}
+    for split in ("train", "val", "test"):
+        idx = data.split_indices(split)
+        idx = idx[valid[idx]]
+        out[split] = {c: int(y[idx, j].sum()) for j, c in enumerate(data.task(task).classes)}
+    return out
+
+
 def method_specs(cfg: dict) -> list[str]:
     """Expand grids and canonicalise: 'mets[lm=minilm|tfidf]' -> two specs."""
     out: list[str] = []
@@ -270,13 +282,21 @@ class Runner:
                     for task in cfg["few_label_tasks"]:
                         for frac in cfg["label_fractions"]:
                             for mode in cfg["few_label_modes"]:
+                                if mode == "fine-tune" and cfg["finetune_tasks"] and task not in cfg["finetune_tasks"]:
+                                    continue
                                 jobs.append(Job(spec, seed, "few-label", mode, "ptbxl", task, float(frac)))
                 if "cross-dataset" in cfg["protocols"]:
                     for target in cfg["cross_datasets"]:
                         for task in self.dataset_tasks(target):
-                            jobs.append(Job(spec, seed, "cross-dataset", "linear-probe", target, task, 1.0))
+                            for mode in cfg["cross_modes"]:
+                                if (mode == "fine-tune" and cfg["cross_finetune_datasets"]
+                                        and target not in cfg["cross_finetune_datasets"]):
+                                    continue
+                                jobs.append(Job(spec, seed, "cross-dataset", mode, target, task, 1.0))
                             if text:
                                 jobs.append(Job(spec, seed, "cross-dataset", "zero-shot", target, task))
+        # seed-major order: an interrupted run has every method for its first seeds (it resumes anyway)
+        jobs.sort(key=lambda j: j.seed)
         return jobs
 
     def job_id(self, job: Job) -> str:
@@ -460,6 +480,7 @@ class Runner:
 
     def run_job(self, job: Job) -> None:
         from benchmark.protocols import few_label, zero_shot
+        from benchmark.protocols.common import capped_indices
         from benchmark.results import env_info
 
         cfg = self.cfg
@@ -502,14 +523,24 @@ class Runner:
                                              progress=self.progress)
             ev.info["subset_hash"] = stable_hash(subset.tolist())
             ev.info["subset_size"] = int(len(subset))
+        elif job.mode == "fine-tune":  # cross-dataset: PTB-XL-pretrained encoder + head trained on the target
+            model, h = self.pretrained(job.method, job.seed)
+            t0 = time.perf_counter()
+            stage = "finetune"
+            cap = int(cfg["cross_finetune_max_train"] or cfg["cross_max_train"])
+            train, _ = capped_indices(data, job.task, "train", cap, seed=job.seed)
+            ev = few_label.run_fine_tune(model, data, job.task, train, cfg=cfg, seed=job.seed,
+                                         progress=self.progress, max_eval=max_eval)
         else:  # cross-dataset linear probe
             model, h = self.pretrained(job.method, job.seed)
             t0 = time.perf_counter()
-            train = zero_shot.task_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
+            train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
             ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, train,
                                             Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
                                             n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
         self.timings.add(stage, t0)
+        if job.protocol == "cross-dataset" and not data.task(job.task).multilabel:
+            ev.info["class_counts"] = class_counts(data, job.task)
         env = env_info(str(self.device))
         jid = self.job_id(job)
         extra = {

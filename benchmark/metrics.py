@@ -12,9 +12,19 @@ For every evaluation (one method, one task, one test split) :func:`evaluate` ret
   A class is predicted when ``score >= threshold``. Without thresholds these rows are omitted:
   the test split must never be used to pick them.
 * Single-label tasks (exactly one positive per row): the prediction is the ``argmax`` of the
-  scores (no threshold involved); ``accuracy``, plus ``f1``/``precision``/``recall`` per class
-  and macro, and the confusion matrix as rows ``metric='confusion'``,
-  ``class='<true>|<predicted>'``, ``value=count`` (no CI).
+  decision scores plus per-class offsets that the caller chose on the **validation** split with
+  :func:`choose_offsets` (no offsets: plain argmax); ``accuracy``, plus ``f1``/``precision``/
+  ``recall`` (= sensitivity, positive predictive value) per class and macro, and the confusion
+  matrix as rows ``metric='confusion'``, ``class='<true>|<predicted>'``, ``value=count`` (no CI).
+
+Example weights
+---------------
+``weights`` (optional, one per test example) make a capped test split stand for the whole one:
+when the majority class of a large split (MIT-BIH DS2's normal beats) is subsampled at rate r
+and every minority example is kept, weighting the kept majority examples by 1/r gives unbiased
+counts for precision/F1/accuracy (which depend on prevalence) and leaves AUROC's expectation
+unchanged. The bootstrap resamples the kept examples and multiplies the resample counts by the
+weights.
 
 Precision of a class that is never predicted is 0 (scikit-learn's ``zero_division=0``).
 
@@ -106,6 +116,88 @@ def _best_f1_threshold(y: np.ndarray, s: np.ndarray) -> float:
     return float(s_sorted[best])
 
 
+def decision_scores(s: np.ndarray) -> np.ndarray:
+    """Scores on the scale class offsets are added to: log-probabilities when every score is in
+    [0, 1] (softmax/probe outputs), the scores themselves otherwise (logits, cosines)."""
+    s = np.asarray(s, dtype=np.float64)
+    if s.size and s.min() >= 0 and s.max() <= 1:
+        return np.log(np.clip(s, 1e-12, 1.0))
+    return s
+
+
+def predict_single_label(s: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """[N, C] one-hot predictions: argmax of ``decision_scores(s) + offsets`` (plain argmax of
+    ``s`` without offsets). A class with offset ``-inf`` is never predicted."""
+    s = np.asarray(s, dtype=np.float64)
+    d = s if offsets is None else decision_scores(s) + np.asarray(offsets, dtype=np.float64)[None, :]
+    pred = np.zeros(s.shape, dtype=bool)
+    pred[np.arange(len(s)), d.argmax(axis=1)] = True
+    return pred
+
+
+def choose_offsets(y_val: np.ndarray, s_val: np.ndarray, weights: np.ndarray | None = None,
+                   rounds: int = 3, n_candidates: int = 64) -> np.ndarray:
+    """Per-class additive offsets on the decision scores of a single-label task, chosen to
+    maximise macro F1 on the *validation* split (coordinate ascent; the first class present in
+    validation is the reference and keeps offset 0).
+
+    An argmax over scores that were never calibrated to the class mix (zero-shot cosines, a probe
+    trained on a capped, re-balanced subset) predicts minority classes too often or never; these
+    offsets are the decision rule fitted on held-out patients, the single-label counterpart of
+    :func:`choose_thresholds`. A class without validation positives gets ``-inf`` (never
+    predicted: nothing supports predicting it), as it does there.
+
+    For each class, candidate offsets are quantiles of the margins at which validation examples
+    would switch to that class; ties keep the current (smaller-change) offset.
+    """
+    y = _as_2d(y_val, "y_val").astype(bool)
+    s = _as_2d(s_val, "s_val").astype(np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"y_val {y.shape} and s_val {s.shape} differ in shape")
+    if y.shape[0] == 0:
+        raise ValueError("choose_offsets needs at least one validation example")
+    if not np.isfinite(s).all():
+        raise ValueError("validation scores contain NaN or inf")
+    n, n_cls = y.shape
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    d = decision_scores(s)
+    present = y.any(axis=0)
+    b = np.where(present, 0.0, -np.inf)
+    if present.sum() < 2:
+        return b
+    yf = y.astype(np.float64)
+    wpos = w @ yf
+
+    def macro_f1(bias: np.ndarray) -> float:
+        pred = np.zeros((n, n_cls))
+        pred[np.arange(n), (d + bias[None, :]).argmax(axis=1)] = 1.0
+        tp = w @ (yf * pred)
+        fp = w @ ((1 - yf) * pred)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + (wpos - tp), 1e-12)
+        return float(f1[present].mean())
+
+    ref = int(np.flatnonzero(present)[0])
+    best = macro_f1(b)
+    for _ in range(rounds):
+        improved = False
+        for c in np.flatnonzero(present):
+            if c == ref:
+                continue
+            others = d + b[None, :]
+            others[:, c] = -np.inf
+            margin = others.max(axis=1) - d[:, c]  # offset at which example i switches to class c
+            qs = np.unique(np.quantile(margin, np.linspace(0, 1, n_candidates)))
+            for cand in qs + 1e-9:
+                trial = b.copy()
+                trial[c] = cand
+                f = macro_f1(trial)
+                if f > best + 1e-12:
+                    best, b, improved = f, trial, True
+        if not improved:
+            break
+    return b
+
+
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
@@ -119,6 +211,8 @@ def evaluate(
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    offsets: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> list[dict]:
     """All metrics of one evaluation as tidy rows (see the module docstring).
 
@@ -129,6 +223,9 @@ def evaluate(
         multilabel: True for multi-label tasks (thresholded), False for single-label (argmax).
         thresholds: [C] validation-chosen thresholds (multi-label); ignored for single-label.
             ``None`` for a multi-label task means: AUROC only.
+        offsets: [C] validation-chosen class offsets (single-label, :func:`choose_offsets`):
+            prediction = argmax(decision_scores(scores) + offsets). ``None``: plain argmax.
+        weights: [N] positive example weights (see "Example weights"); ``None``: all ones.
         n_boot: bootstrap resamples (0 disables the CIs: ci_low/ci_high are NaN).
         seed: seed of the bootstrap's ``numpy.random.Generator``.
         ci: coverage of the percentile interval.
@@ -164,14 +261,18 @@ def evaluate(
         if not (y.sum(axis=1) == 1).all():
             bad = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
             raise ValueError(f"single-label task, but test row {bad} has {int(y[bad].sum())} positives")
-        pred = np.zeros_like(y)
-        pred[np.arange(n), s.argmax(axis=1)] = True
+        pred = predict_single_label(s, offsets)
 
+    if weights is None:
+        wvec = np.ones(n)
+    else:
+        wvec = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if wvec.shape[0] != n or not (np.isfinite(wvec).all() and (wvec > 0).all()):
+            raise ValueError(f"weights must be {n} positive finite numbers")
     n_pos = y.sum(axis=0).astype(int)
     present = (n_pos > 0) & (n_pos < n)
-    ones = np.ones((1, n))
-    point = _all_stats(ones, y, s, pred, present)
-    boot = _bootstrap(n, n_boot, seed, y, s, pred, present)
+    point = _all_stats(wvec[None, :], y, s, pred, present)
+    boot = _bootstrap(n, n_boot, seed, y, s, pred, present, wvec)
     lo_q, hi_q = 100 * (1 - ci) / 2, 100 * (1 + ci) / 2
 
     rows: list[dict] = []
@@ -221,7 +322,7 @@ def _row(metric, cls, value, lo, hi, n_pos, n, n_classes, note) -> dict:
             "n_pos": int(n_pos), "n": int(n), "n_classes": int(n_classes), "note": note}
 
 
-def _bootstrap(n, n_boot, seed, y, s, pred, present) -> dict | None:
+def _bootstrap(n, n_boot, seed, y, s, pred, present, wvec=None) -> dict | None:
     """Statistics of every resample, concatenated over chunks: key -> [n_boot] arrays."""
     if n_boot <= 0:
         return None
@@ -235,6 +336,8 @@ def _bootstrap(n, n_boot, seed, y, s, pred, present) -> dict | None:
         # weights[r, i] = how many times example i was drawn in resample r
         flat = (idx + (np.arange(b) * n)[:, None]).ravel()
         weights = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+        if wvec is not None:
+            weights *= wvec[None, :]
         parts.append(_all_stats(weights, y, s, pred, present))
         done += b
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

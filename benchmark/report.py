@@ -58,12 +58,14 @@ def add_arguments(p) -> None:
                    "duplicate row wins). Default: results/run")
     p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>)")
     p.add_argument("--title", help="heading of index.md")
+    p.add_argument("--paired-boot", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples of the paired differences (default 1000)")
 
 
 def main(args) -> int:
     dirs = [Path(d) for d in (args.results or ["results/run"])]
     out = Path(args.out) if args.out else Path("reports") / dirs[0].name
-    index = make_report(dirs, out, title=args.title)
+    index = make_report(dirs, out, title=args.title, paired_boot=args.paired_boot)
     print(f"report written: {index}")
     return 0
 
@@ -429,8 +431,57 @@ def _load_panel(dirs: list[Path]) -> tuple[dict | None, str]:
     return None, "no examples/ecg_panel.npz in the results (written by zero-shot PTB-XL superdiagnostic jobs)"
 
 
+def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: int) -> list["Section"]:
+    """MIT-BIH AAMI per-class table, paired differences and the paper comparison
+    (:mod:`benchmark.report_claims`)."""
+    from benchmark import report_claims as rc
+    from benchmark.paired import paired_table
+
+    secs = [table_section("MIT-BIH AAMI (DS1 -> DS2)", rc.mitbih_tables(summary), "no MIT-BIH AAMI rows")]
+    counts = rc.mitbih_counts(dirs, rows)
+    if counts is not None and secs[0].items:
+        path = out / "tables" / "mitbih_aami_counts.csv"
+        atomic_write_csv(counts.reset_index(), path)
+        md = ["| class | " + " | ".join(counts.columns) + " |", "|---" * (len(counts.columns) + 1) + "|"]
+        md += [f"| {c} | " + " | ".join(f"{int(v):,}" for v in r) + " |" for c, r in counts.iterrows()]
+        rel = path.relative_to(out).as_posix()
+        secs[0].items.append((rel, "Beats per AAMI class and split (train/val: DS1 patients, val held out; test: "
+                                   "DS2; paced records and records without MLII excluded)."))
+        secs[0].inline[rel] = "\n".join(md)
+    paired = paired_table(rows, n_boot=paired_boot)
+    sec = Section("Paired differences")
+    if paired.empty:
+        sec.absent = "no two methods were evaluated on the same test examples with saved scores"
+    else:
+        path = rc.write_paired(paired, out / "tables")
+        rel = path.relative_to(out).as_posix()
+        sec.items.append((rel, "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
+                               "and averaged over seeds, 95 % paired-bootstrap CI (the same resampled test examples "
+                               "for both methods), and whether it excludes 0. Headline pairs below (METS − other, "
+                               "seed mean)."))
+        sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary))
+    secs.append(sec)
+    sec = Section("Paper comparison")
+    pc = rc.paper_comparison(rows, summary, n_boot=paired_boot)
+    mac = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
+    scale = "; ".join(f"{DATASET_LABEL.get(d, d)} {t} n = {int(n)}"
+                      for (d, t), n in mac.groupby(["dataset", "task"], sort=False)["n"].max().items()
+                      if t in ("superdiagnostic", "aami"))
+    if pc.empty:
+        sec.absent = "no METS zero-shot or MIT-BIH AAMI rows with saved per-example scores"
+    else:
+        path = out / "tables" / "paper_comparison.csv"
+        atomic_write_csv(pc, path)
+        rel = path.relative_to(out).as_posix()
+        sec.items.append((rel, "Each claim of Li et al. (2023) beside the paired difference this run measured "
+                               f"(scale: {scale or 'see above'}; seeds averaged)."))
+        sec.inline[rel] = rc.paper_markdown(pc, scale or "this run")
+    secs.append(sec)
+    return secs
+
+
 def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
-                title: str | None = None) -> Path:
+                title: str | None = None, paired_boot: int = 1000) -> Path:
     """Write tables, figures and ``index.md`` for the merged result folders; return index.md."""
     from benchmark import plotting
 
@@ -474,6 +525,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
                                   "no cross-dataset rows"))
     sections.append(table_section("Ablation of method variants", ablation_tables(summary),
                                   "no method was run in more than one variant"))
+    sections.extend(_claim_sections(rows, summary, dirs, out, table_section, paired_boot))
 
     # ---- figures ----
     m = macro(summary)

@@ -30,7 +30,7 @@ def test_list_json_has_methods_encoders_and_tasks(capsys):
     assert info["encoders"]["resnet1d-18"]["parameters"] > 1_000_000
     assert {"minilm", "tfidf", "random-bert"} <= set(info["text-encoders"])
     assert "superdiagnostic" in info["datasets"]["ptbxl"]["tasks"]
-    assert set(info["profiles"]) == {"quick", "paper"}
+    assert set(info["profiles"]) == {"quick", "shared", "paper"}
 
 
 def test_bad_data_root_is_one_line_without_traceback(tmp_path):

@@ -32,6 +32,31 @@ def task_indices(data: ECGSet, task: str, split: str, limit: int = 0, seed: int 
     return idx
 
 
+def capped_indices(data: ECGSet, task: str, split: str, limit: int = 0, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labelled positions of ``split`` under an optional cap of ``limit`` *examples*, and their
+    weights (``None`` when nothing was capped or the task is multi-label).
+
+    Single-label tasks are capped with :func:`majority_cap` (only the largest classes are
+    subsampled, every minority example is kept, kept examples weigh 1/rate); multi-label tasks
+    with :func:`stratified_cap` (unweighted). Rows of one example (CinC crops) stay together."""
+    y, valid = data.labels(task)
+    idx = data.split_indices(split)
+    idx = idx[valid[idx]]
+    ex = np.asarray(data.examples)[idx]
+    codes, uniq = pd.factorize(pd.Series(ex), sort=False)
+    if not limit or len(uniq) <= limit:
+        return idx, None
+    if data.task(task).multilabel:
+        return task_indices(data, task, split, limit, seed), None
+    first = np.full(len(uniq), -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    kept_u, w_u = majority_cap(np.arange(len(uniq)), y[idx][first], limit, seed)
+    keep_row = np.isin(codes, kept_u)
+    w_of = dict(zip(kept_u.tolist(), w_u.tolist()))
+    return idx[keep_row], np.asarray([w_of[c] for c in codes[keep_row]], dtype=np.float64)
+
+
 def stratified_cap(idx: np.ndarray, y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """Keep ``limit`` of ``idx``, drawn per most-specific class so rare classes survive."""
     rng = np.random.default_rng(seed)
@@ -58,12 +83,20 @@ def score_rows(
     *,
     n_boot: int,
     seed: int,
+    w_val: np.ndarray | None = None,
+    w_test: np.ndarray | None = None,
 ) -> Evaluation:
-    """Validation scores -> thresholds; test scores -> metric rows with bootstrap CIs.
+    """Validation scores -> decision rule; test scores -> metric rows with bootstrap CIs.
 
-    Rows that share an ``example`` (crops of one CinC record) are averaged first.
+    The decision rule is chosen on the validation split only: per-class F1-optimal thresholds for
+    multi-label tasks, per-class argmax offsets (macro-F1-optimal) for single-label tasks.
+    Rows that share an ``example`` (crops of one CinC record) are averaged first. ``w_val`` /
+    ``w_test``: example weights of majority-capped splits (:func:`majority_cap`).
+    The per-example scores keep the prediction (``pred``) and weight of every test example, so
+    paired comparisons (F1 as well as AUROC) can be recomputed from them alone.
     """
-    from benchmark.metrics import aggregate_by_example, choose_thresholds, evaluate
+    from benchmark.metrics import (aggregate_by_example, choose_offsets, choose_thresholds, evaluate,
+                                   predict_single_label)
 
     spec = data.task(task)
     y, _ = data.labels(task)
@@ -72,10 +105,22 @@ def score_rows(
         raise UserError(f"task '{task}' of '{data.name}' has no labelled test examples")
     ev_val, yv, sv = aggregate_by_example(ex[val_idx], y[val_idx], s_val)
     ev_test, yt, st = aggregate_by_example(ex[test_idx], y[test_idx], s_test)
-    thresholds = choose_thresholds(yv, sv) if (spec.multilabel and len(yv)) else None
+    wv = _example_weights(ex[val_idx], ev_val, w_val)
+    wt = _example_weights(ex[test_idx], ev_test, w_test)
+    thresholds = offsets = None
+    if len(yv):
+        if spec.multilabel:
+            thresholds = choose_thresholds(yv, sv)
+        else:
+            offsets = choose_offsets(yv, sv, weights=wv)
     rows = evaluate(
-        yt, st, list(spec.classes), multilabel=spec.multilabel, thresholds=thresholds, n_boot=n_boot, seed=seed
+        yt, st, list(spec.classes), multilabel=spec.multilabel, thresholds=thresholds, offsets=offsets,
+        weights=wt, n_boot=n_boot, seed=seed,
     )
+    if spec.multilabel:
+        pred = (st >= np.asarray(thresholds)[None, :]) if thresholds is not None else np.zeros_like(st, dtype=bool)
+    else:
+        pred = predict_single_label(st, offsets)
     n_ex, n_cls = st.shape
     scores = pd.DataFrame(
         {
@@ -83,9 +128,61 @@ def score_rows(
             "class": np.tile(np.asarray(spec.classes, dtype=object), n_ex),
             "label": yt.reshape(-1).astype(np.int8),
             "score": st.reshape(-1).astype(np.float64),
+            "pred": pred.reshape(-1).astype(np.int8),
+            "weight": np.repeat(np.ones(n_ex) if wt is None else wt, n_cls).astype(np.float64),
         }
     )
     info = {"n_val": int(len(yv)), "n_test": int(len(yt))}
     if thresholds is not None:
         info["thresholds"] = [float(t) for t in thresholds]
+    if offsets is not None:
+        info["offsets"] = [float(t) for t in offsets]
+    if wt is not None:
+        info["weighted_test"] = {"n_kept": int(len(wt)), "n_represented": float(wt.sum())}
     return Evaluation(rows=rows, scores=scores, info=info)
+
+
+def _example_weights(row_examples: np.ndarray, examples_u: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
+    """Row weights -> one weight per aggregated example (rows of one example share a weight)."""
+    if w is None:
+        return None
+    first = pd.Series(np.asarray(w, dtype=np.float64), index=pd.Index(np.asarray(row_examples))).groupby(level=0).first()
+    return first.loc[list(examples_u)].to_numpy()
+
+
+def majority_cap(idx: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cap a single-label split at ``limit`` examples by subsampling only its largest class(es):
+    every example of a class smaller than the cut is kept (no minority example is ever dropped).
+    Returns ``(kept positions, weights)``: a kept example of a class subsampled at rate r weighs
+    1/r, so weighted counts stand for the whole split (metrics.evaluate's ``weights``).
+    With ``limit`` 0 or a split already small enough: all of ``idx``, weights all 1."""
+    idx = np.asarray(idx)
+    if not limit or len(idx) <= limit:
+        return idx, np.ones(len(idx))
+    cls = np.asarray(y)[idx].argmax(axis=1)
+    counts = np.bincount(cls, minlength=np.asarray(y).shape[1])
+    # water-filling: the largest per-class quota q with sum(min(count, q)) <= limit
+    order = np.sort(counts[counts > 0])
+    q, left, k = 0, limit, len(order)
+    for i, c in enumerate(order):
+        if c * (k - i) <= left:
+            left -= c
+            q = c
+        else:
+            q = max(left // (k - i), 1)
+            break
+    rng = np.random.default_rng([seed, 1729])
+    keep, weights = [], []
+    for c in np.flatnonzero(counts):
+        members = idx[cls == c]
+        if len(members) <= q:
+            keep.append(members)
+            weights.append(np.ones(len(members)))
+        else:
+            pick = np.sort(rng.choice(members, size=q, replace=False))
+            keep.append(pick)
+            weights.append(np.full(q, len(members) / q))
+    kept = np.concatenate(keep)
+    w = np.concatenate(weights)
+    order_ = np.argsort(kept, kind="stable")
+    return kept[order_], w[order_]

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from benchmark.data.base import ECGSet
-from benchmark.protocols.common import Evaluation, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 
 
 def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -147,8 +147,8 @@ def run_linear_probe(
     """``embed(data, idx) -> [n, D]`` comes from a (frozen) pretrained method."""
     spec = data.task(task)
     y, _ = data.labels(task)
-    val_idx = task_indices(data, task, "val", max_eval, seed=12345)
-    test_idx = task_indices(data, task, "test", max_eval, seed=12345)
+    val_idx, w_val = capped_indices(data, task, "val", max_eval, seed=12345)
+    test_idx, w_test = capped_indices(data, task, "test", max_eval, seed=12345)
     with data.forbid("test"):
         z_train, z_val = embed(data, train_idx), embed(data, val_idx)
         predict, info = linear_probe(
@@ -156,7 +156,8 @@ def run_linear_probe(
         )
         s_val = predict(z_val)
     s_test = predict(embed(data, test_idx))
-    ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+    ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed,
+                    w_val=w_val, w_test=w_test)
     ev.info.update(info)
     ev.info["n_train"] = int(len(train_idx))
     return ev
@@ -172,14 +173,16 @@ def run_fine_tune(
     seed: int,
     progress: bool = True,
     checkpoint_dir=None,
+    max_eval: int = 0,
 ) -> Evaluation:
     """A copy of the method's encoder plus a linear head (``Method.fine_tune``), trained end to end
     on ``train_idx`` with the protocol's epochs/lr/batch size; early stopping on the validation
-    loss (best state kept). Test scores are computed once at the end."""
+    loss (best state kept). Test scores are computed once at the end. ``max_eval`` caps the
+    validation and test examples (:func:`capped_indices`)."""
     spec = data.task(task)
     y, _ = data.labels(task)
-    val_idx = task_indices(data, task, "val")
-    test_idx = task_indices(data, task, "test")
+    val_idx, w_val = capped_indices(data, task, "val", max_eval, seed=12345)
+    test_idx, w_test = capped_indices(data, task, "test", max_eval, seed=12345)
     with data.forbid("test"):
         clf = method.fine_tune(
             data, train_idx, val_idx, y, multilabel=spec.multilabel, checkpoint_dir=checkpoint_dir,
@@ -189,7 +192,8 @@ def run_fine_tune(
         )
         s_val = clf.predict(data, val_idx, device=method.device)
     s_test = clf.predict(data, test_idx, device=method.device)
-    ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=int(cfg["n_boot"]), seed=seed)
+    ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=int(cfg["n_boot"]), seed=seed,
+                    w_val=w_val, w_test=w_test)
     losses = [h["val_loss"] for h in clf.history if h.get("val_loss") is not None]
     ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(clf.history),
                     "best_val_loss": min(losses) if losses else None})

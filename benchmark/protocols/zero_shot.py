@@ -7,7 +7,7 @@ import numpy as np
 
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
-from benchmark.protocols.common import Evaluation, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, score_rows
 
 
 def class_prompts_for(data: ECGSet, task: str, template_set: str = "all") -> dict[str, list[str]]:
@@ -40,13 +40,14 @@ def run(
     if not getattr(method, "has_text_tower", False):
         raise UserError(f"method '{method.name}' has no text tower: zero-shot does not apply")
     prompts = class_prompts_for(data, task, template_set)
-    val_idx = task_indices(data, task, "val", max_eval, seed=12345)
-    test_idx = task_indices(data, task, "test", max_eval, seed=12345)
+    val_idx, w_val = capped_indices(data, task, "val", max_eval, seed=12345)
+    test_idx, w_test = capped_indices(data, task, "test", max_eval, seed=12345)
     multilabel = data.task(task).multilabel
     with data.forbid("test"):
         s_val = _scores(method, data, val_idx, prompts, multilabel, embed)
     s_test = _scores(method, data, test_idx, prompts, multilabel, embed)
-    return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+    return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed,
+                      w_val=w_val, w_test=w_test)
 
 
 # CLIP's logit scale at the METS default temperature 0.07

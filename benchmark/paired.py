@@ -1,0 +1,244 @@
+"""Paired comparisons of two methods on the same test examples, from saved per-example scores.
+
+Two overlapping confidence intervals say little about a difference; a paired bootstrap says much
+more. For two evaluations of the *same* test examples (same dataset, task and split; the example
+ids and labels must agree), each bootstrap resample draws example indices once and applies them
+to both methods, so the interval of ``metric(B) - metric(A)`` reflects only how the two methods
+differ on the examples, not how hard the test sample happens to be.
+
+What is computed (:func:`paired_table`)
+---------------------------------------
+For every setting that a report table compares (protocol, mode, dataset, task, label fraction)
+and every pair of methods evaluated on it:
+
+* one row per pretraining seed: ``diff = metric(method_b) - metric(method_a)`` on that seed's
+  evaluations, with a 95 % percentile paired-bootstrap interval;
+* one row with ``seed = 'mean'``: the mean over the seeds both methods share of the per-seed
+  differences, its interval from the same resamples (each resample averaged over seeds: the test
+  examples are the same for every seed), and ``sd_seeds`` the SD of the per-seed differences.
+
+Metrics: ``auroc`` (macro) and ``f1`` (macro, from the saved validation-chosen predictions
+``pred``; rows written before predictions were saved have AUROC only). Example weights saved
+with the scores (majority-capped test splits) are applied to both methods alike.
+``excludes_zero`` says whether the interval lies entirely on one side of zero.
+
+Cross-mode pairs (:func:`paired_diff`) work the same way: zero-shot METS against a baseline's
+linear probe on the PTB-XL test fold is a paired comparison too, since the examples are shared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAIRED_COLUMNS = ("method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric",
+                  "seed", "diff", "ci_low", "ci_high", "excludes_zero", "value_a", "value_b", "n", "n_seeds",
+                  "sd_seeds", "mode_b", "label_fraction_b", "note")
+SETTING = ("protocol", "mode", "dataset", "task", "label_fraction")
+METRICS = ("auroc", "f1")
+
+
+@dataclass
+class Scored:
+    """One evaluation's test examples in matrix form (see ``benchmark.results.scores_frame``)."""
+
+    examples: np.ndarray
+    classes: list[str]
+    y: np.ndarray  # [N, C] 0/1
+    s: np.ndarray  # [N, C]
+    pred: np.ndarray | None  # [N, C] 0/1 or None
+    w: np.ndarray  # [N]
+    multilabel: bool
+
+
+def load_scored(path: str | Path) -> Scored:
+    df = pd.read_parquet(path)
+    examples = pd.unique(df["example"])
+    classes = list(pd.unique(df["class"]))
+
+    def mat(col):
+        return df.pivot(index="example", columns="class", values=col).loc[examples, classes].to_numpy()
+
+    y = mat("label").astype(int)
+    pred = mat("pred").astype(bool) if "pred" in df.columns else None
+    w = (df.groupby("example", sort=False)["weight"].first().loc[examples].to_numpy().astype(float)
+         if "weight" in df.columns else np.ones(len(examples)))
+    multilabel = bool((y.sum(axis=1) != 1).any())
+    return Scored(np.asarray(examples).astype(str), classes, y, mat("score").astype(float), pred, w, multilabel)
+
+
+def _aligned(a: Scored, b: Scored) -> tuple[Scored, Scored] | str:
+    """Both evaluations on the same examples in the same order, or a reason why not."""
+    if a.classes != b.classes:
+        return "different classes"
+    if len(a.examples) != len(b.examples) or set(a.examples) != set(b.examples):
+        return "different test examples"
+    if not np.array_equal(a.examples, b.examples):
+        order = pd.Index(b.examples).get_indexer(a.examples)
+        b = Scored(b.examples[order], b.classes, b.y[order], b.s[order],
+                   None if b.pred is None else b.pred[order], b.w[order], b.multilabel)
+    if not np.array_equal(a.y, b.y):
+        return "labels differ"
+    if not np.allclose(a.w, b.w):
+        return "example weights differ"
+    return a, b
+
+
+def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
+    """Macro metric under a batch of example weightings [B, N] -> [B]."""
+    from benchmark.metrics import _all_stats
+
+    n_pos = ev.y.sum(axis=0)
+    present = (n_pos > 0) & (n_pos < len(ev.y))
+    pred = ev.pred if metric != "auroc" else None
+    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present)
+    return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
+
+
+def _resample_weights(n: int, n_boot: int, seed: int, chunk_cells: int = 1_000_000):
+    """Yield [b, N] integer-count weightings, the same for every caller with the same seed."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, chunk_cells // max(n, 1)))
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        idx = rng.integers(0, n, size=(b, n))
+        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+        done += b
+
+
+def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int = 1000, seed: int = 0,
+                ci: float = 0.95) -> dict:
+    """Mean over ``pairs`` of ``metric(b) - metric(a)`` with a paired bootstrap interval.
+
+    Every pair must be evaluated on the same examples (checked); with several pairs (seeds) they
+    must also share those examples across pairs, and each resample is applied to all of them.
+    Returns ``{diff, ci_low, ci_high, value_a, value_b, per_pair: [diff...], n, note}``.
+    """
+    aligned = []
+    for a, b in pairs:
+        r = _aligned(a, b)
+        if isinstance(r, str):
+            raise ValueError(r)
+        aligned.append(r)
+    ref = aligned[0][0]
+    if metric != "auroc" and any(a.pred is None or b.pred is None for a, b in aligned):
+        raise ValueError("no saved predictions (pred column): F1 cannot be recomputed")
+    ordered = []  # every pair in the reference's example order
+    for a, b in aligned:
+        ra, rb = _aligned(ref, a), _aligned(ref, b)
+        if isinstance(ra, str) or isinstance(rb, str):
+            raise ValueError("seeds were evaluated on different test examples")
+        ordered.append((ra[1], rb[1]))
+    n = len(ref.examples)
+    w_point = ref.w[None, :]
+    va = np.array([_stats(w_point, a, metric)[0] for a, _ in ordered])
+    vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
+    per_pair = vb - va
+    draws = []
+    for cw in _resample_weights(n, n_boot, seed):
+        cw = cw * ref.w[None, :]
+        d = np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]).mean(axis=0)
+        draws.append(d)
+    boot = np.concatenate(draws) if draws else np.array([])
+    ok = boot[~np.isnan(boot)]
+    lo = hi = math.nan
+    note = ""
+    if ok.size:
+        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
+    if ok.size < 0.9 * n_boot:
+        note = f"CI from {ok.size}/{n_boot} resamples"
+    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "value_a": float(np.mean(va)),
+            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note}
+
+
+def _scores_index(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per evaluated job: setting, method, seed, path of its per-example scores."""
+    need = ["job_id", "results_dir", "method", "seed", *SETTING]
+    jobs = rows[need].drop_duplicates(["results_dir", "job_id"]).copy()
+    jobs["path"] = [Path(d) / "scores" / f"{j}.parquet" for d, j in zip(jobs["results_dir"], jobs["job_id"])]
+    jobs = jobs[[p.is_file() for p in jobs["path"]]]
+    # the latest evaluation of a (method, seed, setting) wins, as in merge_results
+    return jobs.drop_duplicates(["method", "seed", *SETTING], keep="last")
+
+
+def _row(a_name, b_name, setting: dict, metric, seed, res, **extra) -> dict:
+    excl = (not math.isnan(res["ci_low"])) and (res["ci_low"] > 0 or res["ci_high"] < 0)
+    return {"method_a": a_name, "method_b": b_name, **setting, "metric": metric, "seed": str(seed),
+            "diff": res["diff"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "excludes_zero": bool(excl),
+            "value_a": res["value_a"], "value_b": res["value_b"], "n": res["n"], "note": res["note"], **extra}
+
+
+def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Every pair of methods evaluated on a common setting (see the module docstring)."""
+    jobs = _scores_index(rows)
+    out: list[dict] = []
+    cache: dict[Path, Scored] = {}
+
+    def get(p: Path) -> Scored:
+        if p not in cache:
+            cache[p] = load_scored(p)
+        return cache[p]
+
+    groups = list(jobs.groupby(list(SETTING), dropna=False, sort=False))
+    for key, g in groups:
+        setting = dict(zip(SETTING, key))
+        from benchmark.report import _method_sort_key
+
+        methods = sorted(g["method"].unique(), key=_method_sort_key)
+        for ma, mb in itertools.combinations(methods, 2):
+            ga = g[g["method"] == ma].set_index("seed")["path"]
+            gb = g[g["method"] == mb].set_index("seed")["path"]
+            seeds = sorted(set(ga.index) & set(gb.index))
+            if not seeds:
+                continue
+            pairs = [(get(ga[s]), get(gb[s])) for s in seeds]
+            for metric in METRICS:
+                try:
+                    for s, pr in zip(seeds, pairs):
+                        res = paired_diff([pr], metric, n_boot=n_boot, seed=seed)
+                        out.append(_row(ma, mb, setting, metric, int(s), res, n_seeds=1, sd_seeds=math.nan))
+                    if len(seeds) > 1:
+                        res = paired_diff(pairs, metric, n_boot=n_boot, seed=seed)
+                        sd = float(np.std(res["per_pair"], ddof=1))
+                        out.append(_row(ma, mb, setting, metric, "mean", res, n_seeds=len(seeds), sd_seeds=sd))
+                except ValueError as exc:
+                    out.append({"method_a": ma, "method_b": mb, **setting, "metric": metric, "seed": "mean",
+                                "note": f"not paired: {exc}"})
+    df = pd.DataFrame(out)
+    for c in PAIRED_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    return df[list(PAIRED_COLUMNS)]
+
+
+def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """Paired difference between two *different* settings on the same test examples, e.g.
+    ``a = {method: 'simclr', mode: 'linear-probe', label_fraction: 0.01, ...}`` and
+    ``b = {method: 'mets', mode: 'zero-shot', ...}``; seeds both have are paired and averaged.
+    None if either side has no saved scores."""
+    jobs = _scores_index(rows)
+
+    def pick(spec: dict) -> pd.Series:
+        m = jobs
+        for k, v in spec.items():
+            if isinstance(v, float) and math.isnan(v):
+                m = m[m[k].isna()]
+            else:
+                m = m[m[k] == v]
+        return m.set_index("seed")["path"]
+
+    pa, pb = pick(a), pick(b)
+    seeds = sorted(set(pa.index) & set(pb.index))
+    if not seeds:
+        return None
+    res = paired_diff([(load_scored(pa[s]), load_scored(pb[s])) for s in seeds], metric, n_boot=n_boot, seed=seed)
+    res["n_seeds"] = len(seeds)
+    res["excludes_zero"] = (not math.isnan(res["ci_low"])) and (res["ci_low"] > 0 or res["ci_high"] < 0)
+    return res

@@ -1,0 +1,232 @@
+"""Report sections that compare and judge: MIT-BIH AAMI per-class metrics as that literature
+reports them, paired differences between methods, and the METS paper's claims beside what a run
+measured. Results only (no torch), like :mod:`benchmark.report`.
+
+Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a table):
+
+* **MIT-BIH AAMI (DS1 -> DS2)**: per class and method/mode, sensitivity (Se = recall), positive
+  predictive value (+P = precision) and F1, with their macro means and macro AUROC, mean ± SD over
+  seeds [mean 95 % CI]; and the beat counts per class and split (train/validation are DS1 patients,
+  test is DS2; capped test splits show kept and represented counts).
+* **Paired differences** (``tables/paired.csv``, columns in :data:`benchmark.paired.PAIRED_COLUMNS`):
+  every pair of methods on every setting of the tables, per seed and averaged over seeds, with
+  paired-bootstrap 95 % intervals; the index shows the headline pairs (METS against each other
+  method on the main table's settings) and whether each interval excludes zero.
+* **Paper comparison**: each claim of Li et al. (2023) beside the measured paired difference, the
+  scale of the run and whether the interval supports the claim.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.report import (DATASET_LABEL, MODE_ABBR, Table, _method_sort_key, atomic_write_csv, macro)
+
+AAMI = ("N", "S", "V", "F", "Q")
+MLIT = {"recall": "Se", "precision": "+P", "f1": "F1", "auroc": "AUROC"}
+
+
+def _fmt(x, d=3):
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
+
+
+# --------------------------------------------------------------------------------------------
+# MIT-BIH AAMI
+# --------------------------------------------------------------------------------------------
+def mitbih_tables(summary: pd.DataFrame) -> list[Table]:
+    s = summary[(summary["dataset"] == "mitbih") & (summary["task"] == "aami")]
+    if s.empty:
+        return []
+    s = s[s["metric"].isin(["recall", "precision", "f1"]) | ((s["metric"] == "auroc") & (s["class"] == ""))].copy()
+    s["row"] = [f"{m} ({MODE_ABBR.get(md, md)})" for m, md in zip(s["method"], s["mode"])]
+    s["col"] = [f"{c or 'macro'} {MLIT[m]}" for c, m in zip(s["class"], s["metric"])]
+    classes = [c for c in AAMI if c in set(s["class"])]
+    cols = [f"{c} {MLIT[m]}" for c in classes for m in ("recall", "precision", "f1")]
+    cols += [f"macro {MLIT[m]}" for m in ("recall", "precision", "f1", "auroc")]
+    modes = {"zero-shot": 0, "linear-probe": 1, "fine-tune": 2}
+    order = (s[["row", "method", "mode"]].drop_duplicates()
+             .assign(k=lambda d: [(modes.get(m, 9), _method_sort_key(x)) for x, m in zip(d["method"], d["mode"])])
+             .sort_values("k")["row"].tolist())
+    return [Table("mitbih_aami", "MIT-BIH AAMI beat classes, inter-patient DS1 -> DS2 (de Chazal 2004; paced records "
+                  "excluded): sensitivity Se (recall), positive predictive value +P (precision) and F1 per class, "
+                  "their macro means over the classes present, and macro AUROC; decision rule (argmax with class "
+                  "offsets) chosen on held-out DS1 patients, never on DS2. Mean ± SD over seeds [mean 95 % CI]. "
+                  "Best per column in bold.", s, "method (mode)", order, [c for c in cols if c in set(s["col"])])]
+
+
+def mitbih_counts(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
+    """Beats per AAMI class and split, from the meta of one MIT-BIH AAMI job."""
+    r = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
+    for d, j in r[["results_dir", "job_id"]].drop_duplicates().itertuples(index=False):
+        p = Path(d) / "meta" / f"{j}.json"
+        if not p.is_file():
+            continue
+        counts = json.loads(p.read_text()).get("info", {}).get("class_counts")
+        if counts:
+            df = pd.DataFrame(counts).reindex(list(AAMI)).fillna(0)
+            df.index.name = "class"
+            return df
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# paired differences
+# --------------------------------------------------------------------------------------------
+def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str = "mets") -> pd.DataFrame:
+    """The reference method against every other method on the main table's settings (seed-mean
+    rows, macro AUROC; macro F1 for MIT-BIH)."""
+    if paired.empty:
+        return paired
+    p = paired[(paired["seed"] == "mean") | (paired["n_seeds"] == 1)]
+    p = p[(p["method_a"] == reference) | (p["method_b"] == reference)].copy()
+    # orient as reference minus other
+    flip = p["method_b"] == reference
+    for c in ("diff", "ci_low", "ci_high"):
+        p.loc[flip, c] = -p.loc[flip, c]
+    p.loc[flip, ["ci_low", "ci_high"]] = p.loc[flip, ["ci_high", "ci_low"]].to_numpy()
+    p.loc[flip, ["value_a", "value_b"]] = p.loc[flip, ["value_b", "value_a"]].to_numpy()
+    p["other"] = np.where(flip, p["method_a"], p["method_b"])
+    p["method"] = reference
+    m = macro(summary)
+    fl = m[m["protocol"] == "few-label"]
+    top = fl.groupby(["mode", "dataset", "task"])["label_fraction"].transform("max") if not fl.empty else None
+    keep_fl = set(map(tuple, fl[fl["label_fraction"] == top][["mode", "dataset", "task", "label_fraction"]]
+                      .drop_duplicates().to_numpy().tolist())) if top is not None else set()
+    ok = []
+    for _, r in p.iterrows():
+        if r["protocol"] == "few-label":
+            ok.append((r["mode"], r["dataset"], r["task"], r["label_fraction"]) in keep_fl)
+        else:
+            ok.append(True)
+    p = p[ok]
+    p = p[(p["metric"] == "auroc") | ((p["dataset"] == "mitbih") & (p["metric"] == "f1"))]
+    return p
+
+
+def headline_markdown(h: pd.DataFrame) -> str:
+    if h.empty:
+        return "*absent:* no pair of methods shares a setting with saved per-example scores"
+    lines = ["| setting | metric | mets − other | other | diff [95 % paired CI] | excludes 0 | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in h.sort_values(["protocol", "dataset", "task", "mode", "metric", "other"]).iterrows():
+        lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != "few-label" else f" {100 * r['label_fraction']:g}%"
+        setting = f"{MODE_ABBR.get(r['mode'], r['mode'])}{lf} {DATASET_LABEL.get(r['dataset'], r['dataset'])} {r['task']}"
+        verdict = ("yes: mets better" if r["excludes_zero"] and r["diff"] > 0 else
+                   "yes: mets worse" if r["excludes_zero"] else "no")
+        lines.append(f"| {setting} | {r['metric']} | {_fmt(r['value_a'])} vs {_fmt(r['value_b'])} | {r['other']} | "
+                     f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {verdict} | "
+                     f"{int(r['n_seeds']) if not pd.isna(r['n_seeds']) else 1} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the paper's claims
+# --------------------------------------------------------------------------------------------
+PAPER_CLAIMS = (
+    ("C1", "Zero-shot METS beats supervised and SSL baselines that use labels, by about 10 % "
+           "(PTB-XL; Li et al. 2023, abstract and Table 2)"),
+    ("C2", "METS has the highest recall and F1 on MIT-BIH (abstract and Table 3)"),
+)
+
+
+def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int = 1000,
+                     reference: str = "mets") -> pd.DataFrame:
+    """One line per (claim, comparison): measured paired difference and whether it supports."""
+    from benchmark.paired import cross_pair
+
+    out = []
+    methods = sorted(set(rows["method"]) - {reference}, key=_method_sort_key)
+    if reference not in set(rows["method"]):
+        return pd.DataFrame()
+    zs = rows[(rows["method"] == reference) & (rows["mode"] == "zero-shot") & (rows["dataset"] == "ptbxl")]
+    # C1: METS zero-shot vs each other method's few-label rows on the same task (same test fold)
+    for task in [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]:
+        fl = rows[(rows["protocol"] == "few-label") & (rows["task"] == task) & (rows["method"].isin(methods))]
+        for (m, mode, lf), _ in fl.groupby(["method", "mode", "label_fraction"], sort=False):
+            for metric in ("auroc", "f1"):
+                a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
+                     "label_fraction": lf}
+                b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl",
+                     "task": task}
+                try:
+                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
+                except ValueError as exc:
+                    res = {"note": str(exc)}
+                if res is None:
+                    continue
+                out.append({"claim": "C1", "comparison": f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} "
+                            f"{100 * float(lf):g}% (PTB-XL {task})", "metric": metric, "task": task, "other": m,
+                            "mode": mode, "label_fraction": lf, **{k: res.get(k) for k in
+                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
+                             "note")}})
+    # C2: MIT-BIH AAMI macro recall and F1, METS against every other method in each mode
+    mit = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
+    for mode in [m for m in ("zero-shot", "linear-probe", "fine-tune") if m in set(mit["mode"])]:
+        for m in methods:
+            for metric in ("recall", "f1"):
+                a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
+                b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
+                try:
+                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
+                except ValueError as exc:
+                    res = {"note": str(exc)}
+                if res is None:
+                    continue
+                out.append({"claim": "C2", "comparison": f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH "
+                            "DS2)", "metric": metric, "task": "aami", "other": m, "mode": mode,
+                            "label_fraction": np.nan, **{k: res.get(k) for k in
+                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
+                             "note")}})
+    df = pd.DataFrame(out)
+    if not df.empty:
+        df = df.rename(columns={"value_b": "mets_value", "value_a": "other_value"})
+    return df
+
+
+def paper_markdown(pc: pd.DataFrame, scale: str) -> str:
+    if pc.empty:
+        return "*absent:* the results hold no METS zero-shot or MIT-BIH AAMI rows with saved scores"
+    lines = []
+    for cid, text in PAPER_CLAIMS:
+        g = pc[pc["claim"] == cid]
+        if g.empty:
+            lines += [f"**{cid}. {text}** — *absent:* not measured in these results.", ""]
+            continue
+        main_metric = "auroc" if cid == "C1" else "f1"
+        gm = g[g["metric"] == main_metric]
+        if cid == "C1":  # the paper's headline: label-scarce baselines (smallest fraction)
+            lf_min = gm["label_fraction"].min()
+            gm = gm[(gm["label_fraction"] == lf_min) & (gm["task"] == gm["task"].iloc[0])]
+        better = gm[(gm["excludes_zero"] == True) & (gm["diff"] > 0)]  # noqa: E712
+        worse = gm[(gm["excludes_zero"] == True) & (gm["diff"] < 0)]  # noqa: E712
+        if len(gm) and len(better) == len(gm):
+            verdict = "supported: METS is better than every compared method, each paired interval excludes 0"
+        elif len(worse):
+            verdict = (f"contradicted for {len(worse)} of {len(gm)} comparisons (METS significantly worse)"
+                       + (f"; supported for {len(better)}" if len(better) else ""))
+        elif len(better):
+            verdict = f"partly supported: METS better in {len(better)} of {len(gm)} comparisons, the rest inconclusive"
+        else:
+            verdict = "not supported at this scale: no paired interval excludes 0"
+        lines += [f"**{cid}. {text}**", "", f"Verdict ({main_metric}, {scale}): **{verdict}**.", "",
+                  "| comparison | metric | METS | other | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|---|---|"]
+        for _, r in g.iterrows():
+            if pd.isna(r.get("diff")):
+                lines.append(f"| {r['comparison']} | {r['metric']} | – | – | {r.get('note') or 'n/a'} | – |")
+                continue
+            lines.append(f"| {r['comparison']} | {r['metric']} | {_fmt(r['mets_value'])} | {_fmt(r['other_value'])} | "
+                         f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
+                         f"{'yes' if r['excludes_zero'] else 'no'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_paired(paired: pd.DataFrame, tables_dir: Path) -> Path:
+    path = tables_dir / "paired.csv"
+    atomic_write_csv(paired, path)
+    return path
