@@ -53,6 +53,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "cross_finetune_datasets": ([], "cross-dataset targets that get the fine-tune mode ([]: every cross_datasets "
                                 "target)"),
     "cross_finetune_max_train": (0, "cap on cross-dataset fine-tune training examples (0: cross_max_train)"),
+    "cross_finetune_max_val": (0, "cap on cross-dataset fine-tune validation examples (early stopping, decision "
+                               "rule; 0: cross_max_eval); single-label: majority classes only, weighted"),
     "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all); single-label tasks subsample only their "
                        "largest classes and weight the kept examples by 1/rate (no minority example dropped)"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
@@ -92,15 +94,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     "shared": {
         "seeds": [0, 1, 2],
         "n_boot": 1000,
-        "few_label_tasks": ["superdiagnostic", "subdiagnostic", "form", "rhythm"],
-        "finetune_tasks": ["superdiagnostic"],
+        "few_label_tasks": ["superdiagnostic"],
         "finetune_epochs": 3,
         "finetune_patience": 2,
         "mitbih_tasks": ["aami"],
-        "cinc_crops": 2,
+        "cinc_crops": 1,
         "cross_finetune_datasets": ["mitbih"],
         "cross_max_train": 3000,
         "cross_finetune_max_train": 1000,
+        "cross_finetune_max_val": 2000,
         "cross_max_eval": 8000,
         "probe_C": [0.01, 0.1, 1.0],
         "method_settings": {
@@ -133,9 +135,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 PROFILE_DOCS = {
     "quick": "CPU smoke scale: resnet1d-10 (width 32), 4 epochs, 1 seed, 200 bootstrap resamples, "
     "MIT-BIH PVC set, cross-dataset examples capped at 1,500 per split (stratified)",
-    "shared": "all of the shared data on a 2-core CPU: PTB-XL all records and four task groups, full MIT-BIH "
-    "AAMI (DS1 -> DS2, majority-capped with weights), CinC 2017, resnet1d-10 (width 32), 6 epochs, 3 seeds; "
-    "fine-tune on PTB-XL superdiagnostic and MIT-BIH only",
+    "shared": "all of the shared data on a 2-core CPU: PTB-XL all records (zero-shot on four task groups, "
+    "few-label on superdiagnostic), full MIT-BIH AAMI (DS1 -> DS2, majority-capped with weights), CinC 2017, "
+    "resnet1d-10 (width 32), 6 epochs, 3 seeds",
     "paper": "GPU scale: resnet1d-18, 50 epochs, batch 256, 3 seeds, all PTB-XL tasks, full MIT-BIH AAMI+PVC",
 }
 

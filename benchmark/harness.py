@@ -38,7 +38,7 @@ JOB_SETTINGS = (
     "fs", "window_s", "precision", "method_settings", "n_boot", "probe_C", "probe_max_iter",
     "finetune_epochs", "finetune_lr", "finetune_patience", "finetune_batch_size", "mitbih_subdir",
     "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
-    "cross_finetune_max_train",
+    "cross_finetune_max_train", "cross_finetune_max_val",
 )
 NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data")  # settings that do not change results
 
@@ -530,7 +530,8 @@ class Runner:
             cap = int(cfg["cross_finetune_max_train"] or cfg["cross_max_train"])
             train, _ = capped_indices(data, job.task, "train", cap, seed=job.seed)
             ev = few_label.run_fine_tune(model, data, job.task, train, cfg=cfg, seed=job.seed,
-                                         progress=self.progress, max_eval=max_eval)
+                                         progress=self.progress, max_eval=max_eval,
+                                         max_val=int(cfg["cross_finetune_max_val"] or max_eval))
         else:  # cross-dataset linear probe
             model, h = self.pretrained(job.method, job.seed)
             t0 = time.perf_counter()

@@ -174,14 +174,15 @@ def run_fine_tune(
     progress: bool = True,
     checkpoint_dir=None,
     max_eval: int = 0,
+    max_val: int | None = None,
 ) -> Evaluation:
     """A copy of the method's encoder plus a linear head (``Method.fine_tune``), trained end to end
     on ``train_idx`` with the protocol's epochs/lr/batch size; early stopping on the validation
     loss (best state kept). Test scores are computed once at the end. ``max_eval`` caps the
-    validation and test examples (:func:`capped_indices`)."""
+    validation and test examples (:func:`capped_indices`), ``max_val`` the validation examples alone."""
     spec = data.task(task)
     y, _ = data.labels(task)
-    val_idx, w_val = capped_indices(data, task, "val", max_eval, seed=12345)
+    val_idx, w_val = capped_indices(data, task, "val", max_eval if max_val is None else max_val, seed=12345)
     test_idx, w_test = capped_indices(data, task, "test", max_eval, seed=12345)
     with data.forbid("test"):
         clf = method.fine_tune(
