@@ -16,10 +16,12 @@ def test_shared_plan_is_seed_major_with_fine_tune_only_where_configured(tmp_path
     seeds = [j.seed for j in jobs]
     assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2}
     ft = [j for j in jobs if j.mode == "fine-tune"]
-    assert {j.task for j in ft if j.protocol == "few-label"} == set(cfg["finetune_tasks"])
+    assert {j.task for j in ft if j.protocol == "few-label"} == set(cfg["finetune_tasks"] or cfg["few_label_tasks"])
     assert {j.dataset for j in ft if j.protocol == "cross-dataset"} == set(cfg["cross_finetune_datasets"])
     probes = [j for j in jobs if j.mode == "linear-probe" and j.protocol == "few-label"]
-    assert {j.task for j in probes} == {"superdiagnostic", "subdiagnostic", "form", "rhythm"}
+    assert {j.task for j in probes} == set(cfg["few_label_tasks"])
+    zs = [j for j in jobs if j.mode == "zero-shot" and j.dataset == "ptbxl"]
+    assert {j.task for j in zs} == {"superdiagnostic", "subdiagnostic", "form", "rhythm"}
     methods = {j.method for j in jobs}
     assert methods == {"mets", "simclr", "clocs", "supervised", "random-init"}
     # every method is evaluated on MIT-BIH AAMI in every mode the profile names
