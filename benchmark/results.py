@@ -105,7 +105,8 @@ def utc_now() -> str:
 def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -> dict:
     """Facts about the code and machine that produced a number, for every result row.
 
-    ``git_commit`` is ``git rev-parse HEAD`` of the repository ('' outside git), ``git_dirty``
+    ``git_commit`` is ``git rev-parse HEAD`` of the repository (outside git: ``$ECGBENCH_GIT_COMMIT``
+    if set, else ''), ``git_dirty``
     whether tracked files differ from it. ``device`` is what the caller ran on (e.g.
     ``'cuda'``); a CUDA device is expanded with its name when torch is already imported.
     ``torch_version`` comes from package metadata, so this does not import torch.
@@ -121,6 +122,9 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
             dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         commit = ""
+    if not commit and os.environ.get("ECGBENCH_GIT_COMMIT"):
+        # a copy of the code without .git (a container, a cluster job): the launcher says which commit
+        commit = os.environ["ECGBENCH_GIT_COMMIT"].strip()
     try:
         from importlib.metadata import version
 
