@@ -162,7 +162,7 @@ class PTBXL:
 
     @classmethod
     def scan(cls, root: Path, params: PrepareParams) -> Scan:
-        from benchmark.data.reports_text import clean_report, detect_language, glossary_coverage, to_english
+        from benchmark.data.reports_text import annotation_counts, clean_report, detect_language, glossary_coverage, to_english
 
         statements = read_statements(root)
         df = cls._database(root, params)
@@ -229,6 +229,7 @@ class PTBXL:
             "unlabelled": unlabelled,
             "empty_reports": int(sum(1 for t in clean if not t)),
             "edit_annotations_removed": int(sum(1 for t in raw if "edit:" in t.lower())),
+            "annotations_removed": annotation_counts(raw),
             "glossary_coverage": glossary_coverage(clean, lang),
             "signal_files": col,
         }

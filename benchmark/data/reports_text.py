@@ -43,7 +43,100 @@ GLOSSARY_PATH = Path(__file__).with_name("glossary.tsv")
 LANGUAGES = ("de", "sv", "en", "unknown")
 
 # -- cleaning ---------------------------------------------------------------------------------
-_EDIT = re.compile(r"\bedit\s*:")
+# The 71 SCP-ECG statement codes of PTB-XL (the index of scp_statements.csv; a test keeps them equal).
+SCP_CODES = frozenset(
+    """NDT NST_ DIG LNGQT NORM IMI ASMI LVH LAFB ISC_ IRBBB 1AVB IVCD ISCAL CRBBB CLBBB ILMI LAO/LAE AMI
+    ALMI ISCIN INJAS LMI ISCIL LPFB ISCAS INJAL ISCLA RVH ANEUR RAO/RAE EL WPW ILBBB IPLMI ISCAN IPMI SEHYP
+    INJIN INJLA PMI 3AVB INJIL 2AVB ABQRS PVC STD_ VCLVH QWAVE LOWT NT_ PAC LPR INVT LVOLT HVOLT TAB_
+    STE_ PRC(S) SR AFIB STACH SARRH SBRAD PACE SVARR BIGU AFLT SVTAC PSVT TRIGU""".split()
+)
+# Code tokens the device (or the cardiologist's lower-case remark) writes as ordinary words, with the
+# context in which they are ordinary: after cleaning, a code token anywhere else is a label leak.
+DEVICE_CODE_WORDS: dict[str, str] = {
+    "lvh": r"lvh",  # English statement "voltages ... suggesting lvh", German "kammerhypertrophie lvh"
+    "wpw": r"wpw(?= syndrom)",  # Swedish "wpw syndrom typ b"
+    "el": r"el(?=-axel)",  # Swedish "vänster el-axel" (electrical axis)
+    "sr": r"sr(?= )",  # lower-case free-text remarks: "llt sr flaches t", "sr unter 3x1 cordichin" (retard)
+}
+ANNOTATION_KINDS = ("edit", "consensus", "code_dict", "code_list")
+
+
+def _code_alternation() -> str:
+    forms = set()
+    for c in SCP_CODES:
+        forms.add(re.escape(c))
+        if c.endswith("_"):
+            forms.add(re.escape(c[:-1]))  # written without its underscore: "ISC" for ISC_
+    return "|".join(sorted(forms, key=lambda x: (-len(x), x)))
+
+
+_CODE = _code_alternation()
+_NUM = r"\d+(?:[.,]\d+)?"
+_TAILS = (
+    ("edit", re.compile(r"\bedit\s*:", re.IGNORECASE)),
+    # no word boundary before it: the file glues it to the last word ("kammerhypertroficonsensus")
+    ("consensus", re.compile(r"consensus\s+labels?\s+derived\s+from\b|\blabels?\s+derived\s+from\s*:", re.IGNORECASE)),
+)
+# a dict of SCP codes: {'LVH': 100.0, 'SR': 0.0}, several in a row joined by commas
+_CODE_DICT = re.compile(r"(?:\s*,?\s*\{\s*['\"]?[A-Z0-9_/()]+['\"]?\s*:[^{}]*\})+")
+# a bare list of upper-case SCP codes, each optionally with a likelihood and in parentheses:
+# "NORM 100, (NORM 100)", "(IRBBB, NDT)". Device text is lower case, so an upper-case code is never
+# device text (checked on every report of the shared data).
+_CODE_ITEM = rf"\(?\s*(?<![A-Za-z0-9_])(?:{_CODE})(?![A-Za-z0-9_])(?:\s+{_NUM})?\s*\)?"
+_CODE_LIST = re.compile(rf"{_CODE_ITEM}(?:\s*,\s*{_CODE_ITEM})*(?:\s*,)?")
+
+
+def strip_annotations(text) -> tuple[str, tuple[str, ...]]:
+    """The report without labelling annotations (case kept) and the kinds that were removed.
+
+    Kinds, in the order they are applied: ``edit`` (``Edit: ...`` to the end), ``consensus``
+    (``consensus label derived from: ...`` to the end), ``code_dict`` (a dict of SCP codes anywhere
+    else), ``code_list`` (bare upper-case SCP codes, e.g. ``NORM 100, (NORM 100)``, anywhere else).
+    """
+    if text is None or (isinstance(text, float) and text != text):  # None or NaN
+        return "", ()
+    t = str(text)
+    kinds = []
+    for kind, pattern in _TAILS:
+        m = pattern.search(t)
+        if m:
+            t = t[: m.start()]
+            kinds.append(kind)
+    t, n = _CODE_DICT.subn(" ", t)
+    if n:
+        kinds.append("code_dict")
+    t, n = _CODE_LIST.subn(" ", t)
+    if n:
+        kinds.append("code_list")
+    return t, tuple(kinds)
+
+
+def annotation_counts(texts) -> dict[str, int]:
+    """kind -> number of reports that had that kind of labelling annotation removed."""
+    out = dict.fromkeys(ANNOTATION_KINDS, 0)
+    for t in texts:
+        for k in strip_annotations(t)[1]:
+            out[k] += 1
+    return out
+
+
+# exact codes only: "isc" (a report cut off inside "isc[haemia]") is not the code ISC_
+_LOWER_CODE = re.compile(
+    r"(?<![a-z0-9_])(?:" + "|".join(re.escape(c.lower()) for c in sorted(SCP_CODES, key=lambda x: (-len(x), x))) + r")(?![a-z0-9_])"
+)
+
+
+def leaked_codes(clean: str) -> list[str]:
+    """SCP code tokens left in a cleaned report outside the contexts of ``DEVICE_CODE_WORDS``."""
+    out = []
+    for m in _LOWER_CODE.finditer(clean):
+        tok = m.group(0)
+        ok = DEVICE_CODE_WORDS.get(tok)
+        if ok is None or not re.compile(ok).match(clean, m.start()):
+            out.append(tok)
+    return out
+
+
 _GARBAGE = re.compile(r"ó[^\sa-zäöüåß]?")  # 'ó' + a box-drawing char mis-decoded from the device
 _HASH_UE = re.compile(r"(?<=[a-zäöüß])#|#(?=[a-zäöüß])")
 _WS = re.compile(r"\s+")
@@ -52,13 +145,8 @@ _TRAILING = re.compile(r"[\s,;:!\-/]+$")
 
 def clean_report(text) -> str:
     """Lower-cased, encoding-repaired report without labelling annotations (see module doc)."""
-    if text is None or (isinstance(text, float) and text != text):  # None or NaN
-        return ""
-    t = str(text).lower()
-    m = _EDIT.search(t)
-    if m:
-        t = t[: m.start()]
-    return _TRAILING.sub("", normalise_chars(t))
+    t, _ = strip_annotations(text)
+    return _TRAILING.sub("", normalise_chars(t.lower()))
 
 
 def normalise_chars(text: str) -> str:
