@@ -162,9 +162,13 @@ def _print_info(name: str, ds) -> None:
     if cov:
         parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
         print("  glossary coverage: " + "; ".join(parts))
-    for key in ("empty_reports", "edit_annotations_removed"):
-        if key in s["info"]:
-            print(f"  {key.replace('_', ' ')}: {s['info'][key]}")
+    if "empty_reports" in s["info"]:
+        print(f"  empty reports: {s['info']['empty_reports']}")
+    removed = s["info"].get("annotations_removed")
+    if removed:
+        print("  labelling annotations removed (reports): " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+    elif "edit_annotations_removed" in s["info"]:
+        print(f"  edit annotations removed: {s['info']['edit_annotations_removed']}")
     for task, per in d.items():
         if task.startswith("_"):
             continue

@@ -8,9 +8,19 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
     lower-case; the file's odd encodings repaired (upper-case umlauts such as ``vÄnster`` become
     lower-case by ``str.lower``; ``#`` standing for ``ü`` as in ``f#r``/``#bergang``; ``á`` for
     ``ß`` as in ``schweiáausbruch``, a code-page 437 mix-up; stray ``ó`` + box-drawing pairs such as
-    ``ó¬`` are dropped); the labelling annotations some reports carry (``Edit: NORM 100, (NORM
-    100)``) removed from ``edit:`` to the end, because they name the very labels a zero-shot
-    protocol must predict; whitespace collapsed; trailing punctuation noise (``,;:!-/``) stripped.
+    ``ó¬`` are dropped); every labelling annotation removed (``strip_annotations``), because they
+    name the very labels a zero-shot protocol must predict; whitespace collapsed; trailing
+    punctuation noise (``,;:!-/``) stripped.
+
+``strip_annotations``
+    removes, by kind: ``edit`` (``Edit: NORM 100, (NORM 100)`` to the end of the report),
+    ``consensus`` (``consensus label derived from: {'LVH': 100.0, ...}`` to the end), ``code_dict``
+    (any other dict of SCP codes) and ``code_list`` (bare SCP codes in upper case, optionally with a
+    likelihood and in parentheses: ``NORM 100, (IRBBB, NDT)``). The rule behind ``code_list``: the
+    device writes lower case only, so an upper-case SCP code is never device text. After
+    lower-casing, a code may stay only where it is an ordinary word the device (or a
+    cardiologist's lower-case remark) writes: ``DEVICE_CODE_WORDS`` (``suggesting lvh``,
+    ``wpw syndrom``, ``el-axel``, ``sr``); ``leaked_codes`` lists any other.
 
 ``detect_language``
     counts marker words (see ``_MARKERS``) of German, Swedish and English in the cleaned text;
