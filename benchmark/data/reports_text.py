@@ -231,9 +231,20 @@ def _transliterations(phrase: str) -> set[str]:
     return out
 
 
+def fold(word: str, language: str) -> str:
+    """The key a word is looked up by: German umlauts transliterated (ü->ue, ö->oe, ä->ae, ß->ss),
+    Swedish letters stripped of their marks (å/ä->a, ö->o), so every spelling of a word meets."""
+    if language == "sv":
+        return word.replace("å", "a").replace("ä", "a").replace("ö", "o").replace("ü", "u")
+    return word.replace("ü", "ue").replace("ö", "oe").replace("ä", "ae").replace("ß", "ss")
+
+
 @functools.lru_cache(maxsize=None)
 def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
-    """language -> {source phrase -> english}; lines starting with '#' are comments."""
+    """language -> {source phrase -> english}; lines starting with '#' are comments.
+
+    Source phrases ending in ``-`` (``links-``) are compound modifiers, used only inside words
+    (``linksschenkelblock``); see ``translate_word``."""
     from benchmark.errors import DataError
 
     p = Path(path) if path else GLOSSARY_PATH
@@ -260,37 +271,165 @@ def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
     return table
 
 
+def _orders(language: str) -> tuple[str, ...]:
+    return (language,) if language in ("de", "sv") else ("de", "sv")  # unknown: German first
+
+
 @functools.lru_cache(maxsize=None)
-def _pattern(language: str) -> tuple[re.Pattern, dict[str, str]]:
-    table = load_glossary()
-    if language in table:
-        mapping = dict(table[language])
-    else:  # unknown language: German entries first, then Swedish ones not already present
-        mapping = dict(table["sv"])
-        mapping.update(table["de"])
+def _pattern(language: str, path: str | None = None) -> tuple[re.Pattern, dict[str, str]]:
+    table = load_glossary(path)
+    mapping: dict[str, str] = {}
+    for lang in _orders(language):
+        for k, v in table[lang].items():
+            if not k.endswith("-"):
+                mapping.setdefault(k, v)
     phrases = sorted(mapping, key=lambda s: (-len(s), s))
     alt = "|".join(re.escape(p) for p in phrases)
     return re.compile(rf"(?<![\wäöüåß])(?:{alt})(?![\wäöüåß])"), mapping
 
 
-def _translate(text: str, language: str) -> tuple[str, list[tuple[int, int]]]:
-    """English text and the spans of the input that glossary phrases covered."""
+# inflection endings tried when a word is not found as it is (adjectives, plurals)
+_ENDINGS = {
+    "de": ("es", "en", "em", "er", "e", "s", "n"),
+    "sv": ("arna", "erna", "orna", "na", "en", "et", "ar", "er", "or", "a", "t", "e", "n"),
+}
+# spelling variants (applied to the folded word when it is still unknown): c/k, th/t, ph/f, y/i
+_VARIANTS = (("c", "k"), ("k", "c"), ("th", "t"), ("ph", "f"), ("y", "i"), ("i", "y"), ("kk", "k"))
+
+
+@functools.lru_cache(maxsize=None)
+def _lexicon(language: str, path: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(folded single word -> english, folded compound modifier -> english) for one language."""
+    table = load_glossary(path)
+    words: dict[str, str] = {}
+    mods: dict[str, str] = {}
+    for lang in _orders(language):
+        for k, v in table[lang].items():
+            if k.endswith("-") and " " not in k:
+                mods.setdefault(fold(k[:-1], lang), v)
+            elif re.fullmatch(r"[a-zäöüåß]+", k):
+                words.setdefault(fold(k, lang), v)
+    return words, mods
+
+
+def _lookup(w: str, words: dict[str, str], endings: tuple[str, ...]) -> str | None:
+    if w in words:
+        return words[w]
+    for e in endings:
+        if w.endswith(e) and len(w) - len(e) >= 3 and w[: -len(e)] in words:
+            return words[w[: -len(e)]]
+    return None
+
+
+def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[str, ...]) -> list[str] | None:
+    """Fewest-part split of a compound into glossary parts: modifiers/words, then a final word
+    (which may carry an inflection ending); a linking ``s`` between parts is allowed."""
+    n = len(w)
+    best: dict[int, list[str]] = {0: []}
+    for i in range(n):
+        if i not in best:
+            continue
+        for j in range(i + 3, n + 1):
+            piece = w[i:j]
+            en = None
+            if j == n:
+                en = _lookup(piece, words, endings)
+            if en is None:
+                en = mods.get(piece) or words.get(piece)
+            if en is None:
+                continue
+            for k in (j, j + 1) if j < n and w[j] == "s" else (j,):
+                cand = best[i] + [en]
+                if k not in best or len(cand) < len(best[k]):
+                    best[k] = cand
+    parts = best.get(n)
+    return parts if parts and len(parts) >= 2 else None
+
+
+@functools.lru_cache(maxsize=200_000)
+def translate_word(word: str, language: str, path: str | None = None) -> str | None:
+    """English for one word the phrase table did not match, or None (kept as it is).
+
+    In order, on the folded word (``fold``): the word table (single-word glossary entries), the
+    same after stripping an inflection ending (``unspezifischer`` -> ``unspezifisch``), a split
+    into compound parts (``linksschenkelblock`` -> ``links-`` + ``schenkelblock``, English parts in
+    the same order: modifier first), and the same three again for spelling variants (c/k, th/t,
+    ph/f, y/i: ``tachycardie``, ``hyperthrophie``). Unknown words give None."""
+    results = []
+    for lang in _orders(language):
+        words, mods = _lexicon(lang, path)
+        endings = _ENDINGS[lang]
+        base = fold(word, lang)
+        forms = [base] + [base.replace(a, b) for a, b in _VARIANTS if a in base]
+        for f in forms:
+            en = _lookup(f, words, endings)
+            if en is None:
+                parts = _split(f, words, mods, endings)
+                en = " ".join(parts) if parts else None
+            if en is not None:
+                return en
+    return None if not results else results[0]
+
+
+_TOKEN = re.compile(r"[a-zäöüåß]+")
+
+
+def _translate(text: str, language: str, path: str | None = None, words: bool = True) -> tuple[str, list[tuple[int, int]]]:
+    """English text and the spans of the input that were translated (phrases, then single words).
+
+    ``words=False`` gives the phrase table alone (the method before issue 11, kept for comparison)."""
     if language == "en" or not text:
         return text, []
-    pattern, mapping = _pattern(language)
+    pattern, mapping = _pattern(language, path)
     spans: list[tuple[int, int]] = []
-
-    def repl(m: re.Match) -> str:
+    pieces: list[str] = []
+    last = 0
+    for m in pattern.finditer(text):
         spans.append(m.span())
-        return mapping[m.group(0)]
+        gap = text[last : m.start()]
+        pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
+        pieces.append(mapping[m.group(0)])
+        last = m.end()
+    gap = text[last:]
+    pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
+    spans.sort()
+    return _WS.sub(" ", "".join(pieces)).strip(), spans
 
-    out = pattern.sub(repl, text)
-    return _WS.sub(" ", out).strip(), spans
+
+def _translate_gap(gap: str, offset: int, language: str, path, spans: list) -> str:
+    out = []
+    last = 0
+    for m in _TOKEN.finditer(gap):
+        w = m.group(0)
+        if w in _NEUTRAL:
+            continue
+        en = translate_word(w, language, path)
+        if en is None:
+            continue
+        out.append(gap[last : m.start()])
+        out.append(en)
+        last = m.end()
+        spans.append((offset + m.start(), offset + m.end()))
+    out.append(gap[last:])
+    return "".join(out)
 
 
 def to_english(text: str, language: str) -> str:
-    """English version of a cleaned report via the glossary (unchanged if already English)."""
+    """English version of a cleaned report (unchanged if already English); see ``translate_word``
+    for what happens to words outside the phrase table."""
     return _translate(clean_report(text), language)[0]
+
+
+def untranslated_words(text: str, language: str, path: str | None = None, words: bool = True) -> list[str]:
+    """The counted words of a (cleaned) report that the translation left as they are."""
+    if language == "en" or not text:
+        return []
+    _, spans = _translate(text, language, path, words)
+    return [
+        m.group(0)
+        for m in _LETTERS.finditer(text)
+        if m.group(0) not in _NEUTRAL and not any(a <= m.start() and m.end() <= b for a, b in spans)
+    ]
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -301,16 +440,17 @@ _NEUTRAL = frozenset(
 _LETTERS = re.compile(r"[a-zäöüåß]+")
 
 
-def glossary_coverage(texts, languages=None) -> dict:
-    """Share of non-English report words the glossary translated, overall and per language.
+def glossary_coverage(texts, languages=None, path: str | None = None, words: bool = True) -> dict:
+    """Share of non-English report words the translation covered, overall and per language.
 
-    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted).
+    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted);
+    ``words=False`` measures the phrase table alone (the method before issue 11).
     Returns ``{"overall": {"words", "translated", "coverage"}, "de": {...}, "sv": {...}, ...}``.
     """
     texts = list(texts)
     if languages is None:
         languages = [detect_language(t) for t in texts]
-    words: Counter = Counter()
+    n_words: Counter = Counter()
     done: Counter = Counter()
     for text, lang in zip(texts, languages):
         if lang == "en":
@@ -318,16 +458,12 @@ def glossary_coverage(texts, languages=None) -> dict:
         clean = clean_report(text)
         if not clean:
             continue
-        _, spans = _translate(clean, lang)
-        for m in _LETTERS.finditer(clean):
-            if m.group(0) in _NEUTRAL:
-                continue
-            words[lang] += 1
-            if any(a <= m.start() and m.end() <= b for a, b in spans):
-                done[lang] += 1
+        total = sum(1 for m in _LETTERS.finditer(clean) if m.group(0) not in _NEUTRAL)
+        n_words[lang] += total
+        done[lang] += total - len(untranslated_words(clean, lang, path, words))
     out = {}
-    for lang in sorted(words):
-        out[lang] = {"words": words[lang], "translated": done[lang], "coverage": round(done[lang] / words[lang], 4)}
-    tw, td = sum(words.values()), sum(done.values())
+    for lang in sorted(n_words):
+        out[lang] = {"words": n_words[lang], "translated": done[lang], "coverage": round(done[lang] / n_words[lang], 4)}
+    tw, td = sum(n_words.values()), sum(done.values())
     out["overall"] = {"words": tw, "translated": td, "coverage": round(td / tw, 4) if tw else 1.0}
     return out
