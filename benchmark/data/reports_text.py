@@ -25,8 +25,8 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
 ``detect_language``
     counts marker words (see ``_MARKERS``) of German, Swedish and English in the cleaned text;
     letters that exist in only one of the languages (``å`` Swedish, ``ü``/``ß`` German) count as
-    markers too. The language with most hits wins; no hit or a tie gives ``'unknown'``; an empty
-    text is ``'unknown'``.
+    markers too. The language with most hits wins; a tie goes to the language of the first marker
+    word (a tie of letters alone, or no hit, gives ``'unknown'``); an empty text is ``'unknown'``.
 
 ``to_english``
     replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
@@ -217,6 +217,11 @@ def detect_language(text: str) -> str:
         return "unknown"
     best = score.most_common()
     if len(best) > 1 and best[0][1] == best[1][1]:
+        tied = {lang for lang, n in best if n == best[0][1]}
+        for w in words:  # a tie goes to the language of the first marker word ("sinusrytm a-v block i")
+            for lang in tied:
+                if w in _MARKERS[lang] or w.strip("-") in _MARKERS[lang]:
+                    return lang
         return "unknown"
     return best[0][0]
 
@@ -343,7 +348,7 @@ def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[s
                 if k not in best or len(cand) < len(best[k]):
                     best[k] = cand
     parts = best.get(n)
-    return parts if parts and len(parts) >= 2 else None
+    return parts or None  # one part: a modifier standing alone ("vorderwand")
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -354,8 +359,9 @@ def translate_word(word: str, language: str, path: str | None = None) -> str | N
     same after stripping an inflection ending (``unspezifischer`` -> ``unspezifisch``), a split
     into compound parts (``linksschenkelblock`` -> ``links-`` + ``schenkelblock``, English parts in
     the same order: modifier first), and the same three again for spelling variants (c/k, th/t,
-    ph/f, y/i: ``tachycardie``, ``hyperthrophie``). Unknown words give None."""
-    results = []
+    ph/f, y/i: ``tachycardie``, ``hyperthrophie``); last, for words of 7 letters or more, the
+    word table for every spelling one letter away (a dropped, added or swapped letter:
+    ``progrssion``, ``hgersidigt``). Unknown words give None."""
     for lang in _orders(language):
         words, mods = _lexicon(lang, path)
         endings = _ENDINGS[lang]
@@ -368,7 +374,22 @@ def translate_word(word: str, language: str, path: str | None = None) -> str | N
                 en = " ".join(parts) if parts else None
             if en is not None:
                 return en
-    return None if not results else results[0]
+        if len(base) >= 7:  # one letter dropped, added, or two swapped ("progrssion", "hgersidigt")
+            for f in _edits1(base):
+                en = _lookup(f, words, endings)
+                if en is not None:
+                    return en
+    return None
+
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzß"
+
+
+def _edits1(w: str) -> list[str]:
+    out = [w[:i] + c + w[i:] for i in range(len(w) + 1) for c in _ALPHABET]
+    out += [w[:i] + w[i + 1 :] for i in range(len(w))]
+    out += [w[:i] + w[i + 1] + w[i] + w[i + 2 :] for i in range(len(w) - 1)]
+    return out
 
 
 _TOKEN = re.compile(r"[a-zäöüåß]+")
