@@ -219,9 +219,9 @@ def detect_language(text: str) -> str:
     if len(best) > 1 and best[0][1] == best[1][1]:
         tied = {lang for lang, n in best if n == best[0][1]}
         for w in words:  # a tie goes to the language of the first marker word ("sinusrytm a-v block i")
-            for lang in tied:
-                if w in _MARKERS[lang] or w.strip("-") in _MARKERS[lang]:
-                    return lang
+            hits = [lang for lang in sorted(tied) if w in _MARKERS[lang] or w.strip("-") in _MARKERS[lang]]
+            if len(hits) == 1:  # a marker of several languages ("ekg") decides nothing
+                return hits[0]
         return "unknown"
     return best[0][0]
 
@@ -488,3 +488,81 @@ def glossary_coverage(texts, languages=None, path: str | None = None, words: boo
     tw, td = sum(n_words.values()), sum(done.values())
     out["overall"] = {"words": tw, "translated": td, "coverage": round(td / tw, 4) if tw else 1.0}
     return out
+
+
+# -- out-of-sample measurement ------------------------------------------------------------------
+SEEN_PATH = Path(__file__).with_name("glossary_seen.txt")
+SEEN_RULE = "ecg_id 1-500 (any fold) and ecg_id 501-1999 of strat_fold 1-8 (glossary_seen.txt)"
+
+
+@functools.lru_cache(maxsize=None)
+def seen_ids(path: str | None = None) -> frozenset[int]:
+    """ecg_ids of the reports read while writing the glossary (``glossary_seen.txt``)."""
+    from benchmark.errors import DataError
+
+    p = Path(path) if path else SEEN_PATH
+    if not p.is_file():
+        raise DataError(f"'{p}' is missing: reinstall the package")
+    out: set[int] = set()
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            a, _, b = line.partition("-")
+            out.update(range(int(a), int(b or a) + 1))
+        except ValueError:
+            raise DataError(f"{p}:{lineno}: expected an ecg_id or a range a-b, got '{line}'") from None
+    return frozenset(out)
+
+
+def in_sample(ecg_ids) -> list[bool]:
+    """Whether each report (by PTB-XL ecg_id) was read while writing the glossary."""
+    seen = seen_ids()
+    out = []
+    for e in ecg_ids:
+        try:
+            out.append(int(e) in seen)
+        except (TypeError, ValueError):
+            out.append(False)
+    return out
+
+
+def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
+    """What ``data text`` prints: language mix, annotations removed by kind, translation coverage
+    (``coverage``: out of sample, language -> fraction; ``coverage_detail``: words and counts for
+    the out-of-sample, in-sample and all reports, and for the out-of-sample reports whose cleaned
+    text does not occur among the in-sample ones of the same input), the most frequent untranslated words out of
+    sample. Also returns one row per report (``ecg_id``, ``language``, ``clean``, ``english``)."""
+    ids = list(ecg_ids)
+    raw = ["" if (r is None or (isinstance(r, float) and r != r)) else str(r) for r in reports]
+    clean = [clean_report(t) for t in raw]
+    lang = [detect_language(t) for t in clean]
+    seen = in_sample(ids)
+    parts = {
+        "out_of_sample": [i for i, s in enumerate(seen) if not s],
+        "in_sample": [i for i, s in enumerate(seen) if s],
+        "all": list(range(len(ids))),
+    }
+    # stricter: out-of-sample reports whose cleaned text never occurs among the in-sample ones here
+    seen_texts = {clean[i] for i in parts["in_sample"]}
+    parts["out_of_sample_new_text"] = [i for i in parts["out_of_sample"] if clean[i] not in seen_texts]
+    detail = {k: glossary_coverage([clean[i] for i in v], [lang[i] for i in v]) for k, v in parts.items()}
+    missing: Counter = Counter()
+    for i in parts["out_of_sample"]:
+        for w in untranslated_words(clean[i], lang[i]):
+            missing[(lang[i], w)] += 1
+    summary = {
+        "reports": len(ids),
+        "languages": dict(sorted(Counter(lang).items())),
+        "annotations_removed": annotation_counts(raw),
+        "coverage": {k: v["coverage"] for k, v in detail["out_of_sample"].items()},
+        "coverage_detail": detail,
+        "sample": {**{k: len(v) for k, v in parts.items() if k != "all"}, "seen_rule": SEEN_RULE},
+        "untranslated": [{"language": lg, "word": w, "count": n} for (lg, w), n in missing.most_common(top)],
+    }
+    rows = [
+        {"ecg_id": e, "language": lg, "clean": c, "english": _translate(c, lg)[0]}
+        for e, lg, c in zip(ids, lang, clean)
+    ]
+    return summary, rows
