@@ -2,7 +2,9 @@
 
 ``info``     prepares (or opens the cached store of) each dataset found under the data root and
              prints records per split, class counts per task and split, report languages, skipped
-             records and glossary coverage. ``--json`` prints one object::
+             records, labelling annotations removed by kind and glossary coverage (out of sample:
+             on the reports the glossary was not written from, and on all reports; ``data text``
+             lists the untranslated words). ``--json`` prints one object::
 
                  {"ptbxl": {"superdiagnostic": {"train": {"NORM": n, ...}, "val": {...},
                                                 "test": {...}, "unlabelled": n},
@@ -173,10 +175,11 @@ def _print_info(name: str, ds) -> None:
         print("  skipped: 0")
     if s["languages"]:
         print("  report languages: " + ", ".join(f"{k} {v}" for k, v in sorted(s["languages"].items())))
-    cov = s["info"].get("glossary_coverage")
-    if cov:
-        parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
-        print("  glossary coverage: " + "; ".join(parts))
+    for key, label in (("glossary_coverage_out_of_sample", "out of sample"), ("glossary_coverage", "all reports")):
+        cov = s["info"].get(key)
+        if cov:
+            parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
+            print(f"  glossary coverage, {label}: " + "; ".join(parts))
     if "empty_reports" in s["info"]:
         print(f"  empty reports: {s['info']['empty_reports']}")
     removed = s["info"].get("annotations_removed")

@@ -328,27 +328,32 @@ def _lookup(w: str, words: dict[str, str], endings: tuple[str, ...]) -> str | No
 
 def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[str, ...]) -> list[str] | None:
     """Fewest-part split of a compound into glossary parts: modifiers/words, then a final word
-    (which may carry an inflection ending); a linking ``s`` between parts is allowed."""
+    (which may carry an inflection ending); a linking ``s`` between parts is allowed. Among
+    splits of equal length, the one using modifier entries before the last part wins
+    (``förmaks-`` + ``takykardi`` over ``förmak`` + s + ``takykardi``)."""
     n = len(w)
-    best: dict[int, list[str]] = {0: []}
+    best: dict[int, tuple[tuple[int, int], list[str]]] = {0: ((0, 0), [])}
     for i in range(n):
         if i not in best:
             continue
+        (n_parts, n_words), parts = best[i]
         for j in range(i + 3, n + 1):
             piece = w[i:j]
-            en = None
+            en, from_words = None, 0
             if j == n:
                 en = _lookup(piece, words, endings)
             if en is None:
-                en = mods.get(piece) or words.get(piece)
+                en = mods.get(piece)
+                if en is None and piece in words:
+                    en, from_words = words[piece], 1
             if en is None:
                 continue
             for k in (j, j + 1) if j < n and w[j] == "s" else (j,):
-                cand = best[i] + [en]
-                if k not in best or len(cand) < len(best[k]):
-                    best[k] = cand
-    parts = best.get(n)
-    return parts or None  # one part: a modifier standing alone ("vorderwand")
+                cost = (n_parts + 1, n_words + (from_words if k < n else 0))
+                if k not in best or cost < best[k][0]:
+                    best[k] = (cost, parts + [en])
+    found = best.get(n)
+    return found[1] if found and found[1] else None  # one part: a modifier alone ("vorderwand")
 
 
 @functools.lru_cache(maxsize=200_000)
