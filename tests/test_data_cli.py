@@ -43,6 +43,7 @@ def test_info_json_for_ptbxl(ptbxl_set, data_root, session_cache, capsys):
     held = s["info"]["glossary_coverage_out_of_sample"]
     assert held["de"]["coverage"] >= 0.95 and held["sv"]["coverage"] >= 0.95
     assert s["info"]["annotations_removed"] == annotation_counts(db["report"].fillna(""))
+    assert 0 < len(s["info"]["untranslated_out_of_sample"]) <= 10
 
 
 def test_info_text_prepare_and_not_found(ptbxl_copy, tmp_path, capsys):

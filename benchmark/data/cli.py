@@ -180,6 +180,10 @@ def _print_info(name: str, ds) -> None:
         if cov:
             parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
             print(f"  glossary coverage, {label}: " + "; ".join(parts))
+    missing = s["info"].get("untranslated_out_of_sample")
+    if missing:
+        print("  most frequent untranslated words out of sample: "
+              + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in missing))
     if "empty_reports" in s["info"]:
         print(f"  empty reports: {s['info']['empty_reports']}")
     removed = s["info"].get("annotations_removed")

@@ -39,6 +39,7 @@ Options (``default_options``): ``limit`` -- keep only the first ``limit`` record
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from math import gcd
 from pathlib import Path
 
@@ -169,6 +170,7 @@ class PTBXL:
             glossary_coverage,
             in_sample,
             to_english,
+            untranslated_words,
         )
 
         statements = read_statements(root)
@@ -243,6 +245,12 @@ class PTBXL:
             "glossary_coverage_out_of_sample": glossary_coverage(
                 [c for c, s in zip(clean, seen) if not s], [lg for lg, s in zip(lang, seen) if not s]
             ),
+            "untranslated_out_of_sample": [
+                {"language": lg, "word": w, "count": n}
+                for (lg, w), n in Counter(
+                    (lg, w) for c, lg, s in zip(clean, lang, seen) if not s for w in untranslated_words(c, lg)
+                ).most_common(10)
+            ],
             "signal_files": col,
         }
         return Scan(meta=meta, leads=LEADS, tasks=tasks, labels=labels, skipped=skipped, info=info)
