@@ -29,17 +29,24 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
     word (a tie of letters alone, or no hit, gives ``'unknown'``); an empty text is ``'unknown'``.
 
 ``to_english``
-    replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
-    ``source phrase``, ``english``), longest phrase first, at word boundaries. German phrases also
-    match their ASCII transliterations (``ü``->``ue``, ``ö``->``oe``, ``ä``->``ae``, ``ß``->``ss``),
-    which the device used in part (``ueberdrehter linkstyp``). Words the glossary does not know
-    stay as they are (free-text remarks, drug names). English text is returned unchanged.
+    first replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
+    ``source phrase``, ``english``), longest phrase first, at word boundaries; German phrases also
+    match their ASCII transliterations (``ueberdrehter linkstyp``). Every word left over goes
+    through ``translate_word``: the word table, inflection endings, compound splitting with
+    modifier entries (``links-``), spelling variants and one-letter typos. Words nothing matches
+    stay as they are (the documented fallback: free text, cut-off words). English text is
+    returned unchanged. Method and measurements: ``docs/report_text.md``.
 
 ``glossary_coverage``
-    the share of the words of non-English reports that the glossary translated, overall and per
+    the share of the words of non-English reports that were translated, overall and per
     language. A *word* is a run of letters; language-neutral tokens (single letters, roman
     numerals, lead names, ECG abbreviations such as ``qrs``/``st``/``qt``, see ``_NEUTRAL``) are
-    not counted, and a word counts as translated when it lies inside a matched glossary phrase.
+    not counted; a word counts as translated when a matched phrase covers it or
+    ``translate_word`` translated it.
+
+``text_summary`` / ``in_sample``
+    what ``python -m benchmark data text`` reports; coverage *out of sample* is measured on the
+    reports whose ecg_id is not in ``glossary_seen.txt`` (the ids read while writing the glossary).
 """
 
 from __future__ import annotations
