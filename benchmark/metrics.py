@@ -344,7 +344,7 @@ def _bootstrap(n, n_boot, seed, y, s, pred, present, wvec=None) -> dict | None:
 
 
 def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | None,
-               present: np.ndarray) -> dict:
+               present: np.ndarray, auroc: bool = True) -> dict:
     """Every metric for a batch of example weightings ``w`` [B, N] (all-ones row = the point
     estimate). Returns key -> [B] arrays; keys are ('auroc', c), ('auroc_macro',), etc.
     NaN marks a resample in which the statistic is undefined (class degenerate)."""
@@ -355,7 +355,7 @@ def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | N
     degenerate = (wpos == 0) | (wneg == 0)  # [B, C]
     auc = np.full((w.shape[0], n_cls), np.nan)
     for c in range(n_cls):
-        if present[c]:
+        if present[c] and auroc:  # auroc=False: the threshold metrics alone (paired F1, recall)
             auc[:, c] = _weighted_auroc(w, y[:, c], s[:, c])
     auc[degenerate] = np.nan
     for c in range(n_cls):

@@ -96,7 +96,7 @@ def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
     n_pos = ev.y.sum(axis=0)
     present = (n_pos > 0) & (n_pos < len(ev.y))
     pred = ev.pred if metric != "auroc" else None
-    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present)
+    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
     return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
 
 
@@ -141,21 +141,25 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     va = np.array([_stats(w_point, a, metric)[0] for a, _ in ordered])
     vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
     per_pair = vb - va
-    draws = []
+    draws = []  # [n_pairs, b] per chunk: each pair's difference under the shared resamples
     for cw in _resample_weights(n, n_boot, seed):
         cw = cw * ref.w[None, :]
-        d = np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]).mean(axis=0)
-        draws.append(d)
-    boot = np.concatenate(draws) if draws else np.array([])
-    ok = boot[~np.isnan(boot)]
-    lo = hi = math.nan
-    note = ""
-    if ok.size:
-        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
-    if ok.size < 0.9 * n_boot:
-        note = f"CI from {ok.size}/{n_boot} resamples"
+        draws.append(np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]))
+    per_boot = np.concatenate(draws, axis=1) if draws else np.zeros((len(ordered), 0))
+
+    def interval(boot: np.ndarray) -> tuple[float, float, str]:
+        ok = boot[~np.isnan(boot)]
+        lo = hi = math.nan
+        if ok.size:
+            lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
+        return lo, hi, (f"CI from {ok.size}/{n_boot} resamples" if ok.size < 0.9 * n_boot else "")
+
+    lo, hi, note = interval(per_boot.mean(axis=0))
+    pairs_ci = [interval(b) for b in per_boot]
     return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "value_a": float(np.mean(va)),
-            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note}
+            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note,
+            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "value_a": float(x), "value_b": float(y),
+                       "n": n, "note": c[2]} for d, c, x, y in zip(per_pair, pairs_ci, va, vb)]}
 
 
 def _scores_index(rows: pd.DataFrame) -> pd.DataFrame:
@@ -201,11 +205,11 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
             pairs = [(get(ga[s]), get(gb[s])) for s in seeds]
             for metric in METRICS:
                 try:
-                    for s, pr in zip(seeds, pairs):
-                        res = paired_diff([pr], metric, n_boot=n_boot, seed=seed)
-                        out.append(_row(ma, mb, setting, metric, int(s), res, n_seeds=1, sd_seeds=math.nan))
+                    # one pass: per-seed intervals and the seed mean's from the same resamples
+                    res = paired_diff(pairs, metric, n_boot=n_boot, seed=seed)
+                    for s, one in zip(seeds, res["pairs"]):
+                        out.append(_row(ma, mb, setting, metric, int(s), one, n_seeds=1, sd_seeds=math.nan))
                     if len(seeds) > 1:
-                        res = paired_diff(pairs, metric, n_boot=n_boot, seed=seed)
                         sd = float(np.std(res["per_pair"], ddof=1))
                         out.append(_row(ma, mb, setting, metric, "mean", res, n_seeds=len(seeds), sd_seeds=sd))
                 except ValueError as exc:
