@@ -131,13 +131,13 @@ def test_cached_table_equals_direct_paired_diff(tmp_path):
     rows = merge_results([store.root])
     t = paired_table(rows, n_boot=150, seed=3)
     idx = _scores_index(rows).set_index(["method", "seed"])["path"]
+    pair = t[t["method_a"].isin(["clocs", "simclr"]) & t["method_b"].isin(["clocs", "simclr"])]
+    a, b = pair["method_a"].iloc[0], pair["method_b"].iloc[0]
     for metric in ("auroc", "f1"):
-        direct = paired_diff([(load_scored(idx[("clocs", s)]), load_scored(idx[("simclr", s)])) for s in (0, 1, 2)],
+        direct = paired_diff([(load_scored(idx[(a, s)]), load_scored(idx[(b, s)])) for s in (0, 1, 2)],
                              metric, n_boot=150, seed=3)
-        row = t[(t["method_a"] == "clocs") & (t["method_b"] == "simclr") & (t["metric"] == metric)
-                & (t["seed"] == "mean")].iloc[0]
+        row = pair[(pair["metric"] == metric) & (pair["seed"] == "mean")].iloc[0]
         assert row["diff"] == pytest.approx(direct["diff"])
         assert row["ci_low"] == pytest.approx(direct["ci_low"]) and row["ci_high"] == pytest.approx(direct["ci_high"])
-        one = t[(t["method_a"] == "clocs") & (t["method_b"] == "simclr") & (t["metric"] == metric)
-                & (t["seed"] == "1")].iloc[0]
+        one = pair[(pair["metric"] == metric) & (pair["seed"] == "1")].iloc[0]
         assert one["ci_low"] == pytest.approx(direct["pairs"][1]["ci_low"])
