@@ -159,6 +159,8 @@ class Table:
             if len(g) < 2:
                 continue
             top = g["mean"].max()
+            if np.isclose(top, g["mean"].min(), rtol=0, atol=1e-12):
+                continue  # all equal: nothing is best
             for _, r in g[np.isclose(g["mean"], top, rtol=0, atol=1e-12)].iterrows():
                 best.add((r["row"], r["col"]))
         return best
@@ -643,7 +645,8 @@ def _index_text(rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path], sec
                      f"left out of macro means: {ex}{' ...' if len(absent) > 8 else ''}.")
     lines.append("- Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
                  "bootstrap CI bounds] (test-set uncertainty of one run, not a CI of the mean). F1/precision/recall "
-                 "use per-class thresholds chosen on the validation split only.")
+                 "use decision rules chosen on the validation split only (per-class thresholds; argmax offsets "
+                 "for single-label tasks). Differences between methods: see the paired differences.")
     commits = sorted({c[:10] + ("-dirty" if d else "") for c, d in zip(rows["git_commit"], rows["git_dirty"]) if c})
     devices = sorted({d for d in rows["device"] if d})
     tv = sorted({v for v in rows["torch_version"] if v})
