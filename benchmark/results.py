@@ -154,12 +154,25 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
 # --------------------------------------------------------------------------------------------
 # atomic writes
 # --------------------------------------------------------------------------------------------
+def _file_mode() -> int:
+    """Mode of a newly created file under the process umask (``mkstemp`` alone gives 0600); read
+    once, at import, since reading the umask means setting it for a moment."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path``."""
+    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path`` (with the permissions an
+    ordinary ``open(path, 'w')`` would give, so reports and results stay readable by the group)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
