@@ -169,5 +169,8 @@ def main(args) -> int:
         log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
         rows = runner.run()
         print(runner.summary_text(rows))
-    print("report: python -m benchmark report " + " ".join(f"--results {p.out}" for p in parts))
+    if not args.dry_run:
+        from benchmark.harness import next_step_text
+
+        print(next_step_text(*[p.out for p in parts]))
     return 0

@@ -106,6 +106,7 @@ def main(args) -> int:
             rows = runner.run()
             if distributed.is_main():
                 print(runner.summary_text(rows))
+                print(next_step_text(args.out))
             return 0
         finally:
             distributed.shutdown()
@@ -119,7 +120,17 @@ def main(args) -> int:
                     progress=not args.no_progress)
     rows = runner.run()
     print(runner.summary_text(rows))
+    print(next_step_text(args.out))
     return 0
+
+
+def next_step_text(*outs) -> str:
+    """The exact command that makes the report of what a run just wrote."""
+    from benchmark.report import report_command
+
+    name = Path(outs[0]).name
+    return (f"make the report (tables, figures, index.md, index.html in reports/{name}/):\n"
+            f"  {report_command(outs)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -316,7 +327,9 @@ class Runner:
         ``on_epoch_end(method, epoch, row)`` (used by ``tune`` for pruning) runs after every
         pretraining epoch; it is not called when the model comes from memory or disk.
         """
+        from benchmark.cache import touch
         from benchmark.paths import pretrained_dir
+        from benchmark.results import atomic_write_json
 
         data = self.dataset("ptbxl")
         method = self.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
@@ -355,9 +368,11 @@ class Runner:
                 if rank == 0:
                     method.setup(data, train_idx, val_idx, targets)
                     method.load(model_file)
+                    touch(model_file)  # `cache` ages entries by last use
             elif not getattr(method, "needs_pretraining", True):
                 if rank == 0:
                     method.save(model_file)
+                    atomic_write_json(key, folder / "key.json")
             else:
                 log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
                 history = method.pretrain(
@@ -367,6 +382,7 @@ class Runner:
                 )
                 if rank == 0:
                     method.save(model_file)
+                    atomic_write_json(key, folder / "key.json")  # what made it, for `benchmark cache`
                     self._save_history(spec, seed, h, history)
                 distributed.barrier()
         self.timings.add("pretrain", t0)

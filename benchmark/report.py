@@ -54,9 +54,13 @@ SUMMARY_KEY = tuple(k for k in KEY_COLUMNS if k != "seed")
 # --------------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("--results", action="append", metavar="DIR",
-                   help="results folder of `benchmark run` (repeat to merge several; the latest "
-                   "duplicate row wins). Default: results/run")
-    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>)")
+                   help="results folder of `benchmark run` (repeat to merge several; the latest duplicate row "
+                   "wins), or a folder of result folders such as results/ (one report each, or one merged "
+                   "report with --merge). Default: results/run")
+    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>; for a "
+                   "folder of result folders: reports/, one sub-folder per report)")
+    p.add_argument("--merge", action="store_true",
+                   help="with a folder of result folders: merge them all into one report instead of one each")
     p.add_argument("--title", help="heading of index.md and index.html")
     p.add_argument("--paired-boot", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of the paired differences (default 1000)")
@@ -66,15 +70,100 @@ def add_arguments(p) -> None:
                    "(smaller page; keep the folder together)")
 
 
+def _expand(d: Path) -> list[Path] | None:
+    """[d] for a results folder, its result sub-folders for a folder of them, None if neither."""
+    from benchmark.results import holds_results, result_folders
+
+    if not d.is_dir():
+        return None
+    if holds_results(d):
+        return [d]
+    found, skipped = result_folders(d)
+    for s in skipped:
+        log.info("skipping %s: no rows/*.parquet or results.csv (not a `benchmark run` results folder)", s)
+    return found or None
+
+
+def _missing(d: Path, default: bool) -> UserError:
+    hint = ""
+    parent = d.parent if d.parent != Path("") else Path(".")
+    if parent.is_dir():
+        from benchmark.results import result_folders
+
+        found, _ = result_folders(parent)
+        if found:
+            hint = "; result folders next to it: " + ", ".join(str(f) for f in found[:8])
+    if not d.exists():
+        what = "no --results given and the default " if default else ""
+        return UserError(f"{what}results folder '{d}' does not exist: pass --results DIR of a finished run{hint}")
+    return UserError(f"'{d}' holds no results (no rows/*.parquet, no results.csv) and no folder inside it does{hint}")
+
+
 def main(args) -> int:
-    dirs = [Path(d) for d in (args.results or ["results/run"])]
-    out = Path(args.out) if args.out else Path("reports") / dirs[0].name
-    index = make_report(dirs, out, title=args.title, paired_boot=args.paired_boot, html=not args.no_html,
-                        embed_figures=not args.link_figures)
+    given = [Path(d) for d in (args.results or ["results/run"])]
+    expanded: list[list[Path]] = []
+    for d in given:
+        e = _expand(d)
+        if e is None:
+            raise _missing(d, default=not args.results)
+        expanded.append(e)
+    html = not args.no_html
+    kw = dict(html=html, embed_figures=not args.link_figures, paired_boot=args.paired_boot)
+    # one folder of result folders, not merged: one report per sub-folder, plus a landing page
+    if len(given) == 1 and expanded[0] != given and not args.merge:
+        out = Path(args.out) if args.out else Path("reports")
+        made = []
+        for d in expanded[0]:
+            title = f"{args.title or 'ECG benchmark report'}: {d.name}"
+            index = make_report([d], out / d.name, title=title, **kw)
+            print(f"report written: {index}")
+            made.append((d, index))
+        landing = write_landing(out, made, html=html)
+        print(f"{len(made)} reports; list: {landing}" + (f" and {landing.with_suffix('.html')}" if html else ""))
+        return 0
+    dirs = [d for e in expanded for d in e]
+    out = Path(args.out) if args.out else Path("reports") / given[0].name
+    index = make_report(dirs, out, title=args.title, **kw)
     print(f"report written: {index}")
-    if not args.no_html:
+    if html:
         print(f"browsable page: {index.with_name('index.html')}")
     return 0
+
+
+def write_landing(out: Path, made: list[tuple[Path, Path]], *, html: bool = True) -> Path:
+    """``<out>/index.md`` (and ``.html``): one line per report made from a folder of result folders."""
+    import html as _html
+
+    lines = ["# ECG benchmark reports", "",
+             "One report per results folder, made by `python -m benchmark report --results "
+             f"{made[0][0].parent if made else '.'}` (add `--merge` for one merged report).", "",
+             "| results folder | report | rows | methods | seeds |", "|:--|:--|--:|:--|:--|"]
+    rows_html = []
+    for d, index in made:
+        rows = merge_results([d])
+        methods = ", ".join(sorted(rows["method"].unique(), key=_method_sort_key))
+        seeds = ", ".join(str(s) for s in sorted({int(s) for s in rows["seed"]}))
+        rel = index.parent.relative_to(out).as_posix()
+        page = f"{rel}/index.html" if html else f"{rel}/index.md"
+        lines.append(f"| `{d}` | [{rel}]({page}) ([Markdown]({rel}/index.md)) | {len(rows)} | {methods} | {seeds} |")
+        rows_html.append(f'<tr><td><code>{_html.escape(str(d))}</code></td><td><a href="{_html.escape(page)}">'
+                         f'{_html.escape(rel)}</a> (<a href="{_html.escape(rel)}/index.md">Markdown</a>)</td>'
+                         f'<td data-v="{len(rows)}">{len(rows)}</td><td>{_html.escape(methods)}</td>'
+                         f"<td>{_html.escape(seeds)}</td></tr>")
+    index = out / "index.md"
+    atomic_write_text("\n".join(lines) + "\n", index)
+    if html:
+        from benchmark.report_html import SCRIPT, STYLE
+
+        atomic_write_text(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ECG benchmark reports</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>ECG benchmark reports</h1>"
+            "<p>One report per results folder.</p><div class=\"tablewrap\"><table class=\"sortable\" id=\"table-reports\">"
+            "<thead><tr><th data-type=\"text\">results folder</th><th data-type=\"text\">report</th>"
+            "<th data-type=\"num\">rows</th><th data-type=\"text\">methods</th><th data-type=\"text\">seeds</th></tr>"
+            "</thead><tbody>" + "".join(rows_html) + f"</tbody></table></div></main><script>{SCRIPT}</script>"
+            "</body></html>\n", out / "index.html")
+    return index
 
 
 # --------------------------------------------------------------------------------------------

@@ -446,6 +446,22 @@ def load_results_dir(path: str | os.PathLike) -> pd.DataFrame:
     raise UserError(f"'{path}' holds no results (no rows/*.parquet, no results.csv)")
 
 
+def holds_results(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a results folder of ``benchmark run`` (rows/*.parquet or results.csv)."""
+    store = ResultStore(path)
+    return bool(store.done_jobs()) or store.csv_path.is_file()
+
+
+def result_folders(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The results folders directly inside ``path`` (a folder of result folders, e.g. ``results/``),
+    sorted by name, and the sub-folders skipped because they hold none (e.g. an Optuna study)."""
+    path = Path(path)
+    found, skipped = [], []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        (found if holds_results(sub) else skipped).append(sub)
+    return found, skipped
+
+
 def merge_results(dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Concatenate several results folders; for rows with the same ``KEY_COLUMNS`` keep the
     latest by ``created`` (equal timestamps: the folder given later wins). Adds a
