@@ -160,8 +160,11 @@ def main(args) -> int:
         print(f"note: skipping {spec}: {reason}")
     for part in parts:
         cfg = build_config(args.profile, args.config, part.overrides)
+        from benchmark.harness import tracker_from_args
+
         runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
-                        progress=not (args.no_progress or args.dry_run))
+                        progress=not (args.no_progress or args.dry_run),
+                        tracker=None if args.dry_run else tracker_from_args(args, part.out))
         if args.dry_run:
             for job in runner.plan():
                 print(f"{part.out}: {job.label}")
