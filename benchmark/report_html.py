@@ -124,7 +124,7 @@ def markdown_block_html(md: str) -> str:
             for r in body:
                 tds = []
                 for i, c in enumerate(r):
-                    v = f' data-v="{_cell_key(c) or ""}"' if i < len(numeric) and numeric[i] else ""
+                    v = f' data-v="{_cell_key(c) or ""}"' if i < len(numeric) and numeric[i] else ' class="t"'
                     tds.append(f"<td{v}>{inline_markdown(c)}</td>")
                 trs.append("<tr>" + "".join(tds) + "</tr>")
             out.append('<div class="tablewrap"><table class="sortable md">'
@@ -157,7 +157,7 @@ table.sortable th{background:#f6f8fa;cursor:pointer;position:sticky;top:0;user-s
 table.sortable th:hover{background:#eaeef2}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2";font-size:.7em}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC";font-size:.7em}
-td.best{background:#e6f4ea}td.na{color:#999}.ci{color:#666;font-size:.9em}
+table.sortable td.t{text-align:left}td.best{background:#e6f4ea}td.na{color:#999}.ci{color:#666;font-size:.9em}
 input.filter{font-size:.85rem;padding:.15rem .4rem;margin-bottom:.3rem;width:16rem}
 figure{margin:1rem 0 2rem}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9rem;color:#333;max-width:70rem}
