@@ -160,8 +160,11 @@ def main(args) -> int:
         print(f"note: skipping {spec}: {reason}")
     for part in parts:
         cfg = build_config(args.profile, args.config, part.overrides)
+        from benchmark.harness import tracker_from_args
+
         runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
-                        progress=not (args.no_progress or args.dry_run))
+                        progress=not (args.no_progress or args.dry_run),
+                        tracker=None if args.dry_run else tracker_from_args(args, part.out))
         if args.dry_run:
             for job in runner.plan():
                 print(f"{part.out}: {job.label}")
@@ -169,5 +172,8 @@ def main(args) -> int:
         log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
         rows = runner.run()
         print(runner.summary_text(rows))
-    print("report: python -m benchmark report " + " ".join(f"--results {p.out}" for p in parts))
+    if not args.dry_run:
+        from benchmark.harness import next_step_text
+
+        print(next_step_text(*[p.out for p in parts]))
     return 0

@@ -54,20 +54,116 @@ SUMMARY_KEY = tuple(k for k in KEY_COLUMNS if k != "seed")
 # --------------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("--results", action="append", metavar="DIR",
-                   help="results folder of `benchmark run` (repeat to merge several; the latest "
-                   "duplicate row wins). Default: results/run")
-    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>)")
-    p.add_argument("--title", help="heading of index.md")
+                   help="results folder of `benchmark run` (repeat to merge several; the latest duplicate row "
+                   "wins), or a folder of result folders such as results/ (one report each, or one merged "
+                   "report with --merge). Default: results/run")
+    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>; for a "
+                   "folder of result folders: reports/, one sub-folder per report)")
+    p.add_argument("--merge", action="store_true",
+                   help="with a folder of result folders: merge them all into one report instead of one each")
+    p.add_argument("--title", help="heading of index.md and index.html")
     p.add_argument("--paired-boot", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of the paired differences (default 1000)")
+    p.add_argument("--no-html", action="store_true", help="skip index.html (Markdown, LaTeX, CSV, figures only)")
+    p.add_argument("--link-figures", action="store_true",
+                   help="index.html points at figures/*.png beside it instead of embedding them "
+                   "(smaller page; keep the folder together)")
+
+
+def _expand(d: Path) -> list[Path] | None:
+    """[d] for a results folder, its result sub-folders for a folder of them, None if neither."""
+    from benchmark.results import holds_results, result_folders
+
+    if not d.is_dir():
+        return None
+    if holds_results(d):
+        return [d]
+    found, skipped = result_folders(d)
+    for s in skipped:
+        log.info("skipping %s: no rows/*.parquet or results.csv (not a `benchmark run` results folder)", s)
+    return found or None
+
+
+def _missing(d: Path, default: bool) -> UserError:
+    hint = ""
+    parent = d.parent if d.parent != Path("") else Path(".")
+    if parent.is_dir():
+        from benchmark.results import result_folders
+
+        found, _ = result_folders(parent)
+        if found:
+            hint = "; result folders next to it: " + ", ".join(str(f) for f in found[:8])
+    if not d.exists():
+        what = "no --results given and the default " if default else ""
+        return UserError(f"{what}results folder '{d}' does not exist: pass --results DIR of a finished run{hint}")
+    return UserError(f"'{d}' holds no results (no rows/*.parquet, no results.csv) and no folder inside it does{hint}")
 
 
 def main(args) -> int:
-    dirs = [Path(d) for d in (args.results or ["results/run"])]
-    out = Path(args.out) if args.out else Path("reports") / dirs[0].name
-    index = make_report(dirs, out, title=args.title, paired_boot=args.paired_boot)
+    given = [Path(d) for d in (args.results or ["results/run"])]
+    expanded: list[list[Path]] = []
+    for d in given:
+        e = _expand(d)
+        if e is None:
+            raise _missing(d, default=not args.results)
+        expanded.append(e)
+    html = not args.no_html
+    kw = dict(html=html, embed_figures=not args.link_figures, paired_boot=args.paired_boot)
+    # one folder of result folders, not merged: one report per sub-folder, plus a landing page
+    if len(given) == 1 and expanded[0] != given and not args.merge:
+        out = Path(args.out) if args.out else Path("reports")
+        made = []
+        for d in expanded[0]:
+            title = f"{args.title or 'ECG benchmark report'}: {d.name}"
+            index = make_report([d], out / d.name, title=title, **kw)
+            print(f"report written: {index}")
+            made.append((d, index))
+        landing = write_landing(out, made, html=html)
+        print(f"{len(made)} reports; list: {landing}" + (f" and {landing.with_suffix('.html')}" if html else ""))
+        return 0
+    dirs = [d for e in expanded for d in e]
+    out = Path(args.out) if args.out else Path("reports") / given[0].name
+    index = make_report(dirs, out, title=args.title, **kw)
     print(f"report written: {index}")
+    if html:
+        print(f"browsable page: {index.with_name('index.html')}")
     return 0
+
+
+def write_landing(out: Path, made: list[tuple[Path, Path]], *, html: bool = True) -> Path:
+    """``<out>/index.md`` (and ``.html``): one line per report made from a folder of result folders."""
+    import html as _html
+
+    lines = ["# ECG benchmark reports", "",
+             "One report per results folder, made by `python -m benchmark report --results "
+             f"{made[0][0].parent if made else '.'}` (add `--merge` for one merged report).", "",
+             "| results folder | report | rows | methods | seeds |", "|:--|:--|--:|:--|:--|"]
+    rows_html = []
+    for d, index in made:
+        rows = merge_results([d])
+        methods = ", ".join(sorted(rows["method"].unique(), key=_method_sort_key))
+        seeds = ", ".join(str(s) for s in sorted({int(s) for s in rows["seed"]}))
+        rel = index.parent.relative_to(out).as_posix()
+        page = f"{rel}/index.html" if html else f"{rel}/index.md"
+        lines.append(f"| `{d}` | [{rel}]({page}) ([Markdown]({rel}/index.md)) | {len(rows)} | {methods} | {seeds} |")
+        rows_html.append(f'<tr><td><code>{_html.escape(str(d))}</code></td><td><a href="{_html.escape(page)}">'
+                         f'{_html.escape(rel)}</a> (<a href="{_html.escape(rel)}/index.md">Markdown</a>)</td>'
+                         f'<td data-v="{len(rows)}">{len(rows)}</td><td>{_html.escape(methods)}</td>'
+                         f"<td>{_html.escape(seeds)}</td></tr>")
+    index = out / "index.md"
+    atomic_write_text("\n".join(lines) + "\n", index)
+    if html:
+        from benchmark.report_html import SCRIPT, STYLE
+
+        atomic_write_text(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ECG benchmark reports</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>ECG benchmark reports</h1>"
+            "<p>One report per results folder.</p><div class=\"tablewrap\"><table class=\"sortable\" id=\"table-reports\">"
+            "<thead><tr><th data-type=\"text\">results folder</th><th data-type=\"text\">report</th>"
+            "<th data-type=\"num\">rows</th><th data-type=\"text\">methods</th><th data-type=\"text\">seeds</th></tr>"
+            "</thead><tbody>" + "".join(rows_html) + f"</tbody></table></div></main><script>{SCRIPT}</script>"
+            "</body></html>\n", out / "index.html")
+    return index
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,6 +491,7 @@ class Section:
     items: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
     absent: str = ""
     inline: dict[str, str] = field(default_factory=dict)  # path -> Markdown shown under its link
+    tables: dict[str, "Table"] = field(default_factory=dict)  # path of the .md -> the table (for HTML)
 
 
 def _load_histories(dirs: list[Path]) -> pd.DataFrame:
@@ -483,8 +580,11 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
 
 
 def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
-                title: str | None = None, paired_boot: int = 1000) -> Path:
-    """Write tables, figures and ``index.md`` for the merged result folders; return index.md."""
+                title: str | None = None, paired_boot: int = 1000, html: bool = True,
+                embed_figures: bool = True) -> Path:
+    """Write tables, figures, ``index.md`` and (``html``) a self-contained ``index.html`` for the
+    merged result folders; return index.md. ``embed_figures=False`` makes index.html point at the
+    PNGs in ``figures/`` instead of carrying them inline (smaller file, needs the folder)."""
     from benchmark import plotting
 
     dirs = [Path(d) for d in result_dirs]
@@ -507,6 +607,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
             md, tex, csv = write_table(t, tables_dir)
             sec.items.append((rel(md), f"{t.caption} ([LaTeX]({rel(tex)}), [CSV]({rel(csv)}))"))
             sec.inline[rel(md)] = table_markdown(t)
+            sec.tables[rel(md)] = t
         if not tables:
             sec.absent = absent
         return sec
@@ -607,43 +708,55 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
     sections.append(sec)
 
     index = out / "index.md"
-    atomic_write_text(_index_text(rows, summary, dirs, sections, title), index)
+    heading = title or "ECG benchmark report"
+    command = report_command(dirs)
+    notes = _caveat_lines(rows, dirs)
+    if html:
+        from benchmark.report_html import write_html
+
+        write_html(out / "index.html", heading, command, notes, sections, out, embed=embed_figures)
+    atomic_write_text(_index_text(heading, command, notes, sections, html=html), index)
     log.info("report: %s", index)
     return index
 
 
-def _index_text(rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path], sections: list[Section],
-                title: str | None) -> str:
-    lines = [f"# {title or 'ECG benchmark report'}", ""]
-    lines += ["Generated by `python -m benchmark report " + " ".join(f"--results {d}" for d in dirs)
-              + "` from results only (no model is loaded).", ""]
-    lines += ["## Data scale and caveats", ""]
+def report_command(dirs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None) -> str:
+    """The shell command that (re)makes the report of ``dirs``."""
+    import shlex
+
+    cmd = "python -m benchmark report " + " ".join(f"--results {shlex.quote(str(d))}" for d in dirs)
+    return cmd + (f" --out {shlex.quote(str(out))}" if out is not None else "")
+
+
+def _caveat_lines(rows: pd.DataFrame, dirs: list[Path]) -> list[str]:
+    """The bullets of 'Data scale and caveats' (Markdown inline text, one per bullet)."""
+    lines: list[str] = []
     methods = sorted(rows["method"].unique(), key=_method_sort_key)
     seeds = sorted(set(int(s) for s in rows["seed"]))
-    lines.append(f"- Methods: {', '.join(methods)}.")
-    lines.append(f"- Pretraining seeds: {', '.join(map(str, seeds))} ({len(seeds)}); "
+    lines.append(f"Methods: {', '.join(methods)}.")
+    lines.append(f"Pretraining seeds: {', '.join(map(str, seeds))} ({len(seeds)}); "
                  + ("tables show mean ± SD over seeds." if len(seeds) > 1 else
                     "one seed only: no spread across seeds is shown."))
     mac = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
     scale = mac.groupby(["dataset", "task"], sort=False)["n"].max()
     parts = [f"{DATASET_LABEL.get(d, d)} {t}: n = {int(n)}" for (d, t), n in scale.items()]
-    lines.append("- Test examples per evaluation: " + ("; ".join(parts) if parts else "unknown") + ".")
+    lines.append("Test examples per evaluation: " + ("; ".join(parts) if parts else "unknown") + ".")
     small = [f"{DATASET_LABEL.get(d, d)} {t} (n = {int(n)})" for (d, t), n in scale.items() if n < SMALL_N]
     if small:
-        lines.append(f"- **Caveat: small test sets** — {', '.join(small)}. Bootstrap CIs are wide; differences "
+        lines.append(f"**Caveat: small test sets** — {', '.join(small)}. Bootstrap CIs are wide; differences "
                      "between methods inside each other's CIs are not evidence of a difference, and these numbers "
                      "are not comparable to paper-scale results on the full databases.")
     cls = rows[(rows["metric"] == "auroc") & (rows["class"] != "")]
     rare = cls[(cls["n_pos"] > 0) & (cls["n_pos"] < SMALL_POS)]
     if not rare.empty:
-        lines.append(f"- Caveat: {rare[['dataset', 'task', 'class']].drop_duplicates().shape[0]} class(es) have fewer "
+        lines.append(f"Caveat: {rare[['dataset', 'task', 'class']].drop_duplicates().shape[0]} class(es) have fewer "
                      f"than {SMALL_POS} test positives; their AUROC is very noisy.")
     absent = cls[cls["note"].str.contains("absent", na=False)][["dataset", "task", "class"]].drop_duplicates()
     if not absent.empty:
         ex = ", ".join(f"{d}/{t}/{c}" for d, t, c in absent.head(8).itertuples(index=False))
-        lines.append(f"- {len(absent)} class(es) are absent from a test split (no positives or no negatives) and are "
+        lines.append(f"{len(absent)} class(es) are absent from a test split (no positives or no negatives) and are "
                      f"left out of macro means: {ex}{' ...' if len(absent) > 8 else ''}.")
-    lines.append("- Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
+    lines.append("Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
                  "bootstrap CI bounds] (test-set uncertainty of one run, not a CI of the mean). F1/precision/recall "
                  "use decision rules chosen on the validation split only (per-class thresholds; argmax offsets "
                  "for single-label tasks). Differences between methods: see the paired differences.")
@@ -651,12 +764,24 @@ def _index_text(rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path], sec
     devices = sorted({d for d in rows["device"] if d})
     tv = sorted({v for v in rows["torch_version"] if v})
     created = pd.to_datetime(rows["created"], utc=True, errors="coerce", format="ISO8601").dropna()
-    lines.append(f"- Code: {', '.join(commits) or 'unknown commit'}; devices: {', '.join(devices) or 'unknown'}; "
+    lines.append(f"Code: {', '.join(commits) or 'unknown commit'}; devices: {', '.join(devices) or 'unknown'}; "
                  f"torch {', '.join(tv) or 'unknown'}"
                  + (f"; results created {created.min():%Y-%m-%d %H:%M} to {created.max():%Y-%m-%d %H:%M} UTC"
                     if len(created) else "") + ".")
-    lines.append(f"- Result folders merged (latest duplicate row kept): {', '.join(str(d) for d in dirs)}; "
+    lines.append(f"Result folders merged (latest duplicate row kept): {', '.join(str(d) for d in dirs)}; "
                  f"{len(rows)} rows, {rows['job_id'].nunique()} jobs.")
+    return lines
+
+
+def _index_text(heading: str, command: str, notes: list[str], sections: list[Section], *,
+                html: bool = False) -> str:
+    lines = [f"# {heading}", ""]
+    lines += [f"Generated by `{command}` from results only (no model is loaded).", ""]
+    if html:
+        lines += ["Browsable page: [index.html](index.html) (one self-contained file: opens in any browser "
+                  "without a server or internet; tables sort on a click on their header).", ""]
+    lines += ["## Data scale and caveats", ""]
+    lines += [f"- {n}" for n in notes]
     lines.append("")
     for sec in sections:
         lines += [f"## {sec.title}", ""]

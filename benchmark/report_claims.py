@@ -105,7 +105,7 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
             ok.append((r["mode"], r["dataset"], r["task"], r["label_fraction"]) in keep_fl)
         else:
             ok.append(True)
-    p = p[ok]
+    p = p[pd.Series(ok, index=p.index, dtype=bool)]  # (a plain empty list would select no columns)
     p = p[(p["metric"] == "auroc") | ((p["dataset"] == "mitbih") & (p["metric"] == "f1"))]
     return p
 

@@ -263,7 +263,8 @@ def fit(
     later call with the same settings resumes from it (a finished run returns at once).
     ``on_epoch_end(epoch, row)`` runs after the checkpoint is written; an exception it raises
     (e.g. ``optuna.TrialPruned``) propagates with the checkpoint intact.
-    History rows: ``{epoch, train_loss, val_loss, seconds, lr}``.
+    History rows: ``{epoch, train_loss, val_loss, seconds, lr, ecgs_per_s}`` (``ecgs_per_s``: training
+    examples per second of the epoch's training phase, over all ranks).
     """
     from tqdm.auto import tqdm
 
@@ -406,6 +407,7 @@ def fit(
             torch.manual_seed(step_seed(seed, epoch, 7919))
             lr_now = opt.param_groups[0]["lr"]
             train_loss, n_used = run_batches(epoch, train=True)
+            train_s = time.perf_counter() - t0
             if world > 1:
                 _broadcast_buffers(module)
             val_loss = None
@@ -420,6 +422,7 @@ def fit(
                 "val_loss": val_loss,
                 "seconds": time.perf_counter() - t0,
                 "lr": lr_now,
+                "ecgs_per_s": n_used / train_s if train_s > 0 else None,  # training throughput, all ranks
             }
             history.append(row)
             if val_loss is not None:

@@ -174,6 +174,10 @@ def prepare(
         _remove(path)  # a store without manifest is never trusted
     if not path.exists():
         _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)
+    else:
+        from benchmark.cache import touch
+
+        touch(path / MANIFEST)  # `benchmark cache` ages stores by last use
     ds = open_store(path)
     if strict and ds.manifest.get("skipped"):
         first = ds.manifest["skipped"][0]
