@@ -556,9 +556,10 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
         rel = path.relative_to(out).as_posix()
         sec.items.append((rel, "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
                                "and averaged over seeds, 95 % paired-bootstrap CI (the same resampled test examples "
-                               "for both methods), and whether it excludes 0. Headline pairs below (METS − other, "
-                               "seed mean)."))
-        sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary))
+                               "for both methods), and whether it excludes 0. Headline pairs below (the reference method "
+                               "minus each other, seed mean)."))
+        ref = rc.headline_reference(paired)
+        sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary, reference=ref), ref)
     secs.append(sec)
     sec = Section("Paper comparison")
     pc = rc.paper_comparison(rows, summary, n_boot=paired_boot)

@@ -110,16 +110,25 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
     return p
 
 
-def headline_markdown(h: pd.DataFrame) -> str:
+def headline_reference(paired: pd.DataFrame) -> str:
+    """METS when it was run, else the method most often compared (an ablation's first variant)."""
+    names = pd.concat([paired["method_a"], paired["method_b"]]).dropna()
+    if names.empty or "mets" in set(names):
+        return "mets"
+    return str(names.value_counts().index[0])
+
+
+def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
     if h.empty:
-        return "*absent:* no pair of methods shares a setting with saved per-example scores"
-    lines = ["| setting | metric | mets vs other | other | mets − other [95 % paired CI] | excludes 0 | seeds |",
+        return f"*absent:* no pair with {reference} shares a setting with saved per-example scores"
+    lines = [f"| setting | metric | {reference} vs other | other | {reference} − other [95 % paired CI] | excludes 0 "
+             "| seeds |",
              "|---|---|---|---|---|---|---|"]
     for _, r in h.sort_values(["protocol", "dataset", "task", "mode", "metric", "other"]).iterrows():
         lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != "few-label" else f" {100 * r['label_fraction']:g}%"
         setting = f"{MODE_ABBR.get(r['mode'], r['mode'])}{lf} {DATASET_LABEL.get(r['dataset'], r['dataset'])} {r['task']}"
-        verdict = ("yes: mets better" if r["excludes_zero"] and r["diff"] > 0 else
-                   "yes: mets worse" if r["excludes_zero"] else "no")
+        verdict = ("yes: better" if r["excludes_zero"] and r["diff"] > 0 else
+                   "yes: worse" if r["excludes_zero"] else "no")
         lines.append(f"| {setting} | {r['metric']} | {_fmt(r['ref_value'])} vs {_fmt(r['other_value'])} | {r['other']} | "
                      f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {verdict} | "
                      f"{int(r['n_seeds']) if not pd.isna(r['n_seeds']) else 1} |")
