@@ -155,44 +155,36 @@ def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int =
     if reference not in set(rows["method"]):
         return pd.DataFrame()
     zs = rows[(rows["method"] == reference) & (rows["mode"] == "zero-shot") & (rows["dataset"] == "ptbxl")]
+    def add(claim: str, comparison: str, a: dict, b: dict, metric: str, **extra) -> None:
+        try:
+            res = cross_pair(rows, a, b, metric, n_boot=n_boot)
+        except ValueError as exc:
+            res = {"note": str(exc)}
+        if res is None:
+            return
+        keep = ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero", "note")
+        out.append({"claim": claim, "comparison": comparison, "metric": metric, "other": a["method"],
+                    "mode": a["mode"], **extra, **{k: res.get(k) for k in keep}})
+
     # C1: METS zero-shot vs each other method's few-label rows on the same task (same test fold)
     for task in [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]:
         fl = rows[(rows["protocol"] == "few-label") & (rows["task"] == task) & (rows["method"].isin(methods))]
         for (m, mode, lf), _ in fl.groupby(["method", "mode", "label_fraction"], sort=False):
+            a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
+                 "label_fraction": lf}
+            b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl", "task": task}
             for metric in ("auroc", "f1"):
-                a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
-                     "label_fraction": lf}
-                b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl",
-                     "task": task}
-                try:
-                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
-                except ValueError as exc:
-                    res = {"note": str(exc)}
-                if res is None:
-                    continue
-                out.append({"claim": "C1", "comparison": f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} "
-                            f"{100 * float(lf):g}% (PTB-XL {task})", "metric": metric, "task": task, "other": m,
-                            "mode": mode, "label_fraction": lf, **{k: res.get(k) for k in
-                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
-                             "note")}})
+                add("C1", f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} {100 * float(lf):g}% (PTB-XL {task})",
+                    a, b, metric, task=task, label_fraction=lf)
     # C2: MIT-BIH AAMI macro recall and F1, METS against every other method in each mode
     mit = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
     for mode in [m for m in ("zero-shot", "linear-probe", "fine-tune") if m in set(mit["mode"])]:
         for m in methods:
+            a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
+            b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
             for metric in ("recall", "f1"):
-                a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
-                b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
-                try:
-                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
-                except ValueError as exc:
-                    res = {"note": str(exc)}
-                if res is None:
-                    continue
-                out.append({"claim": "C2", "comparison": f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH "
-                            "DS2)", "metric": metric, "task": "aami", "other": m, "mode": mode,
-                            "label_fraction": np.nan, **{k: res.get(k) for k in
-                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
-                             "note")}})
+                add("C2", f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH DS2)", a, b, metric,
+                    task="aami", label_fraction=np.nan)
     df = pd.DataFrame(out)
     if not df.empty:
         df = df.rename(columns={"value_b": "mets_value", "value_a": "other_value"})
