@@ -161,6 +161,21 @@ def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_dec
     raise UserError(f"unknown optimizer '{name}'; use one of {', '.join(OPTIMIZERS)}")
 
 
+def _param_groups(params) -> list[dict]:
+    """Parameters -> optimiser groups of those that require grad. ``params`` is an iterable of
+    parameters (one group at the loop's learning rate) or of dicts ``{"params": [...], "lr": ...}``
+    (torch's parameter groups: e.g. METS's language model at its own, lower ``lm_lr``)."""
+    items = list(params)
+    if items and all(isinstance(g, dict) for g in items):
+        out = []
+        for g in items:
+            kept = [p for p in g["params"] if p.requires_grad]
+            if kept:
+                out.append({**g, "params": kept})
+        return out or [{"params": []}]
+    return [{"params": [p for p in items if p.requires_grad]}]
+
+
 def _lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     if schedule not in SCHEDULES:
         raise UserError(f"unknown schedule '{schedule}'; use one of {', '.join(SCHEDULES)}")
@@ -255,7 +270,8 @@ def fit(
     """Train ``module`` by minimising ``step(batch)``; return the history (one row per epoch).
 
     ``module`` owns all trainable state (it is moved to the device, checkpointed and restored);
-    ``params`` defaults to its parameters with ``requires_grad``. ``step`` returns a scalar loss,
+    ``params`` defaults to its parameters with ``requires_grad``; it may also be a list of torch
+    parameter groups (dicts with ``params`` and e.g. their own ``lr``; the schedule scales every group). ``step`` returns a scalar loss,
     or ``None`` to skip a batch (e.g. every report in it is empty). ``warmup`` is in epochs
     (fractions allowed). With ``val_idx`` the module ends in its best-validation-loss state and
     ``early_stopping_patience`` epochs without improvement stop training; without it the last
@@ -285,10 +301,11 @@ def fit(
 
     module.to(dev)
     explicit_params = params is not None
-    params = [p for p in (module.parameters() if params is None else params) if p.requires_grad]
+    groups = _param_groups(module.parameters() if params is None else params)
+    params = [p for g in groups for p in g["params"]]
     if not params:
         raise UserError(f"{desc}: nothing to train (no parameter requires grad)")
-    opt = _make_optimizer(optimizer, params, lr, weight_decay)
+    opt = _make_optimizer(optimizer, groups if len(groups) > 1 or len(groups[0]) > 1 else params, lr, weight_decay)
     plan = batch_plan(len(train_idx), batch_size, drop_last)
     if world > 1:  # every rank needs an equal shard: trim a short batch to a multiple of world
         plan = [slice(sl.start, sl.start + (sl.stop - sl.start) // world * world) for sl in plan]

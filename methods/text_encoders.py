@@ -296,6 +296,22 @@ class TransformerTextEncoder(TextEncoder):
         self._load()
         return self._tokenizer
 
+    def tokenize(self, texts: list[str], device=None) -> dict:
+        """Padded, truncated token tensors of ``texts`` (this encoder's tokenizer and maximum length)."""
+        self._load()
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_tokens, return_tensors="pt")
+        return {k: v.to(device or self.device) for k, v in enc.items()}
+
+    def embed_tokens(self, model, enc: dict):
+        """Pooled sentence embeddings ``[B, H]`` (float32 torch tensor) of ``model`` (this encoder's
+        frozen model, or a trainable copy of it) on tokens from :meth:`tokenize`, with this
+        encoder's pooling: [CLS], or the attention-masked mean as sentence-transformers does."""
+        hidden = model(**enc).last_hidden_state.float()  # [B, L, H]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
         from tqdm.auto import tqdm
@@ -312,18 +328,8 @@ class TransformerTextEncoder(TextEncoder):
         with torch.inference_mode(), bar:
             for s in starts:
                 idx = order[s : s + batch_size]
-                enc = self._tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True,
-                    max_length=self._max_tokens, return_tensors="pt",
-                )
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                hidden = self._model(**enc).last_hidden_state.float()  # [B, L, H]
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:  # attention-masked mean, as sentence-transformers does
-                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = pooled.cpu().numpy()
+                enc = self.tokenize([texts[i] for i in idx], self.device)
+                out[idx] = self.embed_tokens(self._model, enc).cpu().numpy()
                 bar.update(len(idx))
         return out
 
