@@ -23,7 +23,7 @@ from benchmark.registry import parse_value
 # key -> (default, help)
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "methods": (["mets", "simclr", "clocs", "supervised", "random-init"], "method variants to run"),
-    "protocols": (["zero-shot", "few-label", "cross-dataset"], "protocols to evaluate"),
+    "protocols": (["zero-shot", "few-label", "cross-dataset", "text-ceiling"], "protocols to evaluate"),
     "seeds": ([0], "pretraining seeds; few-label subsets are drawn anew for every seed"),
     "fs": (100, "sampling rate (Hz) every ECG is resampled to"),
     "window_s": (10.0, "ECG window length in seconds (the encoder's input)"),

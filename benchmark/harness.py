@@ -348,6 +348,12 @@ class Runner:
                                 if mode == "fine-tune" and cfg["finetune_tasks"] and task not in cfg["finetune_tasks"]:
                                     continue
                                 jobs.append(Job(spec, seed, "few-label", mode, "ptbxl", task, float(frac)))
+                if "text-ceiling" in cfg["protocols"] and text:
+                    from benchmark.protocols import text_ceiling
+
+                    cross = {d: self.dataset_tasks(d) for d in cfg["cross_datasets"]}
+                    for mode, dataset, task in text_ceiling.planned(cfg["zero_shot_tasks"], cross):
+                        jobs.append(Job(spec, seed, "text-ceiling", mode, dataset, task))
                 if "cross-dataset" in cfg["protocols"]:
                     for target in cfg["cross_datasets"]:
                         for task in self.dataset_tasks(target):
@@ -573,7 +579,7 @@ class Runner:
         cfg = self.cfg
         t0 = time.perf_counter()
         data = self.dataset(job.dataset)
-        if job.task not in data.tasks:
+        if job.protocol != "text-ceiling" and job.task not in data.tasks:
             log.warning("skipping %s: dataset '%s' has no task '%s' with this configuration", job.label, job.dataset, job.task)
             return
         needs_labels = getattr(self.prototype(job.method), "uses_labels", False)
@@ -585,6 +591,14 @@ class Runner:
             ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
                                n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval,
                                embed=self.embed_fn(model, h))
+        elif job.protocol == "text-ceiling":
+            from benchmark.protocols import text_ceiling
+
+            model, h = self.pretrained(job.method, job.seed)
+            t0 = time.perf_counter()
+            ev = text_ceiling.run_job(model, data, job.mode, job.task, template_set=cfg["prompt_templates"],
+                                      n_boot=cfg["n_boot"], seed=job.seed, max_eval=cfg["cross_max_eval"],
+                                      embed=self.embed_fn(model, h))
         elif job.protocol == "few-label":
             y, valid = data.labels(job.task)
             tr = data.split_indices("train")
