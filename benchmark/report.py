@@ -38,8 +38,8 @@ from benchmark.results import KEY_COLUMNS, atomic_write_csv, atomic_write_text, 
 
 log = logging.getLogger("benchmark.report")
 
-PROTOCOL_ORDER = ("zero-shot", "few-label", "cross-dataset")
-MODE_ORDER = ("zero-shot", "linear-probe", "fine-tune")
+PROTOCOL_ORDER = ("zero-shot", "few-label", "cross-dataset", "text-ceiling")
+MODE_ORDER = ("zero-shot", "linear-probe", "fine-tune", "text-tower", "bare-lm", "ecg", "ecg-single-lead")
 DATASET_ORDER = ("ptbxl", "mitbih", "cinc2017")
 METHOD_ORDER = ("mets", "supervised", "simclr", "clocs", "random-init")
 MODE_ABBR = {"zero-shot": "ZS", "linear-probe": "LP", "fine-tune": "FT"}
@@ -249,6 +249,8 @@ class Table:
     def best_mask(self) -> set[tuple[str, str]]:
         """(row, col) cells holding the best (highest) mean of their setting."""
         best = set()
+        if self.best_axis == "none":
+            return best
         c = self.cells.dropna(subset=["mean"])
         group = "col" if self.best_axis == "col" else "row"
         for _, g in c.groupby(group):
@@ -409,6 +411,7 @@ def macro(summary: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
 def main_table(summary: pd.DataFrame) -> Table | None:
     """Headline macro AUROC: zero-shot, few-label at the largest fraction, cross-dataset."""
     m = macro(summary)
+    m = m[m["protocol"] != "text-ceiling"]  # its own section: text_ceiling_table
     fl = m[m["protocol"] == "few-label"]
     if not fl.empty:
         top = fl.groupby(["mode", "dataset", "task"])["label_fraction"].transform("max")
@@ -437,6 +440,92 @@ def cross_dataset_table(summary: pd.DataFrame) -> Table | None:
         "Cross-dataset transfer of PTB-XL-pretrained encoders: macro AUROC and macro F1 on MIT-BIH and "
         "CinC 2017 test splits (LP linear probe, ZS zero-shot), mean ± SD over seeds [mean 95 % CI]. "
         "Best per column in bold.")
+
+
+TC_COLS = {"zero-shot": "ECG zero-shot", "text-tower": "text tower (ceiling)", "bare-lm": "bare LM"}
+
+
+def text_ceiling_table(summary: pd.DataFrame) -> Table | None:
+    """Rows = (method variant, PTB-XL task); columns = ECG zero-shot, the text tower's ceiling and
+    the bare LM, all macro AUROC on the same test split; extra column: the gap ceiling - zero-shot."""
+    m = macro(summary)
+    m = m[m["dataset"] == "ptbxl"]
+    zs = m[m["protocol"] == "zero-shot"].assign(col=TC_COLS["zero-shot"])
+    tc = m[(m["protocol"] == "text-ceiling") & m["mode"].isin(["text-tower", "bare-lm"])]
+    tc = tc[~tc["task"].str.contains("-", regex=False)]  # PTB-XL tasks; proxies have their own table
+    if tc.empty:
+        return None
+    tc = tc.assign(col=tc["mode"].map(TC_COLS))
+    cells = pd.concat([zs, tc], ignore_index=True)
+    cells = cells[cells["method"].isin(set(tc["method"]))]
+    cells["row"] = cells["method"] + " · " + cells["task"]
+    rows = sorted(cells["row"].unique(), key=lambda r: (_method_sort_key(r.split(" · ")[0]), r.split(" · ")[1]))
+    gap = {}
+    for row, g in cells.groupby("row"):
+        means = dict(zip(g["col"], g["mean"]))
+        if TC_COLS["zero-shot"] in means and TC_COLS["text-tower"] in means:
+            gap[row] = f"{means[TC_COLS['text-tower']] - means[TC_COLS['zero-shot']]:+.3f}"
+    return Table(
+        "text_ceiling",
+        "Text-only ceiling (PTB-XL test split): macro AUROC of the ECG zero-shot classifier beside the same "
+        "prompts classifying the test *reports* -- through the model's trained text tower (LM + learned text "
+        "projection: the space zero-shot scores in; what a perfectly aligned ECG embedding would reach) and "
+        "through the bare LM before ECG training (cosine of raw LM embeddings). gap = tower - ECG zero-shot. "
+        "Mean ± SD over seeds [mean 95 % CI]; best per row in bold.",
+        cells, "method · task", rows, list(TC_COLS.values()), best_axis="row",
+        extra_cols={"gap": gap})
+
+
+PROXY_COLS = {"text-tower": "reports: text tower", "bare-lm": "reports: bare LM", "ecg": "ECGs: 12 leads",
+              "ecg-single-lead": "ECGs: single lead"}
+
+
+def proxy_table(summary: pd.DataFrame) -> Table | None:
+    """The cross-dataset prompt diagnostics: PTB-XL reports and ECGs scored with the MIT-BIH PVC /
+    CinC AF prompts, with and without negated descriptions, beside the target's own zero-shot."""
+    m = macro(summary)
+    px = m[(m["protocol"] == "text-ceiling") & (m["dataset"] == "ptbxl")
+           & m["task"].str.contains("-", regex=False) & ~m["task"].str.endswith("-cosine")]
+    if px.empty:
+        return None
+    px = px.assign(col=px["mode"].map(PROXY_COLS).fillna(px["mode"]), row=px["method"] + " · " + px["task"])
+    target_cells = []
+    for task in px["task"].unique():
+        target, _, ttask = task.removesuffix("-no-negation").partition("-")
+        neg = task.endswith("-no-negation")
+        t = m[(m["dataset"] == target) & (m["mode"] == "zero-shot") & (m["task"] == ttask)] if not neg else \
+            m[(m["protocol"] == "text-ceiling") & (m["dataset"] == target) & (m["task"] == f"{ttask}-no-negation")]
+        for _, r in t.iterrows():
+            target_cells.append({**r.to_dict(), "col": f"target ECGs ({DATASET_LABEL.get(target, target)})",
+                                 "row": r["method"] + " · " + task})
+    cells = pd.concat([px, pd.DataFrame(target_cells)], ignore_index=True) if target_cells else px
+    cols = list(dict.fromkeys(list(PROXY_COLS.values()) + [c for c in cells["col"] if c not in PROXY_COLS.values()]))
+    cols = [c for c in cols if c in set(cells["col"])]
+    rows = sorted(cells["row"].unique(), key=lambda r: (_method_sort_key(r.split(" · ")[0]), r.split(" · ")[1]))
+    return Table(
+        "text_ceiling_proxies",
+        "Why a cross-dataset zero-shot fails: the target's prompts (MIT-BIH PVC: non-V/V; CinC 2017 AF: "
+        "non-AF/AF) scored on PTB-XL test reports (positive = the report's PVC / AFIB statement) in both text "
+        "spaces, on the same PTB-XL ECGs with 12 leads and with only the target's single lead (MIT-BIH II, "
+        "CinC I), and on the target data set's own test ECGs; '-no-negation' drops negated descriptions "
+        "('no premature ventricular contraction', 'non-ventricular beat'). Macro AUROC, mean [95 % CI].",
+        cells, "method · prompts", rows, cols, best_axis="row")
+
+
+def negation_table(summary: pd.DataFrame) -> Table | None:
+    c = summary[(summary["protocol"] == "text-ceiling") & (summary["metric"] == "cosine")]
+    if c.empty:
+        return None
+    c = c.assign(row=c["method"] + " · " + c["task"].str.removesuffix("-negation-cosine") + " · " + c["class"],
+                 col=c["mode"].map(TC_COLS))
+    return Table(
+        "negation_cosines",
+        "Cosine between the class vector of each description of the negative class and the positive class's "
+        "vector (text tower / bare LM): a negation ('no premature ventricular contraction') that sits as close "
+        "to the positive class as to a plain negative description ('normal beat') pulls the negative class "
+        "towards the positive one.", c, "method · prompts · negative description",
+        sorted(c["row"].unique()), [v for v in ("text tower (ceiling)", "bare LM") if v in set(c["col"])],
+        best_axis="none")
 
 
 def zero_shot_class_tables(summary: pd.DataFrame) -> list[Table]:
@@ -627,6 +716,9 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
                                   "no zero-shot rows (methods without a text tower, or protocol not run)"))
     sections.append(table_section("Cross-dataset transfer", [t for t in [cross_dataset_table(summary)] if t],
                                   "no cross-dataset rows"))
+    sections.append(table_section(
+        "Text-only ceiling", [t for t in [text_ceiling_table(summary), proxy_table(summary), negation_table(summary)] if t],
+        "no text-ceiling rows (protocol not run, or no text-tower method)"))
     sections.append(table_section("Ablation of method variants", ablation_tables(summary),
                                   "no method was run in more than one variant"))
     sections.extend(_claim_sections(rows, summary, dirs, out, table_section, paired_boot))
@@ -660,7 +752,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
     sections.append(sec)
 
     sec = Section("Figure: confusion matrices (MIT-BIH, CinC 2017)")
-    conf = rows[rows["metric"] == "confusion"]
+    conf = rows[(rows["metric"] == "confusion") & (rows["protocol"] != "text-ceiling")]
     for (dataset, task), g in conf.groupby(["dataset", "task"], sort=False):
         label = DATASET_LABEL.get(dataset, dataset)
         paths = plotting.confusion_grid(g, figs_dir / f"confusion_{dataset}_{task}",
