@@ -65,6 +65,10 @@ ABLATIONS: dict[str, Ablation] = {
     for a in [
         Ablation("lm", "Does the frozen language model matter? (pretrained sentence encoders vs TF-IDF vs an "
                  "untrained BERT)", ("mets[lm=minilm|mpnet|tfidf|random-bert]",), check=_text_encoder_missing),
+        Ablation("frozen-lm", "Does freezing the LM help, hurt or not matter? MiniLM frozen (the paper) vs its last "
+                 "2 transformer layers vs all of it trained with the CLIP loss (lm_lr 1e-5), everything else equal",
+                 ("mets[lm_train=frozen|last-2|all]",),
+                 settings={**_EVAL, "protocols": ["zero-shot", "few-label", "text-ceiling"]}),
         Ablation("temperature", "Fixed (0.07) or learnable CLIP temperature?",
                  ("mets[learnable_temperature=false|true]",)),
         Ablation("proj-dim", "Size of the joint ECG-text space", ("mets[proj_dim=64|128|256|512]",)),

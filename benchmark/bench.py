@@ -15,6 +15,11 @@ in that run too (a ratio is robust to a busy or slow machine, an absolute number
                    (21,799 x 12 x 5,000 float32, 5.2 GB, synthetic, generated once into the cache;
                    ``--quick``: 1,000 records) (target: flat, < 2 GB);
 5. scaling      -- epoch time at 1x, 2x, 4x data (target: linear);
+7. LM training  -- a METS (MiniLM) training step with the LM frozen (cached embeddings) vs its
+                   last 2 layers trained vs all of it (and all with gradient checkpointing):
+                   time per step, saved activations and trainable state (parameters, gradients,
+                   AdamW moments) per step, peak device memory on a GPU (no target: the price of
+                   ``mets[lm_train=...]``);
 6. end to end   -- the ``quick`` profile's wall time for the default methods (target <= 10 min on
                    2 CPU cores) and where it goes (the harness's timings.json);
                    ``--quick`` runs a reduced configuration instead (a smoke test).
@@ -370,7 +375,8 @@ class Bench:
         self.raw["torch_threads"] = torch.get_num_threads()
         t0 = time.perf_counter()
         for fig, fn in (("3", self.arithmetic), ("4", self.memory), ("5", self.scaling),
-                        ("1", self.data_path), ("2", self.frozen_lm), ("6", self.end_to_end)):
+                        ("1", self.data_path), ("2", self.frozen_lm), ("7", self.lm_training),
+                        ("6", self.end_to_end)):
             if fig in self.skip:
                 continue
             t = time.perf_counter()
@@ -383,7 +389,7 @@ class Bench:
                 continue
             self.raw.setdefault("figure_seconds", {})[fig] = round(time.perf_counter() - t, 2)
         self.raw["bench_seconds"] = round(time.perf_counter() - t0, 1)
-        order = {str(i): i for i in range(1, 7)}
+        order = {str(i): i for i in range(1, 8)}
         return sorted(self.rows, key=lambda r: order.get(r["figure"][0], 9))
 
     # -- 3: arithmetic ------------------------------------------------------------------------
@@ -581,6 +587,88 @@ class Bench:
             m.settings["text_in_loop"] = False
         return {"cached_ms": cached, "in_loop_ms": in_loop, "lm_ms": float(np.median(lm_times)) * 1e3,
                 "batch": batch, "steps": steps}
+
+    # -- 7: LM training ---------------------------------------------------------------------
+    LM_TRAIN_VARIANTS = (("frozen", False), ("last-2", False), ("all", False), ("all", True))
+
+    def lm_training(self) -> None:
+        import gc
+
+        results = {}
+        for lm_train, ckpt in self.LM_TRAIN_VARIANTS:
+            name = f"lm_train={lm_train}" + (", grad_checkpointing" if ckpt else "")
+            try:
+                results[name] = self._lm_train_step(lm_train, ckpt)
+            except Exception as exc:
+                log.warning("bench: METS %s failed: %s", name, exc)
+                self.rows.append(_row("7 LM training", f"METS step, {name}", float("nan"), "ms/step", "", float("nan"),
+                                      float("nan"), "", None, f"not measured: {str(exc).splitlines()[0]}"))
+            gc.collect()
+        self.raw["lm_training"] = results
+        ref = results.get("lm_train=frozen")
+        for name, r in results.items():
+            note = (f"saved activations {r['activations_mb']:.1f} MB, trainable state {r['trainable_state_mb']:.1f} MB "
+                    f"({r['trainable_params'] / 1e6:.2f} M params x 4: weights, grads, 2 AdamW moments)")
+            if r.get("peak_device_mb") is not None:
+                note += f", peak device memory {r['peak_device_mb']:.0f} MB"
+            self.rows.append(_row(
+                "7 LM training", f"METS step (minilm), {name}", r["ms"], "ms/step",
+                "METS step, lm_train=frozen", ref["ms"] if ref else float("nan"),
+                r["ms"] / ref["ms"] if ref else float("nan"), "", None, note + f"; batch {r['batch']}"))
+
+    def _lm_train_step(self, lm_train: str, checkpointing: bool) -> dict:
+        import torch
+
+        from benchmark.training import Batch, _param_groups, _make_optimizer
+        from methods.mets import METS
+
+        data = self._ptbxl()
+        batch = 8 if self.quick else 32
+        steps = 1 if self.quick else 3
+        texts = data.texts("en")
+        train = data.split_indices("train")
+        train = train[[bool(texts[i].strip()) for i in train]][: (steps + 1) * batch]
+        m = METS(encoder=self.encoder, lm="minilm", lm_train=lm_train, grad_checkpointing=checkpointing,
+                 device=str(self.device), cache_dir=str(self.cache_dir), seed=0)
+        m.setup(data, train)
+        m.to(self.device).train()
+        groups = _param_groups(m.optimizer_params() or m.parameters())
+        opt = _make_optimizer("adamw", groups, 1e-4, 0.0)
+        gen = torch.Generator().manual_seed(0)
+        saved: dict[tuple, int] = {}
+
+        def pack(t):
+            try:
+                st = t.untyped_storage()
+                saved[(st.data_ptr(), st.device.type)] = st.nbytes()
+            except Exception:
+                pass
+            return t
+
+        times, act = [], []
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        for s in range(steps + 1):
+            idx = train[s * batch : (s + 1) * batch]
+            saved.clear()
+            _sync(self.device)
+            t0 = time.perf_counter()
+            b = Batch(data.batch(idx, self.device), idx, 0, s, True, gen, self.device)
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = m.training_step(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _sync(self.device)
+            times.append(time.perf_counter() - t0)
+            act.append(sum(saved.values()))
+        n_train = sum(p.numel() for g in groups for p in g["params"])
+        return {
+            "ms": float(np.median(times[1:])) * 1e3, "batch": batch, "steps": steps,
+            "activations_mb": float(np.median(act[1:])) / 2**20,
+            "trainable_params": int(n_train), "trainable_state_mb": 4 * 4 * n_train / 2**20,
+            "peak_device_mb": torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None,
+        }
 
     # -- 6: end to end ------------------------------------------------------------------------
     def end_to_end(self) -> None:

