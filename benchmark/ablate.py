@@ -72,8 +72,10 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("temperature", "Fixed (0.07) or learnable CLIP temperature?",
                  ("mets[learnable_temperature=false|true]",)),
         Ablation("proj-dim", "Size of the joint ECG-text space", ("mets[proj_dim=64|128|256|512]",)),
-        Ablation("prompts", "Zero-shot prompt template set (evaluation only: one pretraining serves all)",
-                 ("mets",), runs={"prompt_templates": ("all", "paper", "report")},
+        Ablation("prompts", "Zero-shot prompts: hand-written descriptions (all templates), catalogue-derived "
+                 "descriptions (scp_statements.csv, AAMI classes; all templates), single templates (paper, report); "
+                 "evaluation only: one pretraining serves all",
+                 ("mets",), runs={"prompt_templates": ("all", "catalogue", "paper", "report")},
                  settings={"protocols": ["zero-shot"]}),
         Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations "
                  "(English LM), or on raw reports through a multilingual LM (docs/report_text.md)",

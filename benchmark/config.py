@@ -58,7 +58,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all); single-label tasks subsample only their "
                        "largest classes and weight the kept examples by 1/rate (no minority example dropped)"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
-    "prompt_templates": ("all", "zero-shot prompt template set: all | paper | report"),
+    "prompt_templates": ("all", "zero-shot prompts: all (hand-written descriptions x all templates) | paper | report (one template) | catalogue (descriptions generated from scp_statements.csv / AAMI classes x all templates)"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
     "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
     "resident_data": ("auto", "hold each prepared dataset, normalised, in device memory: auto (on a GPU when it "
