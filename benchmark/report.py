@@ -528,6 +528,93 @@ def negation_table(summary: pd.DataFrame) -> Table | None:
         best_axis="none")
 
 
+def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """(variant, reference) pairs the paired-difference table compares: within each method run in
+    several variants, every variant against the reference one (``lm_train=frozen`` if present, else
+    the plain method, else the first); across methods, merl against mets."""
+    pairs = []
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(m.split("[", 1)[0], []).append(m)
+    for base, variants in groups.items():
+        if len(variants) < 2:
+            continue
+        ref = next((v for v in variants if "lm_train=frozen" in v), base if base in variants else variants[0])
+        pairs += [(v, ref) for v in variants if v != ref]
+    if "merl" in methods and "mets" in methods:
+        pairs.append(("merl", "mets"))
+    return pairs
+
+
+PAIRED_N_BOOT = 1000  # paired-bootstrap resamples per difference
+
+
+def paired_difference_table(rows: pd.DataFrame, n_boot: int | None = None) -> Table | None:
+    """Macro AUROC differences (variant - reference) on the same test examples, with paired
+    bootstrap 95 % CIs from the saved per-example scores, per setting; mean over the seeds both
+    ran (difference and bounds)."""
+    from benchmark.metrics import paired_macro_auroc_difference
+    from benchmark.results import ResultStore, scores_matrix
+
+    pairs = comparison_pairs(sorted(rows["method"].unique(), key=_method_sort_key))
+    if not pairs:
+        return None
+    n_boot = PAIRED_N_BOOT if n_boot is None else n_boot
+    m = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
+    m = m[~((m["protocol"] == "text-ceiling") & m["task"].str.contains("-", regex=False))]
+    key = ["protocol", "mode", "dataset", "task", "label_fraction", "seed"]
+    jobs = {(r["method"],) + tuple(_nan_key(r[k]) for k in key): (r["results_dir"], r["job_id"])
+            for _, r in m.iterrows()}
+    stores: dict[str, ResultStore] = {}
+    cells = []
+    for a, b in pairs:
+        per_setting: dict[tuple, list[tuple[float, float, float]]] = {}
+        for k, (dir_a, job_a) in jobs.items():
+            if k[0] != a or (b,) + k[1:] not in jobs:
+                continue
+            dir_b, job_b = jobs[(b,) + k[1:]]
+            try:
+                sa = stores.setdefault(dir_a, ResultStore(dir_a)).load_scores(job_a)
+                sb = stores.setdefault(dir_b, ResultStore(dir_b)).load_scores(job_b)
+            except UserError:
+                continue
+            if sa.empty or sb.empty:
+                continue
+            ex_a, cls_a, y_a, s_a = scores_matrix(sa)
+            ex_b, cls_b, y_b, s_b = scores_matrix(sb)
+            if cls_a != cls_b:
+                continue
+            common = [e for e in ex_a if e in set(ex_b)]
+            if not common:
+                continue
+            ia = pd.Index(ex_a).get_indexer(common)
+            ib = pd.Index(ex_b).get_indexer(common)
+            seed = int(k[-1])
+            d = paired_macro_auroc_difference(y_a[ia], s_a[ia], s_b[ib], n_boot=n_boot, seed=seed)
+            per_setting.setdefault(k[1:-1], []).append(d)
+        for setting, ds in per_setting.items():
+            col = dict(zip(key[:-1], setting))
+            col["label_fraction"] = np.nan if col["label_fraction"] == "nan" else col["label_fraction"]
+            col["metric"] = "auroc"
+            arr = np.asarray(ds, dtype=float)
+            cells.append({**col, "row": f"{a} − {b}", "method": a, "col": column_label(col),
+                          "mean": arr[:, 0].mean(), "sd": arr[:, 0].std(ddof=1) if len(arr) > 1 else np.nan,
+                          "ci_low": np.nanmean(arr[:, 1]), "ci_high": np.nanmean(arr[:, 2]), "n_seeds": len(arr),
+                          "note": ""})
+    if not cells:
+        return None
+    cells = pd.DataFrame(cells)
+    order = cells[["protocol", "mode", "dataset", "task", "label_fraction", "metric", "col"]].drop_duplicates()
+    cols = sorted(order.to_dict("records"), key=_col_sort_key)
+    return Table(
+        "paired_differences",
+        "Paired differences of macro AUROC (variant − reference) on the same test examples, with 95 % paired-"
+        "bootstrap CIs (example indices resampled once for both); mean over seeds of the difference and of the "
+        "bounds. An interval excluding 0 is a difference at this test-set size.",
+        cells, "comparison", list(dict.fromkeys(cells["row"])), list(dict.fromkeys(c["col"] for c in cols)),
+        best_axis="none")
+
+
 def zero_shot_class_tables(summary: pd.DataFrame) -> list[Table]:
     """Per (dataset, task): rows = classes, columns = methods (best method per class in bold)."""
     z = summary[(summary["mode"] == "zero-shot") & (summary["metric"] == "auroc")]
