@@ -412,46 +412,6 @@ def _weighted_auroc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
         return num / (wp * wn)
 
 
-def paired_macro_auroc_difference(y: np.ndarray, s_a: np.ndarray, s_b: np.ndarray, *, n_boot: int = 1000,
-                                   seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
-    """Macro AUROC of ``s_a`` minus that of ``s_b`` on the same examples ``y`` [N, C], with a
-    *paired* percentile-bootstrap interval: each resample draws example indices once and applies
-    them to both score matrices (scipy's ``bootstrap(paired=True)`` idea), so the interval is of
-    the difference, not two overlapping intervals. Classes without a positive or a negative are
-    left out; resamples where a kept class degenerates are skipped. Returns (diff, low, high)."""
-    y = _as_2d(y, "y_true").astype(np.int64)
-    a, b = _as_2d(s_a, "scores").astype(np.float64), _as_2d(s_b, "scores").astype(np.float64)
-    if a.shape != y.shape or b.shape != y.shape:
-        raise ValueError(f"scores {a.shape} / {b.shape} do not match labels {y.shape}")
-    n = len(y)
-    present = (y.sum(axis=0) > 0) & (y.sum(axis=0) < n)
-    if n == 0 or not present.any():
-        return float("nan"), float("nan"), float("nan")
-
-    def diff(w):
-        return (_all_stats(w, y, a, None, present)[("auroc_macro",)]
-                - _all_stats(w, y, b, None, present)[("auroc_macro",)])
-
-    point = float(diff(np.ones((1, n)))[0])
-    if n_boot <= 0:
-        return point, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, _CHUNK_CELLS // n))
-    vals, done = [], 0
-    while done < n_boot:
-        k = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(k, n))
-        w = np.bincount((idx + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
-        vals.append(diff(w))
-        done += k
-    v = np.concatenate(vals)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return point, float("nan"), float("nan")
-    alpha = (1 - ci) / 2
-    return point, float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
-
-
 # --------------------------------------------------------------------------------------------
 # several rows per example (CinC crops)
 # --------------------------------------------------------------------------------------------

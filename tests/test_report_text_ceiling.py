@@ -7,23 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.metrics import paired_macro_auroc_difference
 from benchmark.report import comparison_pairs, make_report
 from benchmark.results import load_results_dir
 from tests.test_report import SUPER, _scores, _write, build_results, load_real_labels
 
 METHODS = {"mets[lm_train=frozen]": 1.6, "mets[lm_train=last-2]": 1.2, "merl": 1.4, "mets": 1.5}
-
-
-def test_paired_difference_is_zero_for_identical_and_positive_for_a_better_scorer():
-    rng = np.random.default_rng(0)
-    y = (rng.random((300, 3)) < 0.3).astype(int)
-    s = rng.normal(size=y.shape)
-    assert paired_macro_auroc_difference(y, s, s, n_boot=50) == (0.0, 0.0, 0.0)
-    d, lo, hi = paired_macro_auroc_difference(y, 3 * y + s, s, n_boot=200)
-    assert lo > 0 and lo <= d <= hi
-    with pytest.raises(ValueError):
-        paired_macro_auroc_difference(y, s[:10], s)
 
 
 def test_comparison_pairs():
@@ -35,9 +23,6 @@ def test_comparison_pairs():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, data_root):
-    import benchmark.report as report_mod
-
-    report_mod.PAIRED_N_BOOT, saved = 100, report_mod.PAIRED_N_BOOT  # keep the test quick
     labels = load_real_labels(data_root)
     ptb = labels[0]
     root = tmp_path_factory.mktemp("tc")
@@ -52,10 +37,7 @@ def report(tmp_path_factory, data_root):
                 _write(store, {"method": method, "seed": seed, "protocol": protocol, "mode": mode,
                                "dataset": "ptbxl", "task": "superdiagnostic"},
                        yt, _scores(yt, strength, rng), SUPER, True, yv, _scores(yv, strength, rng))
-    try:
-        index = make_report([store.root], root / "report")
-    finally:
-        report_mod.PAIRED_N_BOOT = saved
+    index = make_report([store.root], root / "report")
     return store, index
 
 
@@ -80,19 +62,3 @@ def test_text_ceiling_table_sits_beside_zero_shot(report):
     assert "## Text-only ceiling" in text and "text tower (ceiling)" in text
     main = pd.read_csv(index.parent / "tables" / "main.csv")
     assert "text-ceiling" not in set(main["protocol"])
-
-
-def test_paired_differences_match_the_rows(report):
-    store, index = report
-    rows = load_results_dir(store.root)
-    t = pd.read_csv(index.parent / "tables" / "paired_differences.csv")
-    assert set(t["row"]) == {"mets[lm_train=last-2] − mets[lm_train=frozen]", "mets − mets[lm_train=frozen]",
-                             "merl − mets"}
-    for a, b in (("mets[lm_train=last-2]", "mets[lm_train=frozen]"), ("merl", "mets")):
-        for f, col in (({"protocol": "zero-shot", "dataset": "ptbxl"}, "ZS PTB-XL superdiagnostic"),
-                       ({"mode": "text-tower"}, "text-tower PTB-XL superdiagnostic")):
-            va = _macro(rows, method=a, task="superdiagnostic", **f).sort_values("seed")["value"].to_numpy()
-            vb = _macro(rows, method=b, task="superdiagnostic", **f).sort_values("seed")["value"].to_numpy()
-            cell = t[(t["row"] == f"{a} − {b}") & (t["col"] == col)].iloc[0]
-            assert cell["mean"] == pytest.approx((va - vb).mean(), abs=1e-9)
-            assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"]
