@@ -546,6 +546,34 @@ def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
+    """Markdown list of :func:`comparison_pairs` (variant − reference, merl − mets) picked out of
+    the paired table (``benchmark.paired``: diff = method_b − method_a), macro AUROC, seed mean
+    where several seeds ran; '' when there is no such pair."""
+    pairs = comparison_pairs(methods)
+    if not pairs or paired.empty:
+        return ""
+    p = paired[(paired["metric"] == "auroc") & paired["diff"].notna()]
+    lines = []
+    for v, ref in pairs:
+        sel = p[((p["method_a"] == ref) & (p["method_b"] == v)) | ((p["method_a"] == v) & (p["method_b"] == ref))]
+        for key, g in sel.groupby(["protocol", "mode", "dataset", "task", "label_fraction"], dropna=False, sort=False):
+            r = g[g["seed"].astype(str) == "mean"]
+            r = (r if len(r) else g).iloc[0]
+            sign = 1.0 if r["method_b"] == v else -1.0
+            d, lo, hi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            col = dict(zip(["protocol", "mode", "dataset", "task", "label_fraction"], key), metric="auroc")
+            verdict = "no" if not (lo > 0 or hi < 0) else ("yes: variant better" if d > 0 else "yes: variant worse")
+            lines.append((_method_sort_key(v), _col_sort_key(col),
+                          f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{_fmt(lo)}, {_fmt(hi)}] | {verdict} |"))
+    if not lines:
+        return ""
+    head = ["**Variant comparisons** (macro AUROC, variant − reference on the same test examples, 95 % paired "
+            "CI; seed mean where several seeds ran):", "",
+            "| comparison | setting | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|"]
+    return "\n".join(head + [t for *_, t in sorted(lines, key=lambda x: (x[0], x[1]))])
+
+
 def zero_shot_class_tables(summary: pd.DataFrame) -> list[Table]:
     """Per (dataset, task): rows = classes, columns = methods (best method per class in bold)."""
     z = summary[(summary["mode"] == "zero-shot") & (summary["metric"] == "auroc")]
@@ -667,6 +695,9 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
                                "minus each other, seed mean)."))
         ref = rc.headline_reference(paired)
         sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary, reference=ref), ref)
+        variants = variant_markdown(paired, sorted(rows["method"].unique(), key=_method_sort_key))
+        if variants:  # issue 13: lm_train variants against frozen, merl against mets
+            sec.inline[rel] += "\n\n" + variants
     secs.append(sec)
     sec = Section("Paper comparison")
     pc = rc.paper_comparison(rows, summary, n_boot=paired_boot)

@@ -37,7 +37,7 @@ def report(tmp_path_factory, data_root):
                 _write(store, {"method": method, "seed": seed, "protocol": protocol, "mode": mode,
                                "dataset": "ptbxl", "task": "superdiagnostic"},
                        yt, _scores(yt, strength, rng), SUPER, True, yv, _scores(yv, strength, rng))
-    index = make_report([store.root], root / "report")
+    index = make_report([store.root], root / "report", paired_boot=50)  # few resamples: a quick test
     return store, index
 
 
@@ -62,3 +62,15 @@ def test_text_ceiling_table_sits_beside_zero_shot(report):
     assert "## Text-only ceiling" in text and "text tower (ceiling)" in text
     main = pd.read_csv(index.parent / "tables" / "main.csv")
     assert "text-ceiling" not in set(main["protocol"])
+
+
+def test_variant_comparisons_match_the_rows(report):
+    store, index = report
+    rows = load_results_dir(store.root)
+    text = index.read_text()
+    assert "**Variant comparisons**" in text
+    for a, b in (("mets[lm_train=last-2]", "mets[lm_train=frozen]"), ("merl", "mets")):
+        va = _macro(rows, method=a, protocol="zero-shot", task="superdiagnostic").sort_values("seed")["value"]
+        vb = _macro(rows, method=b, protocol="zero-shot", task="superdiagnostic").sort_values("seed")["value"]
+        want = f"| {a} − {b} | ZS PTB-XL superdiagnostic | {(va.to_numpy() - vb.to_numpy()).mean():+.3f} ["
+        assert want in text, want

@@ -37,7 +37,7 @@ import numpy as np
 
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
-from benchmark.protocols.common import Evaluation, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 
 MODES = ("text-tower", "bare-lm")
 PROXY_MODES = ("text-tower", "bare-lm", "ecg", "ecg-single-lead")
@@ -226,8 +226,9 @@ def run_target(method, target_data: ECGSet, task: str, *, template_set: str = "a
     base = task.removesuffix(NO_NEGATION)
     spec = target_data.task(base)
     prompts = proxy_prompts(target_data.name, base, list(spec.classes), template_set, no_negation=True)
-    val_idx = task_indices(target_data, base, "val", max_eval, seed=12345)
-    test_idx = task_indices(target_data, base, "test", max_eval, seed=12345)
+    # the same (capped, weighted) examples as the cross-dataset zero-shot job of the plain task
+    val_idx, w_val = capped_indices(target_data, base, "val", max_eval, seed=12345)
+    test_idx, w_test = capped_indices(target_data, base, "test", max_eval, seed=12345)
 
     def scores(idx):
         if len(idx) == 0:
@@ -239,7 +240,8 @@ def run_target(method, target_data: ECGSet, task: str, *, template_set: str = "a
     with target_data.forbid("test"):
         s_val = scores(val_idx)
     s_test = scores(test_idx)
-    ev = score_rows(target_data, base, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+    ev = score_rows(target_data, base, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed,
+                    w_val=w_val, w_test=w_test)
     for r in ev.rows:  # the rows carry the variant's name, not the plain task's
         r["note"] = "; ".join(x for x in (r.get("note", ""), "prompts without negations") if x)
     ev.info["prompts"] = prompts
