@@ -30,7 +30,7 @@ def test_flop_count_of_one_conv_is_analytic():
 def test_bench_smoke_arithmetic_figure_writes_csv(tmp_path, capsys):
     """Fast: figure 3 only, tiny encoder: one table printed, CSV with finite ratios."""
     out = tmp_path / "bench"
-    rc = cli_main(["bench", "--quick", "--skip", "1,2,4,5,6", "--encoder", "resnet1d-tiny[width=8]",
+    rc = cli_main(["bench", "--quick", "--skip", "1,2,4,5,6,7", "--encoder", "resnet1d-tiny[width=8]",
                    "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -121,7 +121,7 @@ def test_a_figure_that_cannot_run_is_skipped_not_fatal(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(bench.Bench, "frozen_lm", missing)
     out = tmp_path / "bench"
-    rc = cli_main(["bench", "--quick", "--skip", "1,4,5,6", "--encoder", "resnet1d-tiny[width=8]",
+    rc = cli_main(["bench", "--quick", "--skip", "1,4,5,6,7", "--encoder", "resnet1d-tiny[width=8]",
                    "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     df = pd.read_csv(out / "bench.csv")
