@@ -31,7 +31,7 @@ from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_p
 
 log = logging.getLogger("benchmark.run")
 
-PRETRAIN_FORMAT = 1  # bump when the meaning of a cached pretrained model changes
+PRETRAIN_FORMAT = 2  # 2: safe (weights_only) files with checksums. Bump when the meaning of a cached pretrained model changes
 # settings that can change a job's numbers; the lists of what to run (methods, seeds, tasks,
 # protocols, fractions) are not among them, so narrowing or widening a run re-uses finished jobs.
 JOB_SETTINGS = (
@@ -350,11 +350,10 @@ class Runner:
             val_idx = val_idx[valid[val_idx]]
         with data.forbid("test"):
             # rank 0 decides (its filesystem holds the cache); the other ranks follow its decision
-            on_disk = distributed.broadcast_object(model_file.is_file() if rank == 0 else None)
+            on_disk = distributed.broadcast_object(self._load_cached(method, model_file, data, train_idx, val_idx, targets)
+                                                   if rank == 0 else None)
             if on_disk:
-                if rank == 0:
-                    method.setup(data, train_idx, val_idx, targets)
-                    method.load(model_file)
+                pass
             elif not getattr(method, "needs_pretraining", True):
                 if rank == 0:
                     method.save(model_file)
@@ -372,6 +371,21 @@ class Runner:
         self.timings.add("pretrain", t0)
         self._models[h] = method
         return method, h
+
+    def _load_cached(self, method, model_file: Path, data, train_idx, val_idx, targets) -> bool:
+        """Load a cached pretrained model into ``method``; False if there is none or it is damaged
+        (a damaged one is moved aside with a warning and the model is pretrained again)."""
+        from benchmark.cache import CorruptCacheEntry, quarantine
+
+        if not model_file.is_file():
+            return False
+        method.setup(data, train_idx, val_idx, targets)
+        try:
+            method.load(model_file)
+        except CorruptCacheEntry as exc:
+            quarantine(model_file, exc.reason)
+            return False
+        return True
 
     def _save_history(self, spec: str, seed: int, h: str, history) -> None:
         import pandas as pd
