@@ -17,7 +17,10 @@ in that run too (a ratio is robust to a busy or slow machine, an absolute number
 5. scaling      -- epoch time at 1x, 2x, 4x data (target: linear);
 6. end to end   -- the ``quick`` profile's wall time for the default methods (target <= 10 min on
                    2 CPU cores) and where it goes (the harness's timings.json);
-                   ``--quick`` runs a reduced configuration instead (a smoke test).
+                   ``--quick`` runs a reduced configuration instead (a smoke test);
+7. workers      -- the same run through ``run --workers 1`` and ``--workers 2`` (Dask local
+                   cluster): the speed-up of two workers (about 2 with two free GPUs or twice the
+                   cores; little on 2 shared CPU cores, where both workers compete for them).
 
 One table is printed and written atomically as CSV (``<out>/bench.csv``) with the raw seconds
 in ``<out>/bench.json``. What each figure means and this machine's table: docs/performance.md.
@@ -295,7 +298,7 @@ class Bench:
         self.raw["torch_threads"] = torch.get_num_threads()
         t0 = time.perf_counter()
         for fig, fn in (("3", self.arithmetic), ("4", self.memory), ("5", self.scaling),
-                        ("1", self.data_path), ("2", self.frozen_lm), ("6", self.end_to_end)):
+                        ("1", self.data_path), ("2", self.frozen_lm), ("6", self.end_to_end), ("7", self.workers)):
             if fig in self.skip:
                 continue
             t = time.perf_counter()
@@ -303,7 +306,7 @@ class Bench:
             fn()
             self.raw.setdefault("figure_seconds", {})[fig] = round(time.perf_counter() - t, 2)
         self.raw["bench_seconds"] = round(time.perf_counter() - t0, 1)
-        order = {str(i): i for i in range(1, 7)}
+        order = {str(i): i for i in range(1, 8)}
         return sorted(self.rows, key=lambda r: order.get(r["figure"][0], 9))
 
     # -- 3: arithmetic ------------------------------------------------------------------------
@@ -530,7 +533,31 @@ class Bench:
                 self.rows.append(_row("6 end to end", f"  stage: {stage}", float(timings[stage]), "s", "run total",
                                       total, float(timings[stage]) / total, "", None, notes[stage]))
 
-    def _run_profile(self) -> tuple[dict, float, str]:
+    # -- 7: workers ---------------------------------------------------------------------------
+    def workers(self) -> None:
+        """The same profile through ``run --workers 1`` and ``--workers 2`` (Dask local cluster)."""
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            log.warning("bench figure 7 skipped: Dask is not installed (pip install -e '.[workers]')")
+            return
+        walls = {}
+        for n in (1, 2):
+            timings, walls[n], label = self._run_profile(parallel={"workers": n})
+        self.raw["workers_seconds"] = walls
+        cores = os.cpu_count() or 1
+        speedup = walls[1] / walls[2]
+        self.rows.append(_row("7 workers", f"{label}: --workers 1", walls[1], "s", "", None, None, "", None,
+                              "one Dask worker process"))
+        self.rows.append(_row(
+            "7 workers", f"{label}: --workers 2 speed-up", speedup, "x", "--workers 1", walls[1], speedup,
+            "~2 with 2 free GPUs or 2x the cores", None,
+            f"{cores} CPU cores visible; each worker uses {self.raw.get('torch_threads')} torch threads, so on "
+            "few cores the workers compete for them (little gain); pretraining of a method must finish before "
+            "its jobs, so the gain is bounded by the longest pretraining",
+        ))
+
+    def _run_profile(self, parallel: dict | None = None) -> tuple[dict, float, str]:
         """Run the quick profile (or, with --quick, a reduced config) in a scratch out/cache dir.
 
         The scratch cache links the real cache's prepared stores (so 'data' is opening them, as
@@ -557,7 +584,7 @@ class Bench:
             out = Path(tmp) / "run"
             t0 = time.perf_counter()
             with _quiet():
-                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run()
+                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run(parallel=parallel)
             wall = time.perf_counter() - t0
             timings = json.loads((out / "timings.json").read_text())
         return timings, wall, label

@@ -86,16 +86,23 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def _atomic_bytes(data, path: Path, text: bool = False) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    from benchmark.errors import resource_error
+
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w" if text else "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
         raise
 
 

@@ -519,7 +519,15 @@ class Runner:
             if self.store.job_done(jid):  # finished just before we claimed it
                 return "done"
             log.info("%s%s", f"[{number[0]}/{number[1]}] " if number else "", job.label)
-            self.run_job(job, wait=wait)
+            try:
+                self.run_job(job, wait=wait)
+            except (OSError, RuntimeError) as exc:  # full disk, denied write, GPU out of memory: say which job
+                from benchmark.errors import resource_error
+
+                err = resource_error(exc, job=job.label)
+                if err is None:
+                    raise
+                raise err from exc
             return "ran"
         except Busy as busy:
             if busy.what not in self._told:

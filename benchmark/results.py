@@ -157,19 +157,32 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
 def _atomic(path: Path, write) -> None:
     """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        from benchmark.errors import resource_error
+
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
+        raise
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        from benchmark.errors import resource_error
+
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
         raise
 
 
