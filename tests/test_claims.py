@@ -80,7 +80,7 @@ TINY = [
     "--profile", "quick", "--no-progress", "--seeds", "0", "--tasks", "superdiagnostic",
     "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.epochs=2",
     "--set", "n_boot=20", "--set", "finetune_epochs=1", "--set", "panel_examples=0",
-    "--set", "lease_seconds=6",
+    "--set", "lease_seconds=6", "--set", "method_settings.max_steps_per_epoch=3",
 ]
 
 
@@ -106,6 +106,7 @@ def _rows(out):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_two_concurrent_runs_on_one_folder_run_each_job_once(tmp_path, data_root):
     cache = tmp_path / "cache"
     # build the prepared store first, so both processes start working at once
@@ -114,7 +115,12 @@ def test_two_concurrent_runs_on_one_folder_run_each_job_once(tmp_path, data_root
     out = tmp_path / "out"
     procs = [subprocess.Popen(_cmd(out, cache, "simclr,random-init"), env=_env(), cwd=REPO, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
-    logs = [p.communicate(timeout=1500)[0] for p in procs]
+    try:
+        logs = [p.communicate(timeout=2400)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     assert [p.returncode for p in procs] == [0, 0], logs
     ran = _ran(logs[0]) + _ran(logs[1])
     planned = subprocess.run(_cmd(out, cache, "simclr,random-init", ["--dry-run"]), env=_env(), cwd=REPO,
@@ -128,20 +134,23 @@ def test_two_concurrent_runs_on_one_folder_run_each_job_once(tmp_path, data_root
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_worker_killed_mid_pretraining_is_finished_by_another_with_identical_results(tmp_path, data_root):
     cache_a, cache_b = tmp_path / "ca", tmp_path / "cb"
     methods = "simclr"
-    extra = ["--set", "method_settings.epochs=4"]
+    extra = ["--set", "method_settings.epochs=6", "--set", "few_label_modes=linear-probe"]
     subprocess.run(_cmd(tmp_path / "a", cache_a, methods, extra), check=True, env=_env(), cwd=REPO, capture_output=True)
     victim = subprocess.Popen(_cmd(tmp_path / "b", cache_b, methods, extra), env=_env(), cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = cache_b / "pretrained"
-    deadline = time.time() + 900
-    while time.time() < deadline and not list(ckpts.glob("*/checkpoints/last.pt")):
-        time.sleep(0.2)
+    deadline = time.time() + 1200
+    try:
+        while time.time() < deadline and not list(ckpts.glob("*/checkpoints/last.pt")):
+            time.sleep(0.1)
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)  # mid-pretraining: its leases stay behind
+        victim.wait()
     assert list(ckpts.glob("*/checkpoints/last.pt")), "the victim never wrote an epoch checkpoint"
-    os.kill(victim.pid, signal.SIGKILL)  # mid-pretraining: its leases stay behind
-    victim.wait()
     assert list(ckpts.glob("*/pretrain.lease")), "the killed worker held the pretraining claim"
     rescuer = subprocess.run(_cmd(tmp_path / "b", cache_b, methods, extra), env=_env(), cwd=REPO, text=True,
                              capture_output=True)

@@ -16,12 +16,14 @@ ARGS = [
     "--label-fractions", "0.1", "--profile", "quick", "--no-progress", "--seeds", "0",
     "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.epochs=1",
     "--set", "n_boot=30", "--set", "finetune_epochs=1", "--set", "panel_examples=0",
+    "--set", "method_settings.max_steps_per_epoch=3",
 ]
 KEY = ["method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class"]
 NUMBERS = ["value", "ci_low", "ci_high", "n", "n_pos", "n_classes", "note"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_two_dask_workers_give_the_rows_of_one_process(tmp_path):
     assert main(["run", *ARGS, "--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c1")]) == 0
     assert main(["run", *ARGS, "--out", str(tmp_path / "two"), "--cache-dir", str(tmp_path / "c2"),
