@@ -59,6 +59,7 @@ def _worker_runner(spec: RunSpec):
     """This worker process's Runner for ``spec`` (built on first use, then reused)."""
     if spec.key not in _RUNNERS:
         root = logging.getLogger()
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # not its per-task INFO chatter
         if not root.handlers:
             logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
                                 datefmt="%H:%M:%S")
