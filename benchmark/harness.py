@@ -528,6 +528,7 @@ class Runner:
                 if err is None:
                     raise
                 raise err from exc
+            log.info("finished %s", job.label)
             return "ran"
         except Busy as busy:
             if busy.what not in self._told:
