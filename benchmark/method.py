@@ -47,7 +47,7 @@ from benchmark.encoders import create_encoder
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
 from benchmark.registry import register_method
-from benchmark.cache import CorruptCacheEntry, atomic_torch_save, safe_torch_load
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
 from benchmark.training import Batch, autocast, fit, resolve_device, resolve_precision
 
 SAVE_FORMAT = 2  # 2: plain data only (loads with weights_only=True), SHA-256 sidecar
@@ -142,6 +142,12 @@ class Method(nn.Module):
         """Rows of ``idx`` this method can train on (default: all)."""
         return idx
 
+    def optimizer_params(self) -> list | None:
+        """What the pretraining optimiser updates: ``None`` (default) for every parameter that
+        requires grad, or a list of torch parameter groups (e.g. METS's trainable language model
+        at its own ``lm_lr``)."""
+        return None
+
     def training_step(self, batch: Batch) -> torch.Tensor | None:
         raise NotImplementedError(f"method '{self.name}' does not implement training_step")
 
@@ -181,7 +187,7 @@ class Method(nn.Module):
         history = fit(
             self, self.training_step, data, train_idx, val_idx,
             checkpoint_dir=checkpoint_dir, progress=progress, on_epoch_end=on_epoch_end,
-            desc=f"pretrain {self.name}", **self.fit_settings(),
+            params=self.optimizer_params(), desc=f"pretrain {self.name}", **self.fit_settings(),
         )
         return history
 

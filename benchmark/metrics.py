@@ -84,18 +84,24 @@ def choose_thresholds(y_val: np.ndarray, s_val: np.ndarray) -> np.ndarray:
     Returns:
         [C] float64 thresholds.
     """
+    y, s = _validation_arrays(y_val, s_val, "choose_thresholds")
+    out = np.empty(y.shape[1])
+    for c in range(y.shape[1]):
+        out[c] = _best_f1_threshold(y[:, c], s[:, c])
+    return out
+
+
+def _validation_arrays(y_val, s_val, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked [N, C] bool labels and float scores of a validation split."""
     y = _as_2d(y_val, "y_val").astype(bool)
     s = _as_2d(s_val, "s_val").astype(np.float64)
     if y.shape != s.shape:
         raise ValueError(f"y_val {y.shape} and s_val {s.shape} differ in shape")
     if y.shape[0] == 0:
-        raise ValueError("choose_thresholds needs at least one validation example")
+        raise ValueError(f"{caller} needs at least one validation example")
     if not np.isfinite(s).all():
         raise ValueError("validation scores contain NaN or inf")
-    out = np.empty(y.shape[1])
-    for c in range(y.shape[1]):
-        out[c] = _best_f1_threshold(y[:, c], s[:, c])
-    return out
+    return y, s
 
 
 def _best_f1_threshold(y: np.ndarray, s: np.ndarray) -> float:
@@ -150,14 +156,7 @@ def choose_offsets(y_val: np.ndarray, s_val: np.ndarray, weights: np.ndarray | N
     For each class, candidate offsets are quantiles of the margins at which validation examples
     would switch to that class; ties keep the current (smaller-change) offset.
     """
-    y = _as_2d(y_val, "y_val").astype(bool)
-    s = _as_2d(s_val, "s_val").astype(np.float64)
-    if y.shape != s.shape:
-        raise ValueError(f"y_val {y.shape} and s_val {s.shape} differ in shape")
-    if y.shape[0] == 0:
-        raise ValueError("choose_offsets needs at least one validation example")
-    if not np.isfinite(s).all():
-        raise ValueError("validation scores contain NaN or inf")
+    y, s = _validation_arrays(y_val, s_val, "choose_offsets")
     n, n_cls = y.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     d = decision_scores(s)
@@ -344,7 +343,7 @@ def _bootstrap(n, n_boot, seed, y, s, pred, present, wvec=None) -> dict | None:
 
 
 def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | None,
-               present: np.ndarray) -> dict:
+               present: np.ndarray, auroc: bool = True) -> dict:
     """Every metric for a batch of example weightings ``w`` [B, N] (all-ones row = the point
     estimate). Returns key -> [B] arrays; keys are ('auroc', c), ('auroc_macro',), etc.
     NaN marks a resample in which the statistic is undefined (class degenerate)."""
@@ -355,7 +354,7 @@ def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | N
     degenerate = (wpos == 0) | (wneg == 0)  # [B, C]
     auc = np.full((w.shape[0], n_cls), np.nan)
     for c in range(n_cls):
-        if present[c]:
+        if present[c] and auroc:  # auroc=False: the threshold metrics alone (paired F1, recall)
             auc[:, c] = _weighted_auroc(w, y[:, c], s[:, c])
     auc[degenerate] = np.nan
     for c in range(n_cls):

@@ -96,7 +96,7 @@ def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
     n_pos = ev.y.sum(axis=0)
     present = (n_pos > 0) & (n_pos < len(ev.y))
     pred = ev.pred if metric != "auroc" else None
-    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present)
+    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
     return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
 
 
@@ -141,21 +141,18 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     va = np.array([_stats(w_point, a, metric)[0] for a, _ in ordered])
     vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
     per_pair = vb - va
-    draws = []
+    draws = []  # [n_pairs, b] per chunk: each pair's difference under the shared resamples
     for cw in _resample_weights(n, n_boot, seed):
         cw = cw * ref.w[None, :]
-        d = np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]).mean(axis=0)
-        draws.append(d)
-    boot = np.concatenate(draws) if draws else np.array([])
-    ok = boot[~np.isnan(boot)]
-    lo = hi = math.nan
-    note = ""
-    if ok.size:
-        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
-    if ok.size < 0.9 * n_boot:
-        note = f"CI from {ok.size}/{n_boot} resamples"
+        draws.append(np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]))
+    per_boot = np.concatenate(draws, axis=1) if draws else np.zeros((len(ordered), 0))
+
+    lo, hi, note = _interval(per_boot.mean(axis=0), n_boot, ci)
+    pairs_ci = [_interval(b, n_boot, ci) for b in per_boot]
     return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "value_a": float(np.mean(va)),
-            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note}
+            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note,
+            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "value_a": float(x), "value_b": float(y),
+                       "n": n, "note": c[2]} for d, c, x, y in zip(per_pair, pairs_ci, va, vb)]}
 
 
 def _scores_index(rows: pd.DataFrame) -> pd.DataFrame:
@@ -176,46 +173,81 @@ def _row(a_name, b_name, setting: dict, metric, seed, res, **extra) -> dict:
 
 
 def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
-    """Every pair of methods evaluated on a common setting (see the module docstring)."""
+    """Every pair of methods evaluated on a common setting (see the module docstring).
+
+    Within a setting every evaluation is put in one example order and scored once under the
+    shared resamples (the same generator seed for all), so each pair's difference is a difference
+    of cached arrays: the same numbers :func:`paired_diff` gives, at a fraction of the cost."""
     jobs = _scores_index(rows)
     out: list[dict] = []
-    cache: dict[Path, Scored] = {}
+    from benchmark.report import _method_sort_key
 
-    def get(p: Path) -> Scored:
-        if p not in cache:
-            cache[p] = load_scored(p)
-        return cache[p]
-
-    groups = list(jobs.groupby(list(SETTING), dropna=False, sort=False))
-    for key, g in groups:
+    for key, g in jobs.groupby(list(SETTING), dropna=False, sort=False):
         setting = dict(zip(SETTING, key))
-        from benchmark.report import _method_sort_key
-
         methods = sorted(g["method"].unique(), key=_method_sort_key)
+        if len(methods) < 2:
+            continue
+        evals = {(r.method, r.seed): load_scored(r.path) for r in g.itertuples(index=False)}
+        ref = next(iter(evals.values()))
+        bad = {}
+        for k, ev in list(evals.items()):
+            al = _aligned(ref, ev)
+            if isinstance(al, str):
+                bad[k] = al
+                del evals[k]
+            else:
+                evals[k] = al[1]
+        cache: dict = {}
+
+        def stats(k, metric):
+            if (k, metric) not in cache:
+                ev = evals[k]
+                point = _stats(ref.w[None, :], ev, metric)[0]
+                boot = np.concatenate([_stats(cw * ref.w[None, :], ev, metric)
+                                       for cw in _resample_weights(len(ref.examples), n_boot, seed)])
+                cache[(k, metric)] = (point, boot)
+            return cache[(k, metric)]
+
         for ma, mb in itertools.combinations(methods, 2):
-            ga = g[g["method"] == ma].set_index("seed")["path"]
-            gb = g[g["method"] == mb].set_index("seed")["path"]
-            seeds = sorted(set(ga.index) & set(gb.index))
-            if not seeds:
-                continue
-            pairs = [(get(ga[s]), get(gb[s])) for s in seeds]
+            seeds = sorted({s for m, s in evals if m == ma} & {s for m, s in evals if m == mb})
             for metric in METRICS:
-                try:
-                    for s, pr in zip(seeds, pairs):
-                        res = paired_diff([pr], metric, n_boot=n_boot, seed=seed)
-                        out.append(_row(ma, mb, setting, metric, int(s), res, n_seeds=1, sd_seeds=math.nan))
-                    if len(seeds) > 1:
-                        res = paired_diff(pairs, metric, n_boot=n_boot, seed=seed)
-                        sd = float(np.std(res["per_pair"], ddof=1))
-                        out.append(_row(ma, mb, setting, metric, "mean", res, n_seeds=len(seeds), sd_seeds=sd))
-                except ValueError as exc:
+                if not seeds:
+                    reason = next((v for (m, _), v in bad.items() if m in (ma, mb)), "no common seed")
                     out.append({"method_a": ma, "method_b": mb, **setting, "metric": metric, "seed": "mean",
-                                "note": f"not paired: {exc}"})
+                                "note": f"not paired: {reason}"})
+                    continue
+                if metric != "auroc" and any(evals[(m, s)].pred is None for m in (ma, mb) for s in seeds):
+                    out.append({"method_a": ma, "method_b": mb, **setting, "metric": metric, "seed": "mean",
+                                "note": "not paired: no saved predictions (pred column)"})
+                    continue
+                va = np.array([stats((ma, s), metric)[0] for s in seeds])
+                vb = np.array([stats((mb, s), metric)[0] for s in seeds])
+                boots = np.stack([stats((mb, s), metric)[1] - stats((ma, s), metric)[1] for s in seeds])
+                n = len(ref.examples)
+                for i, s in enumerate(seeds):
+                    lo, hi, note = _interval(boots[i], n_boot)
+                    out.append(_row(ma, mb, setting, metric, int(s), {"diff": float(vb[i] - va[i]), "ci_low": lo,
+                                    "ci_high": hi, "value_a": float(va[i]), "value_b": float(vb[i]), "n": n,
+                                    "note": note}, n_seeds=1, sd_seeds=math.nan))
+                if len(seeds) > 1:
+                    lo, hi, note = _interval(boots.mean(axis=0), n_boot)
+                    d = vb - va
+                    out.append(_row(ma, mb, setting, metric, "mean", {"diff": float(d.mean()), "ci_low": lo,
+                                    "ci_high": hi, "value_a": float(va.mean()), "value_b": float(vb.mean()), "n": n,
+                                    "note": note}, n_seeds=len(seeds), sd_seeds=float(np.std(d, ddof=1))))
     df = pd.DataFrame(out)
     for c in PAIRED_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
     return df[list(PAIRED_COLUMNS)]
+
+
+def _interval(boot: np.ndarray, n_boot: int, ci: float = 0.95) -> tuple[float, float, str]:
+    ok = boot[~np.isnan(boot)]
+    lo = hi = math.nan
+    if ok.size:
+        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
+    return lo, hi, (f"CI from {ok.size}/{n_boot} resamples" if ok.size < 0.9 * n_boot else "")
 
 
 def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int = 1000, seed: int = 0) -> dict | None:

@@ -38,8 +38,8 @@ from benchmark.results import KEY_COLUMNS, atomic_write_csv, atomic_write_text, 
 
 log = logging.getLogger("benchmark.report")
 
-PROTOCOL_ORDER = ("zero-shot", "few-label", "cross-dataset")
-MODE_ORDER = ("zero-shot", "linear-probe", "fine-tune")
+PROTOCOL_ORDER = ("zero-shot", "few-label", "cross-dataset", "text-ceiling")
+MODE_ORDER = ("zero-shot", "linear-probe", "fine-tune", "text-tower", "bare-lm", "ecg", "ecg-single-lead")
 DATASET_ORDER = ("ptbxl", "mitbih", "cinc2017")
 METHOD_ORDER = ("mets", "supervised", "simclr", "clocs", "random-init")
 MODE_ABBR = {"zero-shot": "ZS", "linear-probe": "LP", "fine-tune": "FT"}
@@ -54,20 +54,116 @@ SUMMARY_KEY = tuple(k for k in KEY_COLUMNS if k != "seed")
 # --------------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("--results", action="append", metavar="DIR",
-                   help="results folder of `benchmark run` (repeat to merge several; the latest "
-                   "duplicate row wins). Default: results/run")
-    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>)")
-    p.add_argument("--title", help="heading of index.md")
+                   help="results folder of `benchmark run` (repeat to merge several; the latest duplicate row "
+                   "wins), or a folder of result folders such as results/ (one report each, or one merged "
+                   "report with --merge). Default: results/run")
+    p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>; for a "
+                   "folder of result folders: reports/, one sub-folder per report)")
+    p.add_argument("--merge", action="store_true",
+                   help="with a folder of result folders: merge them all into one report instead of one each")
+    p.add_argument("--title", help="heading of index.md and index.html")
     p.add_argument("--paired-boot", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of the paired differences (default 1000)")
+    p.add_argument("--no-html", action="store_true", help="skip index.html (Markdown, LaTeX, CSV, figures only)")
+    p.add_argument("--link-figures", action="store_true",
+                   help="index.html points at figures/*.png beside it instead of embedding them "
+                   "(smaller page; keep the folder together)")
+
+
+def _expand(d: Path) -> list[Path] | None:
+    """[d] for a results folder, its result sub-folders for a folder of them, None if neither."""
+    from benchmark.results import holds_results, result_folders
+
+    if not d.is_dir():
+        return None
+    if holds_results(d):
+        return [d]
+    found, skipped = result_folders(d)
+    for s in skipped:
+        log.info("skipping %s: no rows/*.parquet or results.csv (not a `benchmark run` results folder)", s)
+    return found or None
+
+
+def _missing(d: Path, default: bool) -> UserError:
+    hint = ""
+    parent = d.parent if d.parent != Path("") else Path(".")
+    if parent.is_dir():
+        from benchmark.results import result_folders
+
+        found, _ = result_folders(parent)
+        if found:
+            hint = "; result folders next to it: " + ", ".join(str(f) for f in found[:8])
+    if not d.exists():
+        what = "no --results given and the default " if default else ""
+        return UserError(f"{what}results folder '{d}' does not exist: pass --results DIR of a finished run{hint}")
+    return UserError(f"'{d}' holds no results (no rows/*.parquet, no results.csv) and no folder inside it does{hint}")
 
 
 def main(args) -> int:
-    dirs = [Path(d) for d in (args.results or ["results/run"])]
-    out = Path(args.out) if args.out else Path("reports") / dirs[0].name
-    index = make_report(dirs, out, title=args.title, paired_boot=args.paired_boot)
+    given = [Path(d) for d in (args.results or ["results/run"])]
+    expanded: list[list[Path]] = []
+    for d in given:
+        e = _expand(d)
+        if e is None:
+            raise _missing(d, default=not args.results)
+        expanded.append(e)
+    html = not args.no_html
+    kw = dict(html=html, embed_figures=not args.link_figures, paired_boot=args.paired_boot)
+    # one folder of result folders, not merged: one report per sub-folder, plus a landing page
+    if len(given) == 1 and expanded[0] != given and not args.merge:
+        out = Path(args.out) if args.out else Path("reports")
+        made = []
+        for d in expanded[0]:
+            title = f"{args.title or 'ECG benchmark report'}: {d.name}"
+            index = make_report([d], out / d.name, title=title, **kw)
+            print(f"report written: {index}")
+            made.append((d, index))
+        landing = write_landing(out, made, html=html)
+        print(f"{len(made)} reports; list: {landing}" + (f" and {landing.with_suffix('.html')}" if html else ""))
+        return 0
+    dirs = [d for e in expanded for d in e]
+    out = Path(args.out) if args.out else Path("reports") / given[0].name
+    index = make_report(dirs, out, title=args.title, **kw)
     print(f"report written: {index}")
+    if html:
+        print(f"browsable page: {index.with_name('index.html')}")
     return 0
+
+
+def write_landing(out: Path, made: list[tuple[Path, Path]], *, html: bool = True) -> Path:
+    """``<out>/index.md`` (and ``.html``): one line per report made from a folder of result folders."""
+    import html as _html
+
+    lines = ["# ECG benchmark reports", "",
+             "One report per results folder, made by `python -m benchmark report --results "
+             f"{made[0][0].parent if made else '.'}` (add `--merge` for one merged report).", "",
+             "| results folder | report | rows | methods | seeds |", "|:--|:--|--:|:--|:--|"]
+    rows_html = []
+    for d, index in made:
+        rows = merge_results([d])
+        methods = ", ".join(sorted(rows["method"].unique(), key=_method_sort_key))
+        seeds = ", ".join(str(s) for s in sorted({int(s) for s in rows["seed"]}))
+        rel = index.parent.relative_to(out).as_posix()
+        page = f"{rel}/index.html" if html else f"{rel}/index.md"
+        lines.append(f"| `{d}` | [{rel}]({page}) ([Markdown]({rel}/index.md)) | {len(rows)} | {methods} | {seeds} |")
+        rows_html.append(f'<tr><td><code>{_html.escape(str(d))}</code></td><td><a href="{_html.escape(page)}">'
+                         f'{_html.escape(rel)}</a> (<a href="{_html.escape(rel)}/index.md">Markdown</a>)</td>'
+                         f'<td data-v="{len(rows)}">{len(rows)}</td><td>{_html.escape(methods)}</td>'
+                         f"<td>{_html.escape(seeds)}</td></tr>")
+    index = out / "index.md"
+    atomic_write_text("\n".join(lines) + "\n", index)
+    if html:
+        from benchmark.report_html import SCRIPT, STYLE
+
+        atomic_write_text(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ECG benchmark reports</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>ECG benchmark reports</h1>"
+            "<p>One report per results folder.</p><div class=\"tablewrap\"><table class=\"sortable\" id=\"table-reports\">"
+            "<thead><tr><th data-type=\"text\">results folder</th><th data-type=\"text\">report</th>"
+            "<th data-type=\"num\">rows</th><th data-type=\"text\">methods</th><th data-type=\"text\">seeds</th></tr>"
+            "</thead><tbody>" + "".join(rows_html) + f"</tbody></table></div></main><script>{SCRIPT}</script>"
+            "</body></html>\n", out / "index.html")
+    return index
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,12 +249,16 @@ class Table:
     def best_mask(self) -> set[tuple[str, str]]:
         """(row, col) cells holding the best (highest) mean of their setting."""
         best = set()
+        if self.best_axis == "none":
+            return best
         c = self.cells.dropna(subset=["mean"])
         group = "col" if self.best_axis == "col" else "row"
         for _, g in c.groupby(group):
             if len(g) < 2:
                 continue
             top = g["mean"].max()
+            if np.isclose(top, g["mean"].min(), rtol=0, atol=1e-12):
+                continue  # all equal: nothing is best
             for _, r in g[np.isclose(g["mean"], top, rtol=0, atol=1e-12)].iterrows():
                 best.add((r["row"], r["col"]))
         return best
@@ -311,6 +411,7 @@ def macro(summary: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
 def main_table(summary: pd.DataFrame) -> Table | None:
     """Headline macro AUROC: zero-shot, few-label at the largest fraction, cross-dataset."""
     m = macro(summary)
+    m = m[m["protocol"] != "text-ceiling"]  # its own section: text_ceiling_table
     fl = m[m["protocol"] == "few-label"]
     if not fl.empty:
         top = fl.groupby(["mode", "dataset", "task"])["label_fraction"].transform("max")
@@ -339,6 +440,138 @@ def cross_dataset_table(summary: pd.DataFrame) -> Table | None:
         "Cross-dataset transfer of PTB-XL-pretrained encoders: macro AUROC and macro F1 on MIT-BIH and "
         "CinC 2017 test splits (LP linear probe, ZS zero-shot), mean ± SD over seeds [mean 95 % CI]. "
         "Best per column in bold.")
+
+
+TC_COLS = {"zero-shot": "ECG zero-shot", "text-tower": "text tower (ceiling)", "bare-lm": "bare LM"}
+
+
+def text_ceiling_table(summary: pd.DataFrame) -> Table | None:
+    """Rows = (method variant, PTB-XL task); columns = ECG zero-shot, the text tower's ceiling and
+    the bare LM, all macro AUROC on the same test split; extra column: the gap ceiling - zero-shot."""
+    m = macro(summary)
+    m = m[m["dataset"] == "ptbxl"]
+    zs = m[m["protocol"] == "zero-shot"].assign(col=TC_COLS["zero-shot"])
+    tc = m[(m["protocol"] == "text-ceiling") & m["mode"].isin(["text-tower", "bare-lm"])]
+    tc = tc[~tc["task"].str.contains("-", regex=False)]  # PTB-XL tasks; proxies have their own table
+    if tc.empty:
+        return None
+    tc = tc.assign(col=tc["mode"].map(TC_COLS))
+    cells = pd.concat([zs, tc], ignore_index=True)
+    cells = cells[cells["method"].isin(set(tc["method"]))]
+    cells["row"] = cells["method"] + " · " + cells["task"]
+    rows = sorted(cells["row"].unique(), key=lambda r: (_method_sort_key(r.split(" · ")[0]), r.split(" · ")[1]))
+    gap = {}
+    for row, g in cells.groupby("row"):
+        means = dict(zip(g["col"], g["mean"]))
+        if TC_COLS["zero-shot"] in means and TC_COLS["text-tower"] in means:
+            gap[row] = f"{means[TC_COLS['text-tower']] - means[TC_COLS['zero-shot']]:+.3f}"
+    return Table(
+        "text_ceiling",
+        "Text-only ceiling (PTB-XL test split): macro AUROC of the ECG zero-shot classifier beside the same "
+        "prompts classifying the test *reports* -- through the model's trained text tower (LM + learned text "
+        "projection: the space zero-shot scores in; what a perfectly aligned ECG embedding would reach) and "
+        "through the bare LM before ECG training (cosine of raw LM embeddings). gap = tower - ECG zero-shot. "
+        "Mean ± SD over seeds [mean 95 % CI]; best per row in bold.",
+        cells, "method · task", rows, list(TC_COLS.values()), best_axis="row",
+        extra_cols={"gap": gap})
+
+
+PROXY_COLS = {"text-tower": "reports: text tower", "bare-lm": "reports: bare LM", "ecg": "ECGs: 12 leads",
+              "ecg-single-lead": "ECGs: single lead"}
+
+
+def proxy_table(summary: pd.DataFrame) -> Table | None:
+    """The cross-dataset prompt diagnostics: PTB-XL reports and ECGs scored with the MIT-BIH PVC /
+    CinC AF prompts, with and without negated descriptions, beside the target's own zero-shot."""
+    m = macro(summary)
+    px = m[(m["protocol"] == "text-ceiling") & (m["dataset"] == "ptbxl")
+           & m["task"].str.contains("-", regex=False) & ~m["task"].str.endswith("-cosine")]
+    if px.empty:
+        return None
+    px = px.assign(col=px["mode"].map(PROXY_COLS).fillna(px["mode"]), row=px["method"] + " · " + px["task"])
+    target_cells = []
+    for task in px["task"].unique():
+        target, _, ttask = task.removesuffix("-no-negation").partition("-")
+        neg = task.endswith("-no-negation")
+        t = m[(m["dataset"] == target) & (m["mode"] == "zero-shot") & (m["task"] == ttask)] if not neg else \
+            m[(m["protocol"] == "text-ceiling") & (m["dataset"] == target) & (m["task"] == f"{ttask}-no-negation")]
+        for _, r in t.iterrows():
+            target_cells.append({**r.to_dict(), "col": f"target ECGs ({DATASET_LABEL.get(target, target)})",
+                                 "row": r["method"] + " · " + task})
+    cells = pd.concat([px, pd.DataFrame(target_cells)], ignore_index=True) if target_cells else px
+    cols = list(dict.fromkeys(list(PROXY_COLS.values()) + [c for c in cells["col"] if c not in PROXY_COLS.values()]))
+    cols = [c for c in cols if c in set(cells["col"])]
+    rows = sorted(cells["row"].unique(), key=lambda r: (_method_sort_key(r.split(" · ")[0]), r.split(" · ")[1]))
+    return Table(
+        "text_ceiling_proxies",
+        "Why a cross-dataset zero-shot fails: the target's prompts (MIT-BIH PVC: non-V/V; CinC 2017 AF: "
+        "non-AF/AF) scored on PTB-XL test reports (positive = the report's PVC / AFIB statement) in both text "
+        "spaces, on the same PTB-XL ECGs with 12 leads and with only the target's single lead (MIT-BIH II, "
+        "CinC I), and on the target data set's own test ECGs; '-no-negation' drops negated descriptions "
+        "('no premature ventricular contraction', 'non-ventricular beat'). Macro AUROC, mean [95 % CI].",
+        cells, "method · prompts", rows, cols, best_axis="row")
+
+
+def negation_table(summary: pd.DataFrame) -> Table | None:
+    c = summary[(summary["protocol"] == "text-ceiling") & (summary["metric"] == "cosine")]
+    if c.empty:
+        return None
+    c = c.assign(row=c["method"] + " · " + c["task"].str.removesuffix("-negation-cosine") + " · " + c["class"],
+                 col=c["mode"].map(TC_COLS))
+    return Table(
+        "negation_cosines",
+        "Cosine between the class vector of each description of the negative class and the positive class's "
+        "vector (text tower / bare LM): a negation ('no premature ventricular contraction') that sits as close "
+        "to the positive class as to a plain negative description ('normal beat') pulls the negative class "
+        "towards the positive one.", c, "method · prompts · negative description",
+        sorted(c["row"].unique()), [v for v in ("text tower (ceiling)", "bare LM") if v in set(c["col"])],
+        best_axis="none")
+
+
+def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """(variant, reference) pairs the paired-difference table compares: within each method run in
+    several variants, every variant against the reference one (``lm_train=frozen`` if present, else
+    the plain method, else the first); across methods, merl against mets."""
+    pairs = []
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(m.split("[", 1)[0], []).append(m)
+    for base, variants in groups.items():
+        if len(variants) < 2:
+            continue
+        ref = next((v for v in variants if "lm_train=frozen" in v), base if base in variants else variants[0])
+        pairs += [(v, ref) for v in variants if v != ref]
+    if "merl" in methods and "mets" in methods:
+        pairs.append(("merl", "mets"))
+    return pairs
+
+
+def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
+    """Markdown list of :func:`comparison_pairs` (variant − reference, merl − mets) picked out of
+    the paired table (``benchmark.paired``: diff = method_b − method_a), macro AUROC, seed mean
+    where several seeds ran; '' when there is no such pair."""
+    pairs = comparison_pairs(methods)
+    if not pairs or paired.empty:
+        return ""
+    p = paired[(paired["metric"] == "auroc") & paired["diff"].notna()]
+    lines = []
+    for v, ref in pairs:
+        sel = p[((p["method_a"] == ref) & (p["method_b"] == v)) | ((p["method_a"] == v) & (p["method_b"] == ref))]
+        for key, g in sel.groupby(["protocol", "mode", "dataset", "task", "label_fraction"], dropna=False, sort=False):
+            r = g[g["seed"].astype(str) == "mean"]
+            r = (r if len(r) else g).iloc[0]
+            sign = 1.0 if r["method_b"] == v else -1.0
+            d, lo, hi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            col = dict(zip(["protocol", "mode", "dataset", "task", "label_fraction"], key), metric="auroc")
+            verdict = "no" if not (lo > 0 or hi < 0) else ("yes: variant better" if d > 0 else "yes: variant worse")
+            lines.append((_method_sort_key(v), _col_sort_key(col),
+                          f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{_fmt(lo)}, {_fmt(hi)}] | {verdict} |"))
+    if not lines:
+        return ""
+    head = ["**Variant comparisons** (macro AUROC, variant − reference on the same test examples, 95 % paired "
+            "CI; seed mean where several seeds ran):", "",
+            "| comparison | setting | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|"]
+    return "\n".join(head + [t for *_, t in sorted(lines, key=lambda x: (x[0], x[1]))])
 
 
 def zero_shot_class_tables(summary: pd.DataFrame) -> list[Table]:
@@ -393,6 +626,7 @@ class Section:
     items: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
     absent: str = ""
     inline: dict[str, str] = field(default_factory=dict)  # path -> Markdown shown under its link
+    tables: dict[str, "Table"] = field(default_factory=dict)  # path of the .md -> the table (for HTML)
 
 
 def _load_histories(dirs: list[Path]) -> pd.DataFrame:
@@ -457,9 +691,13 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
         rel = path.relative_to(out).as_posix()
         sec.items.append((rel, "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
                                "and averaged over seeds, 95 % paired-bootstrap CI (the same resampled test examples "
-                               "for both methods), and whether it excludes 0. Headline pairs below (METS − other, "
-                               "seed mean)."))
-        sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary))
+                               "for both methods), and whether it excludes 0. Headline pairs below (the reference method "
+                               "minus each other, seed mean)."))
+        ref = rc.headline_reference(paired)
+        sec.inline[rel] = rc.headline_markdown(rc.headline_pairs(paired, summary, reference=ref), ref)
+        variants = variant_markdown(paired, sorted(rows["method"].unique(), key=_method_sort_key))
+        if variants:  # issue 13: lm_train variants against frozen, merl against mets
+            sec.inline[rel] += "\n\n" + variants
     secs.append(sec)
     sec = Section("Paper comparison")
     pc = rc.paper_comparison(rows, summary, n_boot=paired_boot)
@@ -481,8 +719,11 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
 
 
 def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
-                title: str | None = None, paired_boot: int = 1000) -> Path:
-    """Write tables, figures and ``index.md`` for the merged result folders; return index.md."""
+                title: str | None = None, paired_boot: int = 1000, html: bool = True,
+                embed_figures: bool = True) -> Path:
+    """Write tables, figures, ``index.md`` and (``html``) a self-contained ``index.html`` for the
+    merged result folders; return index.md. ``embed_figures=False`` makes index.html point at the
+    PNGs in ``figures/`` instead of carrying them inline (smaller file, needs the folder)."""
     from benchmark import plotting
 
     dirs = [Path(d) for d in result_dirs]
@@ -505,6 +746,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
             md, tex, csv = write_table(t, tables_dir)
             sec.items.append((rel(md), f"{t.caption} ([LaTeX]({rel(tex)}), [CSV]({rel(csv)}))"))
             sec.inline[rel(md)] = table_markdown(t)
+            sec.tables[rel(md)] = t
         if not tables:
             sec.absent = absent
         return sec
@@ -523,6 +765,9 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
                                   "no zero-shot rows (methods without a text tower, or protocol not run)"))
     sections.append(table_section("Cross-dataset transfer", [t for t in [cross_dataset_table(summary)] if t],
                                   "no cross-dataset rows"))
+    sections.append(table_section(
+        "Text-only ceiling", [t for t in [text_ceiling_table(summary), proxy_table(summary), negation_table(summary)] if t],
+        "no text-ceiling rows (protocol not run, or no text-tower method)"))
     sections.append(table_section("Ablation of method variants", ablation_tables(summary),
                                   "no method was run in more than one variant"))
     sections.extend(_claim_sections(rows, summary, dirs, out, table_section, paired_boot))
@@ -556,7 +801,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
     sections.append(sec)
 
     sec = Section("Figure: confusion matrices (MIT-BIH, CinC 2017)")
-    conf = rows[rows["metric"] == "confusion"]
+    conf = rows[(rows["metric"] == "confusion") & (rows["protocol"] != "text-ceiling")]
     for (dataset, task), g in conf.groupby(["dataset", "task"], sort=False):
         label = DATASET_LABEL.get(dataset, dataset)
         paths = plotting.confusion_grid(g, figs_dir / f"confusion_{dataset}_{task}",
@@ -605,55 +850,80 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
     sections.append(sec)
 
     index = out / "index.md"
-    atomic_write_text(_index_text(rows, summary, dirs, sections, title), index)
+    heading = title or "ECG benchmark report"
+    command = report_command(dirs)
+    notes = _caveat_lines(rows, dirs)
+    if html:
+        from benchmark.report_html import write_html
+
+        write_html(out / "index.html", heading, command, notes, sections, out, embed=embed_figures)
+    atomic_write_text(_index_text(heading, command, notes, sections, html=html), index)
     log.info("report: %s", index)
     return index
 
 
-def _index_text(rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path], sections: list[Section],
-                title: str | None) -> str:
-    lines = [f"# {title or 'ECG benchmark report'}", ""]
-    lines += ["Generated by `python -m benchmark report " + " ".join(f"--results {d}" for d in dirs)
-              + "` from results only (no model is loaded).", ""]
-    lines += ["## Data scale and caveats", ""]
+def report_command(dirs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None) -> str:
+    """The shell command that (re)makes the report of ``dirs``."""
+    import shlex
+
+    cmd = "python -m benchmark report " + " ".join(f"--results {shlex.quote(str(d))}" for d in dirs)
+    return cmd + (f" --out {shlex.quote(str(out))}" if out is not None else "")
+
+
+def _caveat_lines(rows: pd.DataFrame, dirs: list[Path]) -> list[str]:
+    """The bullets of 'Data scale and caveats' (Markdown inline text, one per bullet)."""
+    lines: list[str] = []
     methods = sorted(rows["method"].unique(), key=_method_sort_key)
     seeds = sorted(set(int(s) for s in rows["seed"]))
-    lines.append(f"- Methods: {', '.join(methods)}.")
-    lines.append(f"- Pretraining seeds: {', '.join(map(str, seeds))} ({len(seeds)}); "
+    lines.append(f"Methods: {', '.join(methods)}.")
+    lines.append(f"Pretraining seeds: {', '.join(map(str, seeds))} ({len(seeds)}); "
                  + ("tables show mean ± SD over seeds." if len(seeds) > 1 else
                     "one seed only: no spread across seeds is shown."))
     mac = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
     scale = mac.groupby(["dataset", "task"], sort=False)["n"].max()
     parts = [f"{DATASET_LABEL.get(d, d)} {t}: n = {int(n)}" for (d, t), n in scale.items()]
-    lines.append("- Test examples per evaluation: " + ("; ".join(parts) if parts else "unknown") + ".")
+    lines.append("Test examples per evaluation: " + ("; ".join(parts) if parts else "unknown") + ".")
     small = [f"{DATASET_LABEL.get(d, d)} {t} (n = {int(n)})" for (d, t), n in scale.items() if n < SMALL_N]
     if small:
-        lines.append(f"- **Caveat: small test sets** — {', '.join(small)}. Bootstrap CIs are wide; differences "
+        lines.append(f"**Caveat: small test sets** — {', '.join(small)}. Bootstrap CIs are wide; differences "
                      "between methods inside each other's CIs are not evidence of a difference, and these numbers "
                      "are not comparable to paper-scale results on the full databases.")
     cls = rows[(rows["metric"] == "auroc") & (rows["class"] != "")]
     rare = cls[(cls["n_pos"] > 0) & (cls["n_pos"] < SMALL_POS)]
     if not rare.empty:
-        lines.append(f"- Caveat: {rare[['dataset', 'task', 'class']].drop_duplicates().shape[0]} class(es) have fewer "
+        lines.append(f"Caveat: {rare[['dataset', 'task', 'class']].drop_duplicates().shape[0]} class(es) have fewer "
                      f"than {SMALL_POS} test positives; their AUROC is very noisy.")
     absent = cls[cls["note"].str.contains("absent", na=False)][["dataset", "task", "class"]].drop_duplicates()
     if not absent.empty:
         ex = ", ".join(f"{d}/{t}/{c}" for d, t, c in absent.head(8).itertuples(index=False))
-        lines.append(f"- {len(absent)} class(es) are absent from a test split (no positives or no negatives) and are "
+        lines.append(f"{len(absent)} class(es) are absent from a test split (no positives or no negatives) and are "
                      f"left out of macro means: {ex}{' ...' if len(absent) > 8 else ''}.")
-    lines.append("- Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
+    lines.append("Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
                  "bootstrap CI bounds] (test-set uncertainty of one run, not a CI of the mean). F1/precision/recall "
-                 "use per-class thresholds chosen on the validation split only.")
+                 "use decision rules chosen on the validation split only (per-class thresholds; argmax offsets "
+                 "for single-label tasks). Differences between methods: see the paired differences.")
     commits = sorted({c[:10] + ("-dirty" if d else "") for c, d in zip(rows["git_commit"], rows["git_dirty"]) if c})
     devices = sorted({d for d in rows["device"] if d})
     tv = sorted({v for v in rows["torch_version"] if v})
     created = pd.to_datetime(rows["created"], utc=True, errors="coerce", format="ISO8601").dropna()
-    lines.append(f"- Code: {', '.join(commits) or 'unknown commit'}; devices: {', '.join(devices) or 'unknown'}; "
+    lines.append(f"Code: {', '.join(commits) or 'unknown commit'}; devices: {', '.join(devices) or 'unknown'}; "
                  f"torch {', '.join(tv) or 'unknown'}"
                  + (f"; results created {created.min():%Y-%m-%d %H:%M} to {created.max():%Y-%m-%d %H:%M} UTC"
                     if len(created) else "") + ".")
-    lines.append(f"- Result folders merged (latest duplicate row kept): {', '.join(str(d) for d in dirs)}; "
+    lines.append(f"Result folders merged (latest duplicate row kept): {', '.join(str(d) for d in dirs)}; "
                  f"{len(rows)} rows, {rows['job_id'].nunique()} jobs.")
+    return lines
+
+
+def _index_text(heading: str, command: str, notes: list[str], sections: list[Section], *,
+                html: bool = False) -> str:
+    lines = [f"# {heading}", ""]
+    lines += [f"Generated by `{command}` from results only (no model is loaded).", ""]
+    if html:
+        lines += ["Browsable page: [index.html](index.html) (one self-contained file: opens in any browser "
+                  "without a server or internet; tables sort on a click on their header).", ""]
+    lines += ["## Data scale and caveats", ""]
+    lines += [f"- {n}" for n in notes]
     lines.append("")
     for sec in sections:
         lines += [f"## {sec.title}", ""]

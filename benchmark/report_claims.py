@@ -82,16 +82,18 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
     rows, macro AUROC; macro F1 for MIT-BIH)."""
     if paired.empty:
         return paired
-    p = paired[(paired["seed"] == "mean") | (paired["n_seeds"] == 1)]
-    p = p[(p["method_a"] == reference) | (p["method_b"] == reference)].copy()
-    # orient as reference minus other
-    flip = p["method_b"] == reference
-    for c in ("diff", "ci_low", "ci_high"):
-        p.loc[flip, c] = -p.loc[flip, c]
-    p.loc[flip, ["ci_low", "ci_high"]] = p.loc[flip, ["ci_high", "ci_low"]].to_numpy()
-    p.loc[flip, ["value_a", "value_b"]] = p.loc[flip, ["value_b", "value_a"]].to_numpy()
-    p["other"] = np.where(flip, p["method_a"], p["method_b"])
-    p["method"] = reference
+    # seed-mean rows where several seeds were paired, the single seed's row otherwise
+    p = paired[paired["seed"] == "mean"] if (paired["seed"] == "mean").any() else paired
+    p = p[((p["method_a"] == reference) | (p["method_b"] == reference)) & p["diff"].notna()].copy()
+    # orient as reference minus other (paired rows are method_b - method_a)
+    ref_is_a = p["method_a"] == reference
+    sign = np.where(ref_is_a, -1.0, 1.0)
+    lo, hi = p["ci_low"] * sign, p["ci_high"] * sign
+    p["diff"] = p["diff"] * sign
+    p["ci_low"], p["ci_high"] = np.minimum(lo, hi), np.maximum(lo, hi)
+    p["ref_value"] = np.where(ref_is_a, p["value_a"], p["value_b"])
+    p["other_value"] = np.where(ref_is_a, p["value_b"], p["value_a"])
+    p["other"] = np.where(ref_is_a, p["method_b"], p["method_a"])
     m = macro(summary)
     fl = m[m["protocol"] == "few-label"]
     top = fl.groupby(["mode", "dataset", "task"])["label_fraction"].transform("max") if not fl.empty else None
@@ -103,22 +105,31 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
             ok.append((r["mode"], r["dataset"], r["task"], r["label_fraction"]) in keep_fl)
         else:
             ok.append(True)
-    p = p[ok]
+    p = p[pd.Series(ok, index=p.index, dtype=bool)]  # (a plain empty list would select no columns)
     p = p[(p["metric"] == "auroc") | ((p["dataset"] == "mitbih") & (p["metric"] == "f1"))]
     return p
 
 
-def headline_markdown(h: pd.DataFrame) -> str:
+def headline_reference(paired: pd.DataFrame) -> str:
+    """METS when it was run, else the method most often compared (an ablation's first variant)."""
+    names = pd.concat([paired["method_a"], paired["method_b"]]).dropna()
+    if names.empty or "mets" in set(names):
+        return "mets"
+    return str(names.value_counts().index[0])
+
+
+def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
     if h.empty:
-        return "*absent:* no pair of methods shares a setting with saved per-example scores"
-    lines = ["| setting | metric | mets − other | other | diff [95 % paired CI] | excludes 0 | seeds |",
+        return f"*absent:* no pair with {reference} shares a setting with saved per-example scores"
+    lines = [f"| setting | metric | {reference} vs other | other | {reference} − other [95 % paired CI] | excludes 0 "
+             "| seeds |",
              "|---|---|---|---|---|---|---|"]
     for _, r in h.sort_values(["protocol", "dataset", "task", "mode", "metric", "other"]).iterrows():
         lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != "few-label" else f" {100 * r['label_fraction']:g}%"
         setting = f"{MODE_ABBR.get(r['mode'], r['mode'])}{lf} {DATASET_LABEL.get(r['dataset'], r['dataset'])} {r['task']}"
-        verdict = ("yes: mets better" if r["excludes_zero"] and r["diff"] > 0 else
-                   "yes: mets worse" if r["excludes_zero"] else "no")
-        lines.append(f"| {setting} | {r['metric']} | {_fmt(r['value_a'])} vs {_fmt(r['value_b'])} | {r['other']} | "
+        verdict = ("yes: better" if r["excludes_zero"] and r["diff"] > 0 else
+                   "yes: worse" if r["excludes_zero"] else "no")
+        lines.append(f"| {setting} | {r['metric']} | {_fmt(r['ref_value'])} vs {_fmt(r['other_value'])} | {r['other']} | "
                      f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {verdict} | "
                      f"{int(r['n_seeds']) if not pd.isna(r['n_seeds']) else 1} |")
     return "\n".join(lines)
@@ -144,48 +155,62 @@ def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int =
     if reference not in set(rows["method"]):
         return pd.DataFrame()
     zs = rows[(rows["method"] == reference) & (rows["mode"] == "zero-shot") & (rows["dataset"] == "ptbxl")]
+    def add(claim: str, comparison: str, a: dict, b: dict, metric: str, **extra) -> None:
+        try:
+            res = cross_pair(rows, a, b, metric, n_boot=n_boot)
+        except ValueError as exc:
+            res = {"note": str(exc)}
+        if res is None:
+            return
+        keep = ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero", "note")
+        out.append({"claim": claim, "comparison": comparison, "metric": metric, "other": a["method"],
+                    "mode": a["mode"], **extra, **{k: res.get(k) for k in keep}})
+
     # C1: METS zero-shot vs each other method's few-label rows on the same task (same test fold)
     for task in [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]:
         fl = rows[(rows["protocol"] == "few-label") & (rows["task"] == task) & (rows["method"].isin(methods))]
         for (m, mode, lf), _ in fl.groupby(["method", "mode", "label_fraction"], sort=False):
+            a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
+                 "label_fraction": lf}
+            b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl", "task": task}
             for metric in ("auroc", "f1"):
-                a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
-                     "label_fraction": lf}
-                b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl",
-                     "task": task}
-                try:
-                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
-                except ValueError as exc:
-                    res = {"note": str(exc)}
-                if res is None:
-                    continue
-                out.append({"claim": "C1", "comparison": f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} "
-                            f"{100 * float(lf):g}% (PTB-XL {task})", "metric": metric, "task": task, "other": m,
-                            "mode": mode, "label_fraction": lf, **{k: res.get(k) for k in
-                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
-                             "note")}})
+                add("C1", f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} {100 * float(lf):g}% (PTB-XL {task})",
+                    a, b, metric, task=task, label_fraction=lf)
     # C2: MIT-BIH AAMI macro recall and F1, METS against every other method in each mode
     mit = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
     for mode in [m for m in ("zero-shot", "linear-probe", "fine-tune") if m in set(mit["mode"])]:
         for m in methods:
+            a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
+            b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
             for metric in ("recall", "f1"):
-                a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
-                b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
-                try:
-                    res = cross_pair(rows, a, b, metric, n_boot=n_boot)
-                except ValueError as exc:
-                    res = {"note": str(exc)}
-                if res is None:
-                    continue
-                out.append({"claim": "C2", "comparison": f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH "
-                            "DS2)", "metric": metric, "task": "aami", "other": m, "mode": mode,
-                            "label_fraction": np.nan, **{k: res.get(k) for k in
-                            ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero",
-                             "note")}})
+                add("C2", f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH DS2)", a, b, metric,
+                    task="aami", label_fraction=np.nan)
     df = pd.DataFrame(out)
     if not df.empty:
         df = df.rename(columns={"value_b": "mets_value", "value_a": "other_value"})
     return df
+
+
+def _verdict(g: pd.DataFrame, where: str) -> str:
+    """'supported' only when every comparison's paired interval is above zero."""
+    g = g.dropna(subset=["diff"])
+    if g.empty:
+        return f"not measured {where}".strip()
+    better = int(((g["excludes_zero"] == True) & (g["diff"] > 0)).sum())  # noqa: E712
+    worse = int(((g["excludes_zero"] == True) & (g["diff"] < 0)).sum())  # noqa: E712
+    n, mean = len(g), float(g["diff"].mean())
+    if better == n:
+        v = "**supported**"
+    elif worse == n:
+        v = "**contradicted**"
+    elif worse and not better:
+        v = "**not supported**"
+    elif better and not worse:
+        v = "**partly supported**"
+    else:
+        v = "**mixed**"
+    return (f"{v} {where}: METS better in {better} of {n} comparisons, worse in {worse}, "
+            f"mean difference {mean:+.3f}").replace("  ", " ")
 
 
 def paper_markdown(pc: pd.DataFrame, scale: str) -> str:
@@ -199,21 +224,14 @@ def paper_markdown(pc: pd.DataFrame, scale: str) -> str:
             continue
         main_metric = "auroc" if cid == "C1" else "f1"
         gm = g[g["metric"] == main_metric]
-        if cid == "C1":  # the paper's headline: label-scarce baselines (smallest fraction)
-            lf_min = gm["label_fraction"].min()
-            gm = gm[(gm["label_fraction"] == lf_min) & (gm["task"] == gm["task"].iloc[0])]
-        better = gm[(gm["excludes_zero"] == True) & (gm["diff"] > 0)]  # noqa: E712
-        worse = gm[(gm["excludes_zero"] == True) & (gm["diff"] < 0)]  # noqa: E712
-        if len(gm) and len(better) == len(gm):
-            verdict = "supported: METS is better than every compared method, each paired interval excludes 0"
-        elif len(worse):
-            verdict = (f"contradicted for {len(worse)} of {len(gm)} comparisons (METS significantly worse)"
-                       + (f"; supported for {len(better)}" if len(better) else ""))
-        elif len(better):
-            verdict = f"partly supported: METS better in {len(better)} of {len(gm)} comparisons, the rest inconclusive"
+        if cid == "C1":  # one verdict per labelled fraction of the baselines, on the first task
+            gm = gm[gm["task"] == gm["task"].iloc[0]]
+            parts = [_verdict(gg, f"against baselines trained on {100 * float(lf):g} % of the labels")
+                     for lf, gg in gm.groupby("label_fraction", sort=True)]
+            verdict = "; ".join(parts)
         else:
-            verdict = "not supported at this scale: no paired interval excludes 0"
-        lines += [f"**{cid}. {text}**", "", f"Verdict ({main_metric}, {scale}): **{verdict}**.", "",
+            verdict = _verdict(gm, "")
+        lines += [f"**{cid}. {text}**", "", f"Verdict (macro {main_metric}; {scale}): {verdict}.", "",
                   "| comparison | metric | METS | other | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|---|---|"]
         for _, r in g.iterrows():
             if pd.isna(r.get("diff")):

@@ -154,8 +154,20 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
 # --------------------------------------------------------------------------------------------
 # atomic writes
 # --------------------------------------------------------------------------------------------
+def _file_mode() -> int:
+    """Mode of a newly created file under the process umask (``mkstemp`` alone gives 0600); read
+    once, at import, since reading the umask means setting it for a moment."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path``."""
+    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path`` (with the permissions an
+    ordinary ``open(path, 'w')`` would give, so reports and results stay readable by the group)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +180,7 @@ def _atomic(path: Path, write) -> None:
             raise err from exc
         raise
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
@@ -444,6 +457,22 @@ def load_results_dir(path: str | os.PathLike) -> pd.DataFrame:
         return normalize_rows(pd.read_csv(store.csv_path, dtype=text_cols, keep_default_na=False,
                                           na_values=["", "nan", "NaN"]))
     raise UserError(f"'{path}' holds no results (no rows/*.parquet, no results.csv)")
+
+
+def holds_results(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a results folder of ``benchmark run`` (rows/*.parquet or results.csv)."""
+    store = ResultStore(path)
+    return bool(store.done_jobs()) or store.csv_path.is_file()
+
+
+def result_folders(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The results folders directly inside ``path`` (a folder of result folders, e.g. ``results/``),
+    sorted by name, and the sub-folders skipped because they hold none (e.g. an Optuna study)."""
+    path = Path(path)
+    found, skipped = [], []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        (found if holds_results(sub) else skipped).append(sub)
+    return found, skipped
 
 
 def merge_results(dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:

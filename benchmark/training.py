@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from benchmark import distributed as dist_
-from benchmark.cache import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,21 @@ def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_dec
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
     raise UserError(f"unknown optimizer '{name}'; use one of {', '.join(OPTIMIZERS)}")
+
+
+def _param_groups(params) -> list[dict]:
+    """Parameters -> optimiser groups of those that require grad. ``params`` is an iterable of
+    parameters (one group at the loop's learning rate) or of dicts ``{"params": [...], "lr": ...}``
+    (torch's parameter groups: e.g. METS's language model at its own, lower ``lm_lr``)."""
+    items = list(params)
+    if items and all(isinstance(g, dict) for g in items):
+        out = []
+        for g in items:
+            kept = [p for p in g["params"] if p.requires_grad]
+            if kept:
+                out.append({**g, "params": kept})
+        return out or [{"params": []}]
+    return [{"params": [p for p in items if p.requires_grad]}]
 
 
 def _lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -245,7 +260,8 @@ def fit(
     """Train ``module`` by minimising ``step(batch)``; return the history (one row per epoch).
 
     ``module`` owns all trainable state (it is moved to the device, checkpointed and restored);
-    ``params`` defaults to its parameters with ``requires_grad``. ``step`` returns a scalar loss,
+    ``params`` defaults to its parameters with ``requires_grad``; it may also be a list of torch
+    parameter groups (dicts with ``params`` and e.g. their own ``lr``; the schedule scales every group). ``step`` returns a scalar loss,
     or ``None`` to skip a batch (e.g. every report in it is empty). ``warmup`` is in epochs
     (fractions allowed). With ``val_idx`` the module ends in its best-validation-loss state and
     ``early_stopping_patience`` epochs without improvement stop training; without it the last
@@ -253,7 +269,8 @@ def fit(
     later call with the same settings resumes from it (a finished run returns at once).
     ``on_epoch_end(epoch, row)`` runs after the checkpoint is written; an exception it raises
     (e.g. ``optuna.TrialPruned``) propagates with the checkpoint intact.
-    History rows: ``{epoch, train_loss, val_loss, seconds, lr}``.
+    History rows: ``{epoch, train_loss, val_loss, seconds, lr, ecgs_per_s}`` (``ecgs_per_s``: training
+    examples per second of the epoch's training phase, over all ranks).
     """
     from tqdm.auto import tqdm
 
@@ -274,10 +291,11 @@ def fit(
 
     module.to(dev)
     explicit_params = params is not None
-    params = [p for p in (module.parameters() if params is None else params) if p.requires_grad]
+    groups = _param_groups(module.parameters() if params is None else params)
+    params = [p for g in groups for p in g["params"]]
     if not params:
         raise UserError(f"{desc}: nothing to train (no parameter requires grad)")
-    opt = _make_optimizer(optimizer, params, lr, weight_decay)
+    opt = _make_optimizer(optimizer, groups if len(groups) > 1 or len(groups[0]) > 1 else params, lr, weight_decay)
     plan = batch_plan(len(train_idx), batch_size, drop_last)
     if world > 1:  # every rank needs an equal shard: trim a short batch to a multiple of world
         plan = [slice(sl.start, sl.start + (sl.stop - sl.start) // world * world) for sl in plan]
@@ -396,6 +414,7 @@ def fit(
             torch.manual_seed(step_seed(seed, epoch, 7919))
             lr_now = opt.param_groups[0]["lr"]
             train_loss, n_used = run_batches(epoch, train=True)
+            train_s = time.perf_counter() - t0
             if world > 1:
                 _broadcast_buffers(module)
             val_loss = None
@@ -410,6 +429,7 @@ def fit(
                 "val_loss": val_loss,
                 "seconds": time.perf_counter() - t0,
                 "lr": lr_now,
+                "ecgs_per_s": n_used / train_s if train_s > 0 else None,  # training throughput, all ranks
             }
             history.append(row)
             if val_loss is not None:

@@ -111,7 +111,10 @@ def main(args) -> int:
             print(f"{k}={v} (fixed)")
         return 0
     if not args.summary_only:
+        tuner.attach_tracker(args)
         tuner.optimize(args.trials, timeout=parse_duration(args.timeout))
+        if tuner.tracker is not None:
+            print(tuner.tracker.hint())
     paths = tuner.write_outputs()
     print(tuner.summary_text())
     for what, path in paths.items():
@@ -299,6 +302,7 @@ class Tuner:
         grace: int | None = None,
         max_retry: int = 3,
         progress: bool = True,
+        tracker=None,
     ):
         from benchmark.config import DEFAULTS, build_config
         from benchmark.registry import METHODS, format_spec, load_builtin_plugins, parse_spec
@@ -335,6 +339,7 @@ class Tuner:
         self.pruner_name, self.sampler_seed = pruner, sampler_seed
         self.heartbeat, self.grace, self.max_retry = heartbeat, grace, max_retry
         self._runners: dict[str, Any] = {}
+        self.tracker = tracker  # benchmark.tracking: one tracked run per trial; None: off
         self._study = None
         self._failures = 0
 
@@ -347,6 +352,12 @@ class Tuner:
             pruner=args.pruner, sampler_seed=args.sampler_seed, heartbeat=args.heartbeat, grace=args.grace,
             max_retry=args.max_retry, progress=not args.no_progress,
         )
+
+    def attach_tracker(self, args) -> None:
+        """``--log``: one tracked run per trial, in an experiment named after the study."""
+        from benchmark.harness import tracker_from_args
+
+        self.tracker = tracker_from_args(args, self.out, experiment=self.study_name)
 
     # -- identity of the study --------------------------------------------------------------
     def study_meta(self) -> dict:
@@ -429,7 +440,7 @@ class Tuner:
             seed=self.seed,
         )
 
-    def evaluate(self, method_params: dict, run_settings: dict, trial=None) -> tuple[float, str]:
+    def evaluate(self, method_params: dict, run_settings: dict, trial=None, logger=None) -> tuple[float, str]:
         """Pretrain (or load) one variant and return (validation objective, variant spec).
 
         With ``trial``, the objective is reported after every epoch and a pruner may stop it.
@@ -446,12 +457,15 @@ class Tuner:
             log.info("trial %s epoch %d: val %s %.4f (val loss %s)", trial.number, epoch, self.objective, value,
                      row.get("val_loss"))
             trial.report(value, epoch)
+            if logger is not None:
+                logger.log_metrics({f"val/{self.objective}_macro_auroc": value}, step=epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} (val {self.objective} AUROC {value:.4f})")
 
         with data.forbid("test"):
             try:
-                model, h = runner.pretrained(spec, self.seed, on_epoch_end=on_epoch_end if trial is not None else None)
+                model, h = runner.pretrained(spec, self.seed, on_epoch_end=on_epoch_end if trial is not None else None,
+                                             logger=logger)
                 value = self.score(runner, model)
             finally:
                 runner._models.clear()  # one model in memory at a time
@@ -504,17 +518,43 @@ class Tuner:
             retried = self.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
             log.info("trial %d%s: %s %s", trial.number, f" (retry of {retried})" if retried is not None else "",
                      self.spec_for(method_params), run_settings or "")
+            tracked = self._track_trial(trial, method_params, run_settings)
+            status = "failed"
             try:
-                value, _ = self.evaluate(method_params, run_settings, trial)
-            except (optuna.TrialPruned, SplitAccessError):
+                value, _ = self.evaluate(method_params, run_settings, trial, logger=tracked)
+                status = "success"
+            except optuna.TrialPruned:
+                status = "pruned"
+                raise
+            except SplitAccessError:
                 raise
             except (UserError, RuntimeError, ValueError, FloatingPointError) as exc:
                 trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}"[:500])
                 raise TrialError(str(exc)) from exc
+            finally:
+                if tracked is not None:
+                    if status == "success":
+                        tracked.log_metrics({f"objective/val_{self.objective}_macro_auroc": value})
+                    tracked.finish(status)
             log.info("trial %d: val %s macro AUROC %.4f", trial.number, self.objective, value)
             return value
 
         return objective
+
+    def _track_trial(self, trial, method_params: dict, run_settings: dict):
+        if self.tracker is None:
+            return None
+        meta = self.study_meta()
+        run = self.tracker.start_run(f"trial {trial.number}: {self.spec_for(method_params)}",
+                                     tags={"study": self.study_name, "storage": self.storage_url})
+        run.log_hyperparams({
+            "method": self.spec_for(method_params), "method_name": self.base_name, "seed": self.seed,
+            "config_hash": meta["config_hash"], "study": self.study_name, "trial": trial.number,
+            "objective": self.objective, "task": self.task, "profile": self.profile,
+            **{f"space.{k}": v for k, v in {**method_params, **run_settings}.items()},
+            **{f"fixed.{k}": v for k, v in meta["fixed"].items()},
+        })
+        return run
 
     def counts(self) -> dict[str, int]:
         from collections import Counter

@@ -150,7 +150,7 @@ class CachedTextEncoder:
         raise AssertionError("unreachable")
 
     def _heal(self, reason: str) -> None:
-        from benchmark.cache import quarantine
+        from benchmark.heal import quarantine
 
         self.close()
         dest = quarantine(self.db_path, reason)

@@ -67,6 +67,10 @@ class METS(Method):
         "report_prompt": "The report of the ECG is that {report}",
         "report_text": "en",  # raw | clean | en: English by default, the language of the zero-shot prompts
         "text_in_loop": False,
+        # frozen (the paper) | last-N (the LM's last N transformer layers train with the CLIP loss) | all
+        "lm_train": "frozen",
+        "lm_lr": 1e-5,  # learning rate of the trained LM layers (the ECG side uses lr)
+        "grad_checkpointing": False,  # recompute the trained LM layers' activations in backward (large LMs)
     }
 
     def build(self) -> None:
@@ -84,6 +88,12 @@ class METS(Method):
         object.__setattr__(
             self, "text", create_text_encoder(str(s["lm"]), cache_dir=s["cache_dir"], device=s["device"])
         )
+        self._lm_layers = parse_lm_train(s["lm_train"])
+        if not float(s["lm_lr"]) > 0:
+            raise UserError(f"mets lm_lr must be > 0, got {s['lm_lr']}")
+        self.lm = None
+        if self._lm_layers:
+            self._make_trainable_lm()
         self._make_projections()
         init = torch.tensor(math.log(1.0 / float(s["temperature"])))
         if s["learnable_temperature"]:
@@ -93,6 +103,55 @@ class METS(Method):
         self._fit_texts: list[str] | None = None
         self._text_emb: torch.Tensor | None = None  # [len(data), lm_dim] for training/validation rows
         self._row_text: list[str] | None = None
+
+    # -- trainable language model (lm_train=last-N|all) ----------------------------------------
+    def _make_trainable_lm(self) -> None:
+        """A trainable copy of the LM (a submodule: it is saved, checkpointed and optimised) whose
+        last N transformer layers (or all of it) require grad. The cached frozen LM (``self.text``)
+        stays untouched: it is the "bare LM" of the text-ceiling protocol."""
+        import copy
+
+        from methods.text_encoders import TransformerTextEncoder
+
+        base = self.text.encoder
+        spec = self.settings["lm_train"]
+        if not isinstance(base, TransformerTextEncoder):
+            raise UserError(f"mets lm_train={spec} needs a transformer language model; lm '{self.settings['lm']}' has none to train")
+        self.lm = copy.deepcopy(base.module())
+        layers = transformer_layers(self.lm)
+        if self._lm_layers > len(layers):
+            raise UserError(f"mets lm_train={spec}: the LM has only {len(layers)} transformer layers")
+        self.lm.requires_grad_(False)
+        trained = self.lm if self._lm_layers < 0 else layers[len(layers) - self._lm_layers:]
+        trained.requires_grad_(True)
+        self._trained_lm_parts = [self.lm] if self._lm_layers < 0 else list(trained)
+        if self.settings["text_in_loop"]:
+            raise UserError("mets text_in_loop applies to a frozen LM only (a trained LM always runs in the loop)")
+        if self.settings["grad_checkpointing"]:
+            self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def train(self, mode: bool = True):
+        """The LM's frozen part always stays in eval mode (no dropout): it computes exactly what the
+        frozen LM computes; only the trained layers switch to training mode."""
+        super().train(mode)
+        if getattr(self, "lm", None) is not None:
+            self.lm.eval()
+            for part in self._trained_lm_parts:
+                part.train(mode)
+        return self
+
+    def optimizer_params(self) -> list | None:
+        if self.lm is None:
+            return None
+        lm_ids = {id(p) for p in self.lm.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in lm_ids]
+        return [{"params": rest}, {"params": list(self.lm.parameters()), "lr": float(self.settings["lm_lr"])}]
+
+    def _lm_forward(self, texts: list[str], device) -> torch.Tensor:
+        """Pooled embeddings [n, lm_dim] of ``texts`` through the trainable LM (gradients flow
+        into its trained layers when grad is enabled)."""
+        enc = self.text.encoder.tokenize(list(texts), device)
+        return self.text.encoder.embed_tokens(self.lm, enc)
 
     def _make_projections(self) -> None:
         """ECG and text projections into a ``proj_dim`` space (default: the LM's width).
@@ -121,6 +180,11 @@ class METS(Method):
         train_idx = np.asarray(train_idx, dtype=np.int64)
         if self.text.requires_fit:
             self.fit_text_encoder(sorted({texts[i] for i in train_idx if texts[i]}))
+        self._row_text = texts
+        if self.lm is not None:  # the LM trains: no cached embeddings, it runs on every batch
+            self._text_emb = None
+            self.stats.update(unique_reports=len({texts[i] for i in train_idx if texts[i]}), embedded_rows=0)
+            return
         rows = np.unique(np.concatenate([train_idx, np.asarray([] if val_idx is None else val_idx, dtype=np.int64)]))
         rows = rows[[bool(texts[i]) for i in rows]] if len(rows) else rows  # empty reports: no embedding
         unique = sorted({texts[i] for i in rows})
@@ -147,6 +211,10 @@ class METS(Method):
 
     # -- training --------------------------------------------------------------------------
     def _text_features(self, batch: Batch) -> torch.Tensor:
+        if self.lm is not None:
+            if self._row_text is None:
+                raise RuntimeError("mets: setup() must run before training (pretrain() calls it)")
+            return self._lm_forward([self._row_text[i] for i in batch.idx], batch.device)
         if self.settings["text_in_loop"]:
             texts = [self._row_text[i] for i in batch.idx]
             return torch.as_tensor(_timed_encode(self.text.encoder, texts), device=batch.device)
@@ -166,12 +234,39 @@ class METS(Method):
     def _joint_ecg(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.ecg_proj(self.ecg_features(x)).float(), dim=-1)
 
+    def lm_embeddings(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Raw (unprojected) embeddings [n, lm_dim] of the method's text tower: the trained copy of
+        the LM when lm_train is not frozen, else the frozen LM (through the cache)."""
+        if self.lm is None:
+            return _timed_encode(self.text, list(texts))
+        was = self.training
+        self.to(self.device).eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(texts), batch_size):
+                    out.append(self._lm_forward(list(texts[i : i + batch_size]), self.device).float().cpu().numpy())
+        finally:
+            self.train(was)
+        return np.concatenate(out) if out else np.zeros((0, self.lm_dim), dtype=np.float32)
+
+    def bare_lm_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Raw embeddings [n, lm_dim] of the LM *before* any ECG training (the frozen, cached LM; a
+        fitted TF-IDF for lm=tfidf): what the text side knows on its own."""
+        return _timed_encode(self.text, list(texts))
+
+    def report_texts(self, data, idx) -> list[str]:
+        """The reports of rows ``idx`` exactly as the text tower saw them in training (report_text
+        kind, wrapped in report_prompt); '' for an empty report."""
+        texts = self._prompted(data)
+        return [texts[i] for i in np.asarray(idx, dtype=np.int64)]
+
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised projected text embeddings [n, proj_dim] (the frozen LM goes through the cache)."""
+        """L2-normalised projected text embeddings [n, proj_dim] (a frozen LM goes through the cache)."""
         if not texts:
             return np.zeros((0, self.text_proj.out_features), dtype=np.float32)
-        raw = torch.as_tensor(_timed_encode(self.text, list(texts)), device=self.device)
+        raw = torch.as_tensor(self.lm_embeddings(list(texts)), device=self.device)
         was = self.training
         self.to(self.device).eval()
         with autocast(self.precision, self.device):
@@ -227,6 +322,31 @@ class METS(Method):
                 f"the saved METS model was trained with text encoder {saved}, but '{self.settings['lm']}' "
                 f"now resolves to {now}: its weights changed; pretrain again"
             )
+
+
+def parse_lm_train(value: Any) -> int:
+    """'frozen' -> 0, 'all' -> -1, 'last-N' -> N (N >= 1); anything else is a one-line error."""
+    text = str(value).strip().lower()
+    if text == "frozen":
+        return 0
+    if text == "all":
+        return -1
+    if text.startswith("last-"):
+        n = text[5:]
+        if n.isdigit() and int(n) >= 1:
+            return int(n)
+    raise UserError(f"mets lm_train must be frozen, all or last-N (N >= 1, e.g. last-2), got '{value}'")
+
+
+def transformer_layers(model) -> nn.ModuleList:
+    """The stack of transformer blocks of a Hugging Face encoder (BERT/MiniLM/MPNet: encoder.layer)."""
+    for path in ("encoder.layer", "encoder.layers", "layers", "transformer.layer", "h"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList) and len(obj):
+            return obj
+    raise UserError(f"cannot find the transformer layers of {type(model).__name__} (looked for encoder.layer, layers, h)")
 
 
 def _identity(text_encoder) -> Any:

@@ -31,7 +31,8 @@ PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 
 PAPER_TEMPLATE = "The ECG of {label}, a type of diagnostic."
 REPORT_TEMPLATE = "The report of the ECG is that {label}."
-TEMPLATE_SETS = ("all", "paper", "report")
+TEMPLATE_SETS = ("all", "paper", "report", "catalogue")
+CATALOGUE_DIR = PROMPT_DIR / "catalogue"
 
 
 def available_prompt_sets() -> list[tuple[str, str]]:
@@ -45,8 +46,10 @@ def available_prompt_sets() -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=None)
-def _read(dataset: str, task: str) -> dict[str, Any]:
-    path = PROMPT_DIR / f"{dataset}_{task}.json"
+def _read(dataset: str, task: str, catalogue: bool = False) -> dict[str, Any]:
+    path = (CATALOGUE_DIR if catalogue else PROMPT_DIR) / f"{dataset}_{task}.json"
+    if catalogue and not path.is_file():
+        raise DataError(f"no catalogue prompt file '{path}': generate it with 'python -m methods.prompt_catalogue'")
     if not path.is_file():
         known = available_prompt_sets()
         if dataset not in {d for d, _ in known}:
@@ -65,11 +68,12 @@ def _read(dataset: str, task: str) -> dict[str, Any]:
 
 
 def prompt_templates(dataset: str, task: str, template_set: str = "all") -> list[str]:
-    """The templates of one prompt set: all of the file's, or only the paper's / the report-style one."""
+    """The templates of one prompt set: all of the file's (also for the catalogue descriptions), or
+    only the paper's / the report-style one."""
     if template_set not in TEMPLATE_SETS:
         raise unknown_name("prompt template set", str(template_set), TEMPLATE_SETS)
     templates = _read(dataset, task)["templates"]
-    if template_set == "all":
+    if template_set in ("all", "catalogue"):
         return templates
     wanted = PAPER_TEMPLATE if template_set == "paper" else REPORT_TEMPLATE
     if wanted not in templates:
@@ -84,8 +88,10 @@ def load_prompts(
 
     ``classes`` (e.g. ``ecgset.task(task).classes``) selects and orders the classes; a class
     without prompts raises ``UserError``. Without it, the file's canonical order is used.
+    ``template_set='catalogue'``: the descriptions generated from the data sets' statement
+    catalogues (``methods.prompt_catalogue``), with all the hand-written file's templates.
     """
-    body = _read(dataset, task)
+    body = _read(dataset, task, catalogue=template_set == "catalogue")
     templates = prompt_templates(dataset, task, template_set)
     table = body["classes"]
     order = list(table) if classes is None else list(classes)

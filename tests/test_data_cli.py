@@ -33,7 +33,17 @@ def test_info_json_for_ptbxl(ptbxl_set, data_root, session_cache, capsys):
     assert s["skipped"] == 0
     assert s["languages"] == ptbxl_set.meta["language"].value_counts().to_dict()
     assert sum(s["languages"].values()) == len(ptbxl_set)
+    import pandas as pd
+
+    from benchmark.data.reports_text import annotation_counts, detect_language
+
+    db = pd.read_csv(data_root / "ptb-xl" / "ptbxl_database.csv")
+    assert s["languages"] == pd.Series([detect_language(r) for r in db["report"].fillna("")]).value_counts().to_dict()
     assert s["info"]["glossary_coverage"]["overall"]["coverage"] >= 0.95
+    held = s["info"]["glossary_coverage_out_of_sample"]
+    assert held["de"]["coverage"] >= 0.95 and held["sv"]["coverage"] >= 0.95
+    assert s["info"]["annotations_removed"] == annotation_counts(db["report"].fillna(""))
+    assert 0 < len(s["info"]["untranslated_out_of_sample"]) <= 10
 
 
 def test_info_text_prepare_and_not_found(ptbxl_copy, tmp_path, capsys):
@@ -48,7 +58,7 @@ def test_info_text_prepare_and_not_found(ptbxl_copy, tmp_path, capsys):
     assert main(["data", "info", "--data-root", str(root), "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert "ptbxl: 4 examples at 100 Hz" in out and "skipped: 1" in out and "00003_lr" in out
-    assert "task superdiagnostic" in out and "report languages:" in out and "glossary coverage:" in out
+    assert "task superdiagnostic" in out and "report languages:" in out and "glossary coverage, out of sample" in out
 
     assert main(["data", "info", "--json", "--data-root", str(root), "--cache-dir", str(cache)]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -100,3 +110,60 @@ def test_dataset_options_reach_the_store(ptbxl_copy, tmp_path, capsys, action):
         assert json.loads(out)["ptbxl"]["_summary"]["records"] == 3
     else:
         assert "ptbxl: 3 examples" in out
+
+
+def test_data_text_on_the_shared_reports(data_root, tmp_path, capsys):
+    import pandas as pd
+
+    out_csv = tmp_path / "text.csv"
+    rc = main(["data", "text", "--json", "--data-root", str(data_root), "--write", str(out_csv), "--top", "5"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    db = pd.read_csv(data_root / "ptb-xl" / "ptbxl_database.csv")
+    assert d["reports"] == len(db) and sum(d["languages"].values()) == len(db)
+    assert d["coverage"]["de"] >= 0.95 and d["coverage"]["sv"] >= 0.95  # out of sample
+    assert set(d["coverage_detail"]) == {"out_of_sample", "out_of_sample_new_text", "in_sample", "all"}
+    assert d["annotations_removed"]["edit"] == int(db["report"].fillna("").str.contains("Edit:").sum())
+    assert len(d["untranslated"]) <= 5
+    w = pd.read_csv(out_csv, keep_default_na=False)
+    assert list(w.columns) == ["ecg_id", "language", "clean", "english"] and len(w) == len(db)
+    assert not w["clean"].str.contains("edit:").any()
+    row = w[w["clean"] == "sinusrytm vänster kammarhypertrofi"].iloc[0]  # its consensus dict is gone
+    assert row["english"] == "sinus rhythm left ventricular hypertrophy" and row["language"] == "sv"
+
+    assert main(["data", "text", "--data-root", str(data_root), "--top", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "translation coverage out of sample" in text and "translation coverage in sample" in text
+    assert "labelling annotations removed (reports): edit" in text and "languages: de" in text
+
+
+def test_data_text_on_a_reports_file(tmp_path, capsys):
+    import pandas as pd
+
+    f = tmp_path / "reports.csv"
+    pd.DataFrame(
+        {
+            "ecg_id": [900001, 900002, 900003, 1],
+            "report": [
+                "sinusrhythmus mögl. vorhofhypertrophie Edit: NORM 100, (NORM 100)",
+                "sinusrytm vÄnster kammarhypertroficonsensus label derived from: {'LVH': 100.0}",
+                "sinusrhythmus xqzvwpfk {'AFIB': 100.0} sonst normales ekg",
+                "sinusrhythmus normales ekg",
+            ],
+            "other": [1, 2, 3, 4],
+        }
+    ).to_csv(f, index=False)
+    assert main(["data", "text", "--json", "--reports", str(f)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["annotations_removed"] == {"edit": 1, "consensus": 1, "code_dict": 1, "code_list": 0}
+    assert d["sample"]["out_of_sample"] == 3 and d["sample"]["in_sample"] == 1  # ecg_id 1 was read
+    assert d["untranslated"] == [{"language": "de", "word": "xqzvwpfk", "count": 1}]
+    assert d["coverage_detail"]["out_of_sample"]["de"]["words"] == 3 + 5
+
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"id": [1], "report": ["x"]}).to_csv(bad, index=False)
+    assert main(["data", "text", "--reports", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "ecg_id" in err and str(bad) in err and err.count("\n") == 1
+    assert main(["data", "text", "--reports", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in capsys.readouterr().err

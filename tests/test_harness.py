@@ -124,3 +124,19 @@ def test_kill_and_resume_gives_identical_results(tmp_path):
     b = ResultStore(tmp_path / "b").load_rows().sort_values(key).reset_index(drop=True)
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float), rtol=0, atol=1e-6)
+
+
+def test_run_ends_with_the_report_command_that_works(tiny_run, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    out, cache = tiny_run
+    capsys.readouterr()
+    assert _run(out, cache, "mets[lm=tfidf],random-init", "zero-shot,few-label,cross-dataset",
+                ["--set", "cross_datasets=mitbih"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1].strip()
+    argv = shlex.split(last)
+    assert argv[:4] == ["python", "-m", "benchmark", "report"] and argv[argv.index("--results") + 1] == str(out)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[3:]) == 0
+    assert (tmp_path / "reports" / out.name / "index.md").is_file()
+    assert (tmp_path / "reports" / out.name / "index.html").is_file()

@@ -23,7 +23,7 @@ load_builtin_plugins()
 
 TINY = dict(encoder="resnet1d-tiny", epochs=1, batch_size=8, max_steps_per_epoch=2, device="cpu", seed=0)
 METS_TEXT_ENCODERS = ["tfidf", "random-bert[size=tiny]", "hf:{tiny_bert}", "mpnet"]  # minilm: plain "mets"
-CASES = METHODS.list() + [f"mets[lm={lm}]" for lm in METS_TEXT_ENCODERS]
+CASES = METHODS.list() + [f"mets[lm={lm}]" for lm in METS_TEXT_ENCODERS] + ["mets[lm_train=last-2]"]
 
 
 @pytest.fixture(scope="module")

@@ -107,3 +107,37 @@ def test_paired_table_from_a_results_folder(tmp_path):
     r0 = rows[(rows["method"] == "mets") & (rows["seed"] == 0) & (rows["metric"] == "auroc") & (rows["class"] == "")]
     s0 = t[(t["seed"] == "0") & (t["metric"] == "auroc")].iloc[0]
     assert s0["value_a"] == pytest.approx(float(r0["value"].iloc[0]))
+
+
+def test_cached_table_equals_direct_paired_diff(tmp_path):
+    """paired_table scores each evaluation once and differences cached arrays: same numbers as
+    paired_diff on the pair."""
+    from benchmark.paired import _scores_index, load_scored
+    from benchmark.results import scores_frame
+
+    y = _labels(180, seed=9)
+    rng = np.random.default_rng(9)
+    store = ResultStore(tmp_path / "res")
+    for method, strength in (("mets", 1.2), ("clocs", 0.9), ("simclr", 0.6)):
+        for seed in (0, 1, 2):
+            s = strength * y + rng.normal(size=y.shape)
+            thr = choose_thresholds(y, s)
+            rows = evaluate(y, s, ["a", "b", "c"], multilabel=True, thresholds=thr, n_boot=10)
+            base = {"method": method, "method_name": method, "seed": seed, "protocol": "few-label",
+                    "mode": "linear-probe", "dataset": "ptbxl", "task": "superdiagnostic", "label_fraction": 0.1}
+            sc = scores_frame([f"e{i}" for i in range(len(y))], ["a", "b", "c"], y, s)
+            sc["pred"] = (s >= thr).reshape(-1).astype(np.int8)
+            store.write_job(f"{method}-{seed}", [{**base, **r} for r in rows], sc, {})
+    rows = merge_results([store.root])
+    t = paired_table(rows, n_boot=150, seed=3)
+    idx = _scores_index(rows).set_index(["method", "seed"])["path"]
+    pair = t[t["method_a"].isin(["clocs", "simclr"]) & t["method_b"].isin(["clocs", "simclr"])]
+    a, b = pair["method_a"].iloc[0], pair["method_b"].iloc[0]
+    for metric in ("auroc", "f1"):
+        direct = paired_diff([(load_scored(idx[(a, s)]), load_scored(idx[(b, s)])) for s in (0, 1, 2)],
+                             metric, n_boot=150, seed=3)
+        row = pair[(pair["metric"] == metric) & (pair["seed"] == "mean")].iloc[0]
+        assert row["diff"] == pytest.approx(direct["diff"])
+        assert row["ci_low"] == pytest.approx(direct["ci_low"]) and row["ci_high"] == pytest.approx(direct["ci_high"])
+        one = pair[(pair["metric"] == metric) & (pair["seed"] == "1")].iloc[0]
+        assert one["ci_low"] == pytest.approx(direct["pairs"][1]["ci_low"])

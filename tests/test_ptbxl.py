@@ -101,10 +101,12 @@ def test_splits_and_metadata(ptbxl_set, data_root):
     for col in ("report_raw", "report_clean", "report_en", "language", "age", "sex", "strat_fold", "example"):
         assert col in meta.columns
     assert not meta["report_clean"].str.contains("edit:").any()
-    n_edit = int(df["report"].astype(str).str.contains("Edit:").sum())
-    assert meta["report_raw"].str.contains("Edit:").sum() == ptbxl_set.manifest["info"]["edit_annotations_removed"] == n_edit
+    n_edit = int(df["report"].fillna("").str.contains("Edit:").sum())
+    assert n_edit > 0 and meta["report_raw"].str.contains("Edit:").sum() == ptbxl_set.manifest["info"]["edit_annotations_removed"] == n_edit
+    assert ptbxl_set.manifest["info"]["annotations_removed"]["edit"] == n_edit
     # empty reports are kept and counted
-    assert (meta["report_clean"] == "").sum() == ptbxl_set.manifest["info"]["empty_reports"]
+    n_empty = int((df["report"].fillna("").str.strip() == "").sum())
+    assert n_empty > 0 and (meta["report_clean"] == "").sum() == ptbxl_set.manifest["info"]["empty_reports"] == n_empty
     assert ptbxl_set.lead_mask.all() and ptbxl_set.leads == LEADS
 
 

@@ -236,7 +236,8 @@ def test_every_figure_written_and_indexed(full_report):
     # every section is present, except MIT-BIH AAMI (these results hold the PVC task only)
     body = {sec.split("\n", 1)[0]: sec for sec in text.split("\n## ")[1:]}
     absent = {title for title, b in body.items() if "*absent:*" in b}
-    assert absent == {"MIT-BIH AAMI (DS1 -> DS2)", "Paper comparison"}, absent
+    # and the text-only ceiling (no text-ceiling rows here: tests/test_report_text_ceiling.py)
+    assert absent == {"MIT-BIH AAMI (DS1 -> DS2)", "Paper comparison", "Text-only ceiling"}, absent
     assert "C1." in body["Paper comparison"] and "C2." in body["Paper comparison"]
     paired = pd.read_csv(rep / "tables" / "paired.csv")
     need = ["method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "diff",

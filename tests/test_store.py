@@ -186,8 +186,9 @@ def test_manifest_records_what_was_done(ptbxl_set):
     assert m["dataset"] == "ptbxl" and m["params"] == {"fs": 100, "window_s": 10.0, "options": {"limit": 0}}
     assert m["stats_fitted_on"] == "train" and m["records_kept"] == len(ptbxl_set)
     fp = m["source_fingerprint"]
-    # metadata/annotation files are content-hashed; each record's .hea/.dat only by (size, mtime)
-    assert fp["content_hashed"] == 3 and fp["stat_only"] == 2 * len(ptbxl_set) and fp["missing"] == 0
+    # metadata/annotation files are content-hashed (database, statements, glossary, glossary_seen.txt);
+    # each record's .hea/.dat only by (size, mtime)
+    assert fp["content_hashed"] == 4 and fp["stat_only"] == 2 * len(ptbxl_set) and fp["missing"] == 0
     assert m["tasks"]["superdiagnostic"]["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert ptbxl_set.path.name == f"ptbxl-{m['key']}"
 

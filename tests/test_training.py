@@ -61,7 +61,7 @@ def test_resume_after_interruption_gives_identical_weights(small, tmp_path):
     assert seen == [1, 2]  # epoch 0 was not trained again
     sa, sb = ref.state_dict(), resumed.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "ecgs_per_s")} for r in h]  # noqa: E731
     assert strip(h_ref) == strip(h_res)
     # a finished run resumes to its final state without training
     again = tiny_classifier(seed=9)
@@ -106,7 +106,8 @@ def test_early_stopping_uses_validation_loss_and_keeps_the_best_state(small):
     assert train == sorted(train, reverse=True) and val == sorted(val)  # the constructed conflict
     assert len(hist) == 3  # best at epoch 0, then 2 epochs without improvement -> stop
     assert toy.w.item() == states[0]  # the best-validation state is restored, not the last
-    assert set(hist[0]) == {"epoch", "train_loss", "val_loss", "seconds", "lr"}
+    assert set(hist[0]) == {"epoch", "train_loss", "val_loss", "seconds", "lr", "ecgs_per_s"}
+    assert all(r["ecgs_per_s"] > 0 for r in hist)
 
 
 def test_bf16_autocast_runs_on_cpu(small):

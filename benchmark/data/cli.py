@@ -2,7 +2,9 @@
 
 ``info``     prepares (or opens the cached store of) each dataset found under the data root and
              prints records per split, class counts per task and split, report languages, skipped
-             records and glossary coverage. ``--json`` prints one object::
+             records, labelling annotations removed by kind and glossary coverage (out of sample:
+             on the reports the glossary was not written from, and on all reports; ``data text``
+             lists the untranslated words). ``--json`` prints one object::
 
                  {"ptbxl": {"superdiagnostic": {"train": {"NORM": n, ...}, "val": {...},
                                                 "test": {...}, "unlabelled": n},
@@ -15,6 +17,15 @@
              i.e. every task at the top level of its dataset, plus a ``_summary`` key (task names
              never start with ``_``). A dataset whose folder is missing is reported as "not found"
              unless it was named explicitly with ``--datasets`` (then it is an error).
+``text``     the PTB-XL report text (the database under the data root, or ``--reports FILE.csv``
+             with columns ``ecg_id`` and ``report``): language mix, labelling annotations removed
+             by kind, translation coverage per language OUT OF SAMPLE (reports whose ecg_id is not
+             among those the glossary was written from, ``glossary_seen.txt``) next to in-sample
+             coverage, and the most frequent untranslated words out of sample. ``--json`` prints
+             ``benchmark.data.reports_text.text_summary`` (keys ``coverage`` -> language ->
+             fraction, out of sample; ``coverage_detail``; ``languages``; ``annotations_removed``;
+             ``untranslated``); ``--write FILE`` writes a CSV ``ecg_id, language, clean, english``.
+             Reads no signals: it takes seconds.
 ``prepare``  builds the stores with progress bars and prints where they are.
 ``download`` fetches a database from PhysioNet (``benchmark.data.download``).
 """
@@ -52,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (see module doc for the shape)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = sub.add_parser("text", help="report text: languages, annotations removed, out-of-sample translation coverage")
+    p.add_argument("--data-root", metavar="DIR", help="folder holding ptb-xl/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
+    p.add_argument("--reports", metavar="FILE.csv", help="measure this CSV instead (columns ecg_id, report; others ignored)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--write", metavar="FILE.csv", help="also write ecg_id, language, clean, english per report")
+    p.add_argument("--top", type=int, default=15, metavar="N", help="untranslated words listed (default: %(default)s)")
     p = sub.add_parser("prepare", help="build the prepared stores (memory-mapped signals + metadata)")
     _common(p)
     p.add_argument("--rebuild", action="store_true", help="delete and rebuild existing stores of these settings")
@@ -158,13 +175,22 @@ def _print_info(name: str, ds) -> None:
         print("  skipped: 0")
     if s["languages"]:
         print("  report languages: " + ", ".join(f"{k} {v}" for k, v in sorted(s["languages"].items())))
-    cov = s["info"].get("glossary_coverage")
-    if cov:
-        parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
-        print("  glossary coverage: " + "; ".join(parts))
-    for key in ("empty_reports", "edit_annotations_removed"):
-        if key in s["info"]:
-            print(f"  {key.replace('_', ' ')}: {s['info'][key]}")
+    for key, label in (("glossary_coverage_out_of_sample", "out of sample"), ("glossary_coverage", "all reports")):
+        cov = s["info"].get(key)
+        if cov:
+            parts = [f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()]
+            print(f"  glossary coverage, {label}: " + "; ".join(parts))
+    missing = s["info"].get("untranslated_out_of_sample")
+    if missing:
+        print("  most frequent untranslated words out of sample: "
+              + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in missing))
+    if "empty_reports" in s["info"]:
+        print(f"  empty reports: {s['info']['empty_reports']}")
+    removed = s["info"].get("annotations_removed")
+    if removed:
+        print("  labelling annotations removed (reports): " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+    elif "edit_annotations_removed" in s["info"]:
+        print(f"  edit annotations removed: {s['info']['edit_annotations_removed']}")
     for task, per in d.items():
         if task.startswith("_"):
             continue
@@ -180,6 +206,67 @@ def _print_info(name: str, ds) -> None:
             print(f"    {c:<{width}} {per['train'][c]:>6} {per['val'][c]:>6} {per['test'][c]:>6}")
 
 
+def _read_reports(args) -> tuple[list, list, str]:
+    import pandas as pd
+
+    if args.reports:
+        path = Path(args.reports).expanduser()
+        if not path.is_file():
+            raise UserError(f"--reports '{path}' does not exist")
+        try:
+            df = pd.read_csv(path)
+        except Exception as exc:
+            raise DataError(f"cannot read '{path}' as CSV: {exc}") from exc
+        missing = [c for c in ("ecg_id", "report") if c not in df.columns]
+        if missing:
+            raise DataError(f"'{path}' lacks column(s) {', '.join(missing)} (needs ecg_id and report)")
+        return df["ecg_id"].tolist(), df["report"].tolist(), str(path)
+    from benchmark.data.ptbxl import DATABASE_CSV, read_database
+    from benchmark.paths import DATASET_DIRS, resolve_data_root
+
+    root = resolve_data_root(args.data_root) / DATASET_DIRS.get("ptbxl", "ptb-xl")
+    df = read_database(root)
+    return df["ecg_id"].tolist(), df["report"].tolist(), str(root / DATABASE_CSV)
+
+
+def _text(args) -> int:
+    from benchmark.data.reports_text import text_summary
+    from benchmark.results import atomic_write_csv
+
+    if args.top < 0:
+        raise UserError(f"--top must be >= 0, got {args.top}")
+    ids, reports, source = _read_reports(args)
+    summary, rows = text_summary(ids, reports, top=args.top)
+    summary = {"source": source, **summary}
+    if args.write:
+        import pandas as pd
+
+        atomic_write_csv(pd.DataFrame(rows, columns=["ecg_id", "language", "clean", "english"]), Path(args.write))
+    if args.json:
+        print(json.dumps(summary, indent=1, ensure_ascii=False))
+        return 0
+    s = summary
+    print(f"{s['source']}: {s['reports']} reports")
+    print("  languages: " + ", ".join(f"{k} {v}" for k, v in s["languages"].items()))
+    print("  labelling annotations removed (reports): " + ", ".join(f"{k} {v}" for k, v in s["annotations_removed"].items()))
+    print(f"  seen while writing the glossary: {s['sample']['seen_rule']}")
+    for part in ("out_of_sample", "out_of_sample_new_text", "in_sample"):
+        cov = s["coverage_detail"][part]
+        label = part.replace("_", " ").replace("new text", "(texts not in sample)")
+        n = s["sample"][part]
+        if not n:
+            print(f"  translation coverage {label}: no reports")
+            continue
+        print(f"  translation coverage {label} ({n} reports): "
+              + "; ".join(f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()))
+    if s["untranslated"]:
+        print("  most frequent untranslated words out of sample: "
+              + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in s["untranslated"]))
+    if args.write:
+        print(f"  wrote {len(rows)} rows to {args.write}")
+    return 0
+
+
 def main(args) -> int:
     cmd = getattr(args, "data_command", None)
     if cmd is None:
@@ -193,6 +280,8 @@ def main(args) -> int:
         result = download(args.name, args.to, base_url=args.base_url, verify=not args.no_verify, progress=True)
         print(f"{args.name}: downloaded to {result if result is not None else args.to}")
         return 0
+    if cmd == "text":
+        return _text(args)
     progress = not args.no_progress and not (cmd == "info" and args.json)
     sets = _prepare_all(args, rebuild=(cmd == "prepare" and args.rebuild), progress=progress)
     if cmd == "info":

@@ -39,6 +39,7 @@ Options (``default_options``): ``limit`` -- keep only the first ``limit`` record
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from math import gcd
 from pathlib import Path
 
@@ -150,11 +151,11 @@ class PTBXL:
 
     @classmethod
     def source_files(cls, root: Path, params: PrepareParams) -> list[Path]:
-        from benchmark.data.reports_text import GLOSSARY_PATH
+        from benchmark.data.reports_text import GLOSSARY_PATH, SEEN_PATH
 
         col, _ = file_rate(params.fs)
         df = cls._database(root, params)
-        files = [root / DATABASE_CSV, root / STATEMENTS_CSV, GLOSSARY_PATH]
+        files = [root / DATABASE_CSV, root / STATEMENTS_CSV, GLOSSARY_PATH, SEEN_PATH]
         for name in df[col].astype(str):
             files.append(root / f"{name}.hea")
             files.append(root / f"{name}.dat")
@@ -162,7 +163,15 @@ class PTBXL:
 
     @classmethod
     def scan(cls, root: Path, params: PrepareParams) -> Scan:
-        from benchmark.data.reports_text import clean_report, detect_language, glossary_coverage, to_english
+        from benchmark.data.reports_text import (
+            annotation_counts,
+            clean_report,
+            detect_language,
+            glossary_coverage,
+            in_sample,
+            to_english,
+            untranslated_words,
+        )
 
         statements = read_statements(root)
         df = cls._database(root, params)
@@ -187,6 +196,7 @@ class PTBXL:
         clean = [clean_report(t) for t in raw]
         lang = [detect_language(t) for t in clean]
         english = [to_english(t, lg) for t, lg in zip(clean, lang)]
+        seen = in_sample(df["ecg_id"])
 
         def _patient(v) -> str:
             return str(int(v)) if pd.notna(v) else ""
@@ -229,7 +239,18 @@ class PTBXL:
             "unlabelled": unlabelled,
             "empty_reports": int(sum(1 for t in clean if not t)),
             "edit_annotations_removed": int(sum(1 for t in raw if "edit:" in t.lower())),
+            "annotations_removed": annotation_counts(raw),
             "glossary_coverage": glossary_coverage(clean, lang),
+            # on the reports the glossary was not written from (see docs/report_text.md)
+            "glossary_coverage_out_of_sample": glossary_coverage(
+                [c for c, s in zip(clean, seen) if not s], [lg for lg, s in zip(lang, seen) if not s]
+            ),
+            "untranslated_out_of_sample": [
+                {"language": lg, "word": w, "count": n}
+                for (lg, w), n in Counter(
+                    (lg, w) for c, lg, s in zip(clean, lang, seen) if not s for w in untranslated_words(c, lg)
+                ).most_common(10)
+            ],
             "signal_files": col,
         }
         return Scan(meta=meta, leads=LEADS, tasks=tasks, labels=labels, skipped=skipped, info=info)

@@ -8,28 +8,45 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
     lower-case; the file's odd encodings repaired (upper-case umlauts such as ``vÄnster`` become
     lower-case by ``str.lower``; ``#`` standing for ``ü`` as in ``f#r``/``#bergang``; ``á`` for
     ``ß`` as in ``schweiáausbruch``, a code-page 437 mix-up; stray ``ó`` + box-drawing pairs such as
-    ``ó¬`` are dropped); the labelling annotations some reports carry (``Edit: NORM 100, (NORM
-    100)``) removed from ``edit:`` to the end, because they name the very labels a zero-shot
-    protocol must predict; whitespace collapsed; trailing punctuation noise (``,;:!-/``) stripped.
+    ``ó¬`` are dropped); every labelling annotation removed (``strip_annotations``), because they
+    name the very labels a zero-shot protocol must predict; whitespace collapsed; trailing
+    punctuation noise (``,;:!-/``) stripped.
+
+``strip_annotations``
+    removes, by kind: ``edit`` (``Edit: NORM 100, (NORM 100)`` to the end of the report),
+    ``consensus`` (``consensus label derived from: {'LVH': 100.0, ...}`` to the end), ``code_dict``
+    (any other dict of SCP codes) and ``code_list`` (bare SCP codes in upper case, optionally with a
+    likelihood and in parentheses: ``NORM 100, (IRBBB, NDT)``). The rule behind ``code_list``: the
+    device writes lower case only, so an upper-case SCP code is never device text. After
+    lower-casing, a code may stay only where it is an ordinary word the device (or a
+    cardiologist's lower-case remark) writes: ``DEVICE_CODE_WORDS`` (``suggesting lvh``,
+    ``wpw syndrom``, ``el-axel``, ``sr``); ``leaked_codes`` lists any other.
 
 ``detect_language``
     counts marker words (see ``_MARKERS``) of German, Swedish and English in the cleaned text;
     letters that exist in only one of the languages (``å`` Swedish, ``ü``/``ß`` German) count as
-    markers too. The language with most hits wins; no hit or a tie gives ``'unknown'``; an empty
-    text is ``'unknown'``.
+    markers too. The language with most hits wins; a tie goes to the language of the first marker
+    word (a tie of letters alone, or no hit, gives ``'unknown'``); an empty text is ``'unknown'``.
 
 ``to_english``
-    replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
-    ``source phrase``, ``english``), longest phrase first, at word boundaries. German phrases also
-    match their ASCII transliterations (``ü``->``ue``, ``ö``->``oe``, ``ä``->``ae``, ``ß``->``ss``),
-    which the device used in part (``ueberdrehter linkstyp``). Words the glossary does not know
-    stay as they are (free-text remarks, drug names). English text is returned unchanged.
+    first replaces glossary phrases (``glossary.tsv`` next to this file, columns ``language``,
+    ``source phrase``, ``english``), longest phrase first, at word boundaries; German phrases also
+    match their ASCII transliterations (``ueberdrehter linkstyp``). Every word left over goes
+    through ``translate_word``: the word table, inflection endings, compound splitting with
+    modifier entries (``links-``), spelling variants and one-letter typos. Words nothing matches
+    stay as they are (the documented fallback: free text, cut-off words). English text is
+    returned unchanged. Method and measurements: ``docs/report_text.md``.
 
 ``glossary_coverage``
-    the share of the words of non-English reports that the glossary translated, overall and per
+    the share of the words of non-English reports that were translated, overall and per
     language. A *word* is a run of letters; language-neutral tokens (single letters, roman
     numerals, lead names, ECG abbreviations such as ``qrs``/``st``/``qt``, see ``_NEUTRAL``) are
-    not counted, and a word counts as translated when it lies inside a matched glossary phrase.
+    not counted; a word counts as translated when a matched phrase covers it or
+    ``translate_word`` translated it.
+
+``text_summary`` / ``in_sample``
+    what ``python -m benchmark data text`` reports; coverage *out of sample* is measured on the
+    reports whose ecg_id is not in ``glossary_seen.txt`` (the ids read while writing the glossary).
 """
 
 from __future__ import annotations
@@ -43,7 +60,100 @@ GLOSSARY_PATH = Path(__file__).with_name("glossary.tsv")
 LANGUAGES = ("de", "sv", "en", "unknown")
 
 # -- cleaning ---------------------------------------------------------------------------------
-_EDIT = re.compile(r"\bedit\s*:")
+# The 71 SCP-ECG statement codes of PTB-XL (the index of scp_statements.csv; a test keeps them equal).
+SCP_CODES = frozenset(
+    """NDT NST_ DIG LNGQT NORM IMI ASMI LVH LAFB ISC_ IRBBB 1AVB IVCD ISCAL CRBBB CLBBB ILMI LAO/LAE AMI
+    ALMI ISCIN INJAS LMI ISCIL LPFB ISCAS INJAL ISCLA RVH ANEUR RAO/RAE EL WPW ILBBB IPLMI ISCAN IPMI SEHYP
+    INJIN INJLA PMI 3AVB INJIL 2AVB ABQRS PVC STD_ VCLVH QWAVE LOWT NT_ PAC LPR INVT LVOLT HVOLT TAB_
+    STE_ PRC(S) SR AFIB STACH SARRH SBRAD PACE SVARR BIGU AFLT SVTAC PSVT TRIGU""".split()
+)
+# Code tokens the device (or the cardiologist's lower-case remark) writes as ordinary words, with the
+# context in which they are ordinary: after cleaning, a code token anywhere else is a label leak.
+DEVICE_CODE_WORDS: dict[str, str] = {
+    "lvh": r"lvh",  # English statement "voltages ... suggesting lvh", German "kammerhypertrophie lvh"
+    "wpw": r"wpw(?= syndrom)",  # Swedish "wpw syndrom typ b"
+    "el": r"el(?=-axel)",  # Swedish "vänster el-axel" (electrical axis)
+    "sr": r"sr(?= )",  # lower-case free-text remarks: "llt sr flaches t", "sr unter 3x1 cordichin" (retard)
+}
+ANNOTATION_KINDS = ("edit", "consensus", "code_dict", "code_list")
+
+
+def _code_alternation() -> str:
+    forms = set()
+    for c in SCP_CODES:
+        forms.add(re.escape(c))
+        if c.endswith("_"):
+            forms.add(re.escape(c[:-1]))  # written without its underscore: "ISC" for ISC_
+    return "|".join(sorted(forms, key=lambda x: (-len(x), x)))
+
+
+_CODE = _code_alternation()
+_NUM = r"\d+(?:[.,]\d+)?"
+_TAILS = (
+    ("edit", re.compile(r"\bedit\s*:", re.IGNORECASE)),
+    # no word boundary before it: the file glues it to the last word ("kammerhypertroficonsensus")
+    ("consensus", re.compile(r"consensus\s+labels?\s+derived\s+from\b|\blabels?\s+derived\s+from\s*:", re.IGNORECASE)),
+)
+# a dict of SCP codes: {'LVH': 100.0, 'SR': 0.0}, several in a row joined by commas
+_CODE_DICT = re.compile(r"(?:\s*,?\s*\{\s*['\"]?[A-Z0-9_/()]+['\"]?\s*:[^{}]*\})+")
+# a bare list of upper-case SCP codes, each optionally with a likelihood and in parentheses:
+# "NORM 100, (NORM 100)", "(IRBBB, NDT)". Device text is lower case, so an upper-case code is never
+# device text (checked on every report of the shared data).
+_CODE_ITEM = rf"\(?\s*(?<![A-Za-z0-9_])(?:{_CODE})(?![A-Za-z0-9_])(?:\s+{_NUM})?\s*\)?"
+_CODE_LIST = re.compile(rf"{_CODE_ITEM}(?:\s*,\s*{_CODE_ITEM})*(?:\s*,)?")
+
+
+def strip_annotations(text) -> tuple[str, tuple[str, ...]]:
+    """The report without labelling annotations (case kept) and the kinds that were removed.
+
+    Kinds, in the order they are applied: ``edit`` (``Edit: ...`` to the end), ``consensus``
+    (``consensus label derived from: ...`` to the end), ``code_dict`` (a dict of SCP codes anywhere
+    else), ``code_list`` (bare upper-case SCP codes, e.g. ``NORM 100, (NORM 100)``, anywhere else).
+    """
+    if text is None or (isinstance(text, float) and text != text):  # None or NaN
+        return "", ()
+    t = str(text)
+    kinds = []
+    for kind, pattern in _TAILS:
+        m = pattern.search(t)
+        if m:
+            t = t[: m.start()]
+            kinds.append(kind)
+    t, n = _CODE_DICT.subn(" ", t)
+    if n:
+        kinds.append("code_dict")
+    t, n = _CODE_LIST.subn(" ", t)
+    if n:
+        kinds.append("code_list")
+    return t, tuple(kinds)
+
+
+def annotation_counts(texts) -> dict[str, int]:
+    """kind -> number of reports that had that kind of labelling annotation removed."""
+    out = dict.fromkeys(ANNOTATION_KINDS, 0)
+    for t in texts:
+        for k in strip_annotations(t)[1]:
+            out[k] += 1
+    return out
+
+
+# exact codes only: "isc" (a report cut off inside "isc[haemia]") is not the code ISC_
+_LOWER_CODE = re.compile(
+    r"(?<![a-z0-9_])(?:" + "|".join(re.escape(c.lower()) for c in sorted(SCP_CODES, key=lambda x: (-len(x), x))) + r")(?![a-z0-9_])"
+)
+
+
+def leaked_codes(clean: str) -> list[str]:
+    """SCP code tokens left in a cleaned report outside the contexts of ``DEVICE_CODE_WORDS``."""
+    out = []
+    for m in _LOWER_CODE.finditer(clean):
+        tok = m.group(0)
+        ok = DEVICE_CODE_WORDS.get(tok)
+        if ok is None or not re.compile(ok).match(clean, m.start()):
+            out.append(tok)
+    return out
+
+
 _GARBAGE = re.compile(r"ó[^\sa-zäöüåß]?")  # 'ó' + a box-drawing char mis-decoded from the device
 _HASH_UE = re.compile(r"(?<=[a-zäöüß])#|#(?=[a-zäöüß])")
 _WS = re.compile(r"\s+")
@@ -52,13 +162,8 @@ _TRAILING = re.compile(r"[\s,;:!\-/]+$")
 
 def clean_report(text) -> str:
     """Lower-cased, encoding-repaired report without labelling annotations (see module doc)."""
-    if text is None or (isinstance(text, float) and text != text):  # None or NaN
-        return ""
-    t = str(text).lower()
-    m = _EDIT.search(t)
-    if m:
-        t = t[: m.start()]
-    return _TRAILING.sub("", normalise_chars(t))
+    t, _ = strip_annotations(text)
+    return _TRAILING.sub("", normalise_chars(t.lower()))
 
 
 def normalise_chars(text: str) -> str:
@@ -119,6 +224,11 @@ def detect_language(text: str) -> str:
         return "unknown"
     best = score.most_common()
     if len(best) > 1 and best[0][1] == best[1][1]:
+        tied = {lang for lang, n in best if n == best[0][1]}
+        for w in words:  # a tie goes to the language of the first marker word ("sinusrytm a-v block i")
+            hits = [lang for lang in sorted(tied) if w in _MARKERS[lang] or w.strip("-") in _MARKERS[lang]]
+            if len(hits) == 1:  # a marker of several languages ("ekg") decides nothing
+                return hits[0]
         return "unknown"
     return best[0][0]
 
@@ -133,9 +243,20 @@ def _transliterations(phrase: str) -> set[str]:
     return out
 
 
+def fold(word: str, language: str) -> str:
+    """The key a word is looked up by: German umlauts transliterated (ü->ue, ö->oe, ä->ae, ß->ss),
+    Swedish letters stripped of their marks (å/ä->a, ö->o), so every spelling of a word meets."""
+    if language == "sv":
+        return word.replace("å", "a").replace("ä", "a").replace("ö", "o").replace("ü", "u")
+    return word.replace("ü", "ue").replace("ö", "oe").replace("ä", "ae").replace("ß", "ss")
+
+
 @functools.lru_cache(maxsize=None)
 def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
-    """language -> {source phrase -> english}; lines starting with '#' are comments."""
+    """language -> {source phrase -> english}; lines starting with '#' are comments.
+
+    Source phrases ending in ``-`` (``links-``) are compound modifiers, used only inside words
+    (``linksschenkelblock``); see ``translate_word``."""
     from benchmark.errors import DataError
 
     p = Path(path) if path else GLOSSARY_PATH
@@ -162,37 +283,186 @@ def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
     return table
 
 
+def _orders(language: str) -> tuple[str, ...]:
+    return (language,) if language in ("de", "sv") else ("de", "sv")  # unknown: German first
+
+
 @functools.lru_cache(maxsize=None)
-def _pattern(language: str) -> tuple[re.Pattern, dict[str, str]]:
-    table = load_glossary()
-    if language in table:
-        mapping = dict(table[language])
-    else:  # unknown language: German entries first, then Swedish ones not already present
-        mapping = dict(table["sv"])
-        mapping.update(table["de"])
+def _pattern(language: str, path: str | None = None) -> tuple[re.Pattern, dict[str, str]]:
+    table = load_glossary(path)
+    mapping: dict[str, str] = {}
+    for lang in _orders(language):
+        for k, v in table[lang].items():
+            if not k.endswith("-"):
+                mapping.setdefault(k, v)
     phrases = sorted(mapping, key=lambda s: (-len(s), s))
     alt = "|".join(re.escape(p) for p in phrases)
     return re.compile(rf"(?<![\wäöüåß])(?:{alt})(?![\wäöüåß])"), mapping
 
 
-def _translate(text: str, language: str) -> tuple[str, list[tuple[int, int]]]:
-    """English text and the spans of the input that glossary phrases covered."""
+# inflection endings tried when a word is not found as it is (adjectives, plurals)
+_ENDINGS = {
+    "de": ("es", "en", "em", "er", "e", "s", "n"),
+    "sv": ("arna", "erna", "orna", "na", "en", "et", "ar", "er", "or", "a", "t", "e", "n"),
+}
+# spelling variants (applied to the folded word when it is still unknown): c/k, th/t, ph/f, y/i
+_VARIANTS = (("c", "k"), ("k", "c"), ("th", "t"), ("ph", "f"), ("y", "i"), ("i", "y"), ("kk", "k"))
+
+
+@functools.lru_cache(maxsize=None)
+def _lexicon(language: str, path: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(folded single word -> english, folded compound modifier -> english) for one language."""
+    table = load_glossary(path)
+    words: dict[str, str] = {}
+    mods: dict[str, str] = {}
+    for lang in _orders(language):
+        for k, v in table[lang].items():
+            if k.endswith("-") and " " not in k:
+                mods.setdefault(fold(k[:-1], lang), v)
+            elif re.fullmatch(r"[a-zäöüåß]+", k):
+                words.setdefault(fold(k, lang), v)
+    return words, mods
+
+
+def _lookup(w: str, words: dict[str, str], endings: tuple[str, ...]) -> str | None:
+    if w in words:
+        return words[w]
+    for e in endings:
+        if w.endswith(e) and len(w) - len(e) >= 3 and w[: -len(e)] in words:
+            return words[w[: -len(e)]]
+    return None
+
+
+def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[str, ...]) -> list[str] | None:
+    """Fewest-part split of a compound into glossary parts: modifiers/words, then a final word
+    (which may carry an inflection ending); a linking ``s`` between parts is allowed. Among
+    splits of equal length, the one using modifier entries before the last part wins
+    (``förmaks-`` + ``takykardi`` over ``förmak`` + s + ``takykardi``)."""
+    n = len(w)
+    best: dict[int, tuple[tuple[int, int], list[str]]] = {0: ((0, 0), [])}
+    for i in range(n):
+        if i not in best:
+            continue
+        (n_parts, n_words), parts = best[i]
+        for j in range(i + 3, n + 1):
+            piece = w[i:j]
+            en, from_words = None, 0
+            if j == n:
+                en = _lookup(piece, words, endings)
+            if en is None:
+                en = mods.get(piece)
+                if en is None and piece in words:
+                    en, from_words = words[piece], 1
+            if en is None:
+                continue
+            for k in (j, j + 1) if j < n and w[j] == "s" else (j,):
+                cost = (n_parts + 1, n_words + (from_words if k < n else 0))
+                if k not in best or cost < best[k][0]:
+                    best[k] = (cost, parts + [en])
+    found = best.get(n)
+    return found[1] if found and found[1] else None  # one part: a modifier alone ("vorderwand")
+
+
+@functools.lru_cache(maxsize=200_000)
+def translate_word(word: str, language: str, path: str | None = None) -> str | None:
+    """English for one word the phrase table did not match, or None (kept as it is).
+
+    In order, on the folded word (``fold``): the word table (single-word glossary entries), the
+    same after stripping an inflection ending (``unspezifischer`` -> ``unspezifisch``), a split
+    into compound parts (``linksschenkelblock`` -> ``links-`` + ``schenkelblock``, English parts in
+    the same order: modifier first), and the same three again for spelling variants (c/k, th/t,
+    ph/f, y/i: ``tachycardie``, ``hyperthrophie``); last, for words of 7 letters or more, the
+    word table for every spelling one letter away (a dropped, added or swapped letter:
+    ``progrssion``, ``hgersidigt``). Unknown words give None."""
+    for lang in _orders(language):
+        words, mods = _lexicon(lang, path)
+        endings = _ENDINGS[lang]
+        base = fold(word, lang)
+        forms = [base] + [base.replace(a, b) for a, b in _VARIANTS if a in base]
+        for f in forms:
+            en = _lookup(f, words, endings)
+            if en is None:
+                parts = _split(f, words, mods, endings)
+                en = " ".join(parts) if parts else None
+            if en is not None:
+                return en
+        if len(base) >= 7:  # one letter dropped, added, or two swapped ("progrssion", "hgersidigt")
+            for f in _edits1(base):
+                en = _lookup(f, words, endings)
+                if en is not None:
+                    return en
+    return None
+
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyzß"
+
+
+def _edits1(w: str) -> list[str]:
+    out = [w[:i] + c + w[i:] for i in range(len(w) + 1) for c in _ALPHABET]
+    out += [w[:i] + w[i + 1 :] for i in range(len(w))]
+    out += [w[:i] + w[i + 1] + w[i] + w[i + 2 :] for i in range(len(w) - 1)]
+    return out
+
+
+_TOKEN = re.compile(r"[a-zäöüåß]+")
+
+
+def _translate(text: str, language: str, path: str | None = None, words: bool = True) -> tuple[str, list[tuple[int, int]]]:
+    """English text and the spans of the input that were translated (phrases, then single words).
+
+    ``words=False`` gives the phrase table alone (the method before issue 11, kept for comparison)."""
     if language == "en" or not text:
         return text, []
-    pattern, mapping = _pattern(language)
+    pattern, mapping = _pattern(language, path)
     spans: list[tuple[int, int]] = []
-
-    def repl(m: re.Match) -> str:
+    pieces: list[str] = []
+    last = 0
+    for m in pattern.finditer(text):
         spans.append(m.span())
-        return mapping[m.group(0)]
+        gap = text[last : m.start()]
+        pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
+        pieces.append(mapping[m.group(0)])
+        last = m.end()
+    gap = text[last:]
+    pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
+    spans.sort()
+    return _WS.sub(" ", "".join(pieces)).strip(), spans
 
-    out = pattern.sub(repl, text)
-    return _WS.sub(" ", out).strip(), spans
+
+def _translate_gap(gap: str, offset: int, language: str, path, spans: list) -> str:
+    out = []
+    last = 0
+    for m in _TOKEN.finditer(gap):
+        w = m.group(0)
+        if w in _NEUTRAL:
+            continue
+        en = translate_word(w, language, path)
+        if en is None:
+            continue
+        out.append(gap[last : m.start()])
+        out.append(en)
+        last = m.end()
+        spans.append((offset + m.start(), offset + m.end()))
+    out.append(gap[last:])
+    return "".join(out)
 
 
 def to_english(text: str, language: str) -> str:
-    """English version of a cleaned report via the glossary (unchanged if already English)."""
+    """English version of a cleaned report (unchanged if already English); see ``translate_word``
+    for what happens to words outside the phrase table."""
     return _translate(clean_report(text), language)[0]
+
+
+def untranslated_words(text: str, language: str, path: str | None = None, words: bool = True) -> list[str]:
+    """The counted words of a (cleaned) report that the translation left as they are."""
+    if language == "en" or not text:
+        return []
+    _, spans = _translate(text, language, path, words)
+    return [
+        m.group(0)
+        for m in _LETTERS.finditer(text)
+        if m.group(0) not in _NEUTRAL and not any(a <= m.start() and m.end() <= b for a, b in spans)
+    ]
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -203,16 +473,17 @@ _NEUTRAL = frozenset(
 _LETTERS = re.compile(r"[a-zäöüåß]+")
 
 
-def glossary_coverage(texts, languages=None) -> dict:
-    """Share of non-English report words the glossary translated, overall and per language.
+def glossary_coverage(texts, languages=None, path: str | None = None, words: bool = True) -> dict:
+    """Share of non-English report words the translation covered, overall and per language.
 
-    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted).
+    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted);
+    ``words=False`` measures the phrase table alone (the method before issue 11).
     Returns ``{"overall": {"words", "translated", "coverage"}, "de": {...}, "sv": {...}, ...}``.
     """
     texts = list(texts)
     if languages is None:
         languages = [detect_language(t) for t in texts]
-    words: Counter = Counter()
+    n_words: Counter = Counter()
     done: Counter = Counter()
     for text, lang in zip(texts, languages):
         if lang == "en":
@@ -220,16 +491,90 @@ def glossary_coverage(texts, languages=None) -> dict:
         clean = clean_report(text)
         if not clean:
             continue
-        _, spans = _translate(clean, lang)
-        for m in _LETTERS.finditer(clean):
-            if m.group(0) in _NEUTRAL:
-                continue
-            words[lang] += 1
-            if any(a <= m.start() and m.end() <= b for a, b in spans):
-                done[lang] += 1
+        total = sum(1 for m in _LETTERS.finditer(clean) if m.group(0) not in _NEUTRAL)
+        n_words[lang] += total
+        done[lang] += total - len(untranslated_words(clean, lang, path, words))
     out = {}
-    for lang in sorted(words):
-        out[lang] = {"words": words[lang], "translated": done[lang], "coverage": round(done[lang] / words[lang], 4)}
-    tw, td = sum(words.values()), sum(done.values())
+    for lang in sorted(n_words):
+        out[lang] = {"words": n_words[lang], "translated": done[lang], "coverage": round(done[lang] / n_words[lang], 4)}
+    tw, td = sum(n_words.values()), sum(done.values())
     out["overall"] = {"words": tw, "translated": td, "coverage": round(td / tw, 4) if tw else 1.0}
     return out
+
+
+# -- out-of-sample measurement ------------------------------------------------------------------
+SEEN_PATH = Path(__file__).with_name("glossary_seen.txt")
+SEEN_RULE = "ecg_id 1-500 (any fold) and ecg_id 501-1999 of strat_fold 1-8 (glossary_seen.txt)"
+
+
+@functools.lru_cache(maxsize=None)
+def seen_ids(path: str | None = None) -> frozenset[int]:
+    """ecg_ids of the reports read while writing the glossary (``glossary_seen.txt``)."""
+    from benchmark.errors import DataError
+
+    p = Path(path) if path else SEEN_PATH
+    if not p.is_file():
+        raise DataError(f"'{p}' is missing: reinstall the package")
+    out: set[int] = set()
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            a, _, b = line.partition("-")
+            out.update(range(int(a), int(b or a) + 1))
+        except ValueError:
+            raise DataError(f"{p}:{lineno}: expected an ecg_id or a range a-b, got '{line}'") from None
+    return frozenset(out)
+
+
+def in_sample(ecg_ids) -> list[bool]:
+    """Whether each report (by PTB-XL ecg_id) was read while writing the glossary."""
+    seen = seen_ids()
+    out = []
+    for e in ecg_ids:
+        try:
+            out.append(int(e) in seen)
+        except (TypeError, ValueError):
+            out.append(False)
+    return out
+
+
+def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
+    """What ``data text`` prints: language mix, annotations removed by kind, translation coverage
+    (``coverage``: out of sample, language -> fraction; ``coverage_detail``: words and counts for
+    the out-of-sample, in-sample and all reports, and for the out-of-sample reports whose cleaned
+    text does not occur among the in-sample ones of the same input), the most frequent untranslated words out of
+    sample. Also returns one row per report (``ecg_id``, ``language``, ``clean``, ``english``)."""
+    ids = list(ecg_ids)
+    raw = ["" if (r is None or (isinstance(r, float) and r != r)) else str(r) for r in reports]
+    clean = [clean_report(t) for t in raw]
+    lang = [detect_language(t) for t in clean]
+    seen = in_sample(ids)
+    parts = {
+        "out_of_sample": [i for i, s in enumerate(seen) if not s],
+        "in_sample": [i for i, s in enumerate(seen) if s],
+        "all": list(range(len(ids))),
+    }
+    # stricter: out-of-sample reports whose cleaned text never occurs among the in-sample ones here
+    seen_texts = {clean[i] for i in parts["in_sample"]}
+    parts["out_of_sample_new_text"] = [i for i in parts["out_of_sample"] if clean[i] not in seen_texts]
+    detail = {k: glossary_coverage([clean[i] for i in v], [lang[i] for i in v]) for k, v in parts.items()}
+    missing: Counter = Counter()
+    for i in parts["out_of_sample"]:
+        for w in untranslated_words(clean[i], lang[i]):
+            missing[(lang[i], w)] += 1
+    summary = {
+        "reports": len(ids),
+        "languages": dict(sorted(Counter(lang).items())),
+        "annotations_removed": annotation_counts(raw),
+        "coverage": {k: v["coverage"] for k, v in detail["out_of_sample"].items()},
+        "coverage_detail": detail,
+        "sample": {**{k: len(v) for k, v in parts.items() if k != "all"}, "seen_rule": SEEN_RULE},
+        "untranslated": [{"language": lg, "word": w, "count": n} for (lg, w), n in missing.most_common(top)],
+    }
+    rows = [
+        {"ecg_id": e, "language": lg, "clean": c, "english": _translate(c, lg)[0]}
+        for e, lg, c in zip(ids, lang, clean)
+    ]
+    return summary, rows

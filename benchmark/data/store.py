@@ -174,10 +174,14 @@ def prepare(
         _remove(path)  # a store without manifest is never trusted
     if not path.exists():
         _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)
+    else:
+        from benchmark.cache import touch
+
+        touch(path / MANIFEST)  # `benchmark cache` ages stores by last use
     try:
         ds = open_store(path)
     except DataError as exc:  # a damaged store is a cache miss: move it aside, build it again
-        from benchmark.cache import quarantine
+        from benchmark.heal import quarantine
 
         quarantine(path, str(exc))
         if not path.exists():

@@ -65,8 +65,14 @@ def _scores(method, data, idx, prompts, multilabel: bool, embed=None) -> np.ndar
         s = method.zero_shot_scores(data, idx, prompts, features=embed(data, idx))
     else:
         s = method.zero_shot_scores(data, idx, prompts)
-    s = np.asarray(s, dtype=np.float64)
-    if not multilabel:
+    return calibrate(s, multilabel)
+
+
+def calibrate(cosines, multilabel: bool) -> np.ndarray:
+    """Cosines [N, C] -> scores: unchanged for multi-label tasks, a softmax at CLIP's scale for
+    single-label ones (shared with the text-ceiling protocol)."""
+    s = np.asarray(cosines, dtype=np.float64)
+    if not multilabel and len(s):
         z = s * SOFTMAX_SCALE
         z -= z.max(axis=1, keepdims=True)
         s = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
