@@ -22,7 +22,10 @@ in that run too (a ratio is robust to a busy or slow machine, an absolute number
                    ``mets[lm_train=...]``);
 6. end to end   -- the ``quick`` profile's wall time for the default methods (target <= 10 min on
                    2 CPU cores) and where it goes (the harness's timings.json);
-                   ``--quick`` runs a reduced configuration instead (a smoke test).
+                   ``--quick`` runs a reduced configuration instead (a smoke test);
+8. workers      -- the same run through ``run --workers 1`` and ``--workers 2`` (Dask local
+                   cluster): the speed-up of two workers (about 2 with two free GPUs or twice the
+                   cores; little on 2 shared CPU cores, where both workers compete for them).
 
 One table is printed and written atomically as CSV (``<out>/bench.csv``) with the raw seconds
 in ``<out>/bench.json``. What each figure means and this machine's table: docs/performance.md.
@@ -376,7 +379,7 @@ class Bench:
         t0 = time.perf_counter()
         for fig, fn in (("3", self.arithmetic), ("4", self.memory), ("5", self.scaling),
                         ("1", self.data_path), ("2", self.frozen_lm), ("7", self.lm_training),
-                        ("6", self.end_to_end)):
+                        ("6", self.end_to_end), ("8", self.workers)):
             if fig in self.skip:
                 continue
             t = time.perf_counter()
@@ -389,7 +392,7 @@ class Bench:
                 continue
             self.raw.setdefault("figure_seconds", {})[fig] = round(time.perf_counter() - t, 2)
         self.raw["bench_seconds"] = round(time.perf_counter() - t0, 1)
-        order = {str(i): i for i in range(1, 8)}
+        order = {str(i): i for i in range(1, 9)}
         return sorted(self.rows, key=lambda r: order.get(r["figure"][0], 9))
 
     # -- 3: arithmetic ------------------------------------------------------------------------
@@ -694,7 +697,29 @@ class Bench:
                 self.rows.append(_row("6 end to end", f"  stage: {stage}", float(timings[stage]), "s", "run total",
                                       total, float(timings[stage]) / total, "", None, notes[stage]))
 
-    def _run_profile(self) -> tuple[dict, float, str]:
+    # -- 8: workers ---------------------------------------------------------------------------
+    def workers(self) -> None:
+        """The same profile through ``run --workers 1`` and ``--workers 2`` (Dask local cluster)."""
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            log.warning("bench figure 8 skipped: Dask is not installed (pip install -e '.[workers]')")
+            return
+        walls = {}
+        for n in (1, 2):
+            timings, walls[n], label = self._run_profile(parallel={"workers": n})
+        self.raw["workers_seconds"] = walls
+        cores = os.cpu_count() or 1
+        speedup = walls[1] / walls[2]
+        self.rows.append(_row(
+            "8 workers", f"{label}: --workers 2 speed-up over --workers 1", speedup, "x",
+            "--workers 1 wall time (s)", walls[1], speedup, "~2 with 2 free GPUs or 2x the cores", None,
+            f"--workers 1: {walls[1]:.0f} s, --workers 2: {walls[2]:.0f} s; {cores} CPU cores visible, each worker "
+            f"uses {self.raw.get('torch_threads')} torch threads, so on few cores the two workers compete for them; "
+            "a method's jobs wait for its pretraining, which bounds the gain",
+        ))
+
+    def _run_profile(self, parallel: dict | None = None) -> tuple[dict, float, str]:
         """Run the quick profile (or, with --quick, a reduced config) in a scratch out/cache dir.
 
         The scratch cache links the real cache's prepared stores (so 'data' is opening them, as
@@ -721,7 +746,7 @@ class Bench:
             out = Path(tmp) / "run"
             t0 = time.perf_counter()
             with _quiet():
-                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run()
+                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run(parallel=parallel)
             wall = time.perf_counter() - t0
             timings = json.loads((out / "timings.json").read_text())
         return timings, wall, label

@@ -64,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as exc:  # disk full, permission denied, CUDA out of memory
+        from benchmark.errors import resource_error
+
+        err = resource_error(exc)
+        if err is None or args.verbose or os.environ.get("ECGBENCH_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished jobs are saved; re-run the same command to resume", file=sys.stderr)
         return 130

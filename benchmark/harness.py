@@ -27,11 +27,12 @@ import numpy as np
 
 from benchmark.config import PROFILES, build_config, stable_hash
 from benchmark.errors import UserError
+from benchmark.protocols.base import Job, JobContext, MethodTraits, Pretraining  # noqa: F401 (Job re-exported)
 from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, load_plugin, parse_spec, split_top_level
 
 log = logging.getLogger("benchmark.run")
 
-PRETRAIN_FORMAT = 1  # bump when the meaning of a cached pretrained model changes
+PRETRAIN_FORMAT = 2  # 2: safe (weights_only) files with checksums. Bump when the meaning of a cached pretrained model changes
 # settings that can change a job's numbers; the lists of what to run (methods, seeds, tasks,
 # protocols, fractions) are not among them, so narrowing or widening a run re-uses finished jobs.
 JOB_SETTINGS = (
@@ -40,7 +41,7 @@ JOB_SETTINGS = (
     "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
     "cross_finetune_max_train", "cross_finetune_max_val",
 )
-NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data")  # settings that do not change results
+NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data", "lease_seconds")  # settings that do not change results
 
 
 # ------------------------------------------------------------------------------------------
@@ -71,6 +72,12 @@ def add_arguments(p) -> None:
     p.add_argument("--label-fractions", help="e.g. 0.01,0.1,1.0")
     p.add_argument("--out", default="results/run", help="results folder (default results/run)")
     p.add_argument("--dry-run", action="store_true", help="print the plan of jobs and exit")
+    p.add_argument("--workers", type=int, help="spread the jobs over N Dask worker processes (one GPU each when "
+                   "there are GPUs); with --cluster slurm: N SLURM jobs (docs/workers.md)")
+    p.add_argument("--cluster", choices=("local", "slurm"), help="where --workers run: local (default) or slurm "
+                   "(dask-jobqueue, configured in Dask's jobqueue.yaml)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="submit the jobs to a running Dask scheduler, "
+                   "e.g. tcp://node1:8786 (workers started with 'dask worker ADDRESS')")
     add_common_arguments(p)
 
 
@@ -123,7 +130,11 @@ def main(args) -> int:
     tracker = tracker_from_args(args, args.out)
     runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=args.out,
                     progress=not args.no_progress, tracker=tracker)
-    rows = runner.run()
+    parallel = None
+    if args.workers is not None or args.scheduler or args.cluster:
+        parallel = {"workers": args.workers or 1, "scheduler": args.scheduler, "cluster": args.cluster,
+                    "plugins": tuple(args.plugin)}
+    rows = runner.run(parallel=parallel)
     print(runner.summary_text(rows))
     print(next_step_text(args.out, tracker=tracker))
     return 0
@@ -151,29 +162,6 @@ def next_step_text(*outs, tracker=None) -> str:
 # ------------------------------------------------------------------------------------------
 # jobs
 # ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Job:
-    method: str  # canonical variant spec
-    seed: int
-    protocol: str
-    mode: str
-    dataset: str
-    task: str
-    label_fraction: float | None = None
-
-    @property
-    def key(self) -> dict:
-        return {
-            "method": self.method, "seed": self.seed, "protocol": self.protocol, "mode": self.mode,
-            "dataset": self.dataset, "task": self.task, "label_fraction": self.label_fraction,
-        }
-
-    @property
-    def label(self) -> str:
-        frac = f" {self.label_fraction:g}" if self.label_fraction is not None else ""
-        return f"{self.method} seed={self.seed} {self.protocol}/{self.mode} {self.dataset}/{self.task}{frac}"
-
-
 @dataclass
 class Timings:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -182,15 +170,7 @@ class Timings:
         self.seconds[stage] += time.perf_counter() - t0
 
 
-def class_counts(data, task: str) -> dict:
-    """split -> class -> labelled examples (all of each split, before any cap)."""
-    y, valid = data.labels(task)
-    out = {}
-    for split in ("train", "val", "test"):
-        idx = data.split_indices(split)
-        idx = idx[valid[idx]]
-        out[split] = {c: int(y[idx, j].sum()) for j, c in enumerate(data.task(task).classes)}
-    return out
+from benchmark.protocols.cross_dataset import class_counts  # noqa: E402,F401 (it lives with its protocol)
 
 
 def method_specs(cfg: dict) -> list[str]:
@@ -221,6 +201,9 @@ class Runner:
         self.progress = progress
         self.specs = method_specs(cfg)
         self.timings = Timings()
+        self.poll_seconds = 1.0  # how often a worker with only claimed work left looks again
+        self.run_id = None
+        self._told: set[str] = set()
         self._data: dict[str, Any] = {}
         self._models: dict[str, Any] = {}
         self._embeddings: dict[tuple, np.ndarray] = {}
@@ -331,39 +314,22 @@ class Runner:
         return {"mitbih": self.cfg["mitbih_tasks"], "cinc2017": self.cfg["cinc_tasks"]}[name]
 
     # -- plan ----------------------------------------------------------------------------------
-    def plan(self) -> list[Job]:
-        cfg, jobs = self.cfg, []
-        for spec in self.specs:
-            proto = self.prototype(spec)
-            text = bool(getattr(proto, "has_text_tower", False))
-            for seed in cfg["seeds"]:
-                seed = int(seed)
-                if "zero-shot" in cfg["protocols"] and text:
-                    for task in cfg["zero_shot_tasks"]:
-                        jobs.append(Job(spec, seed, "zero-shot", "zero-shot", "ptbxl", task))
-                if "few-label" in cfg["protocols"]:
-                    for task in cfg["few_label_tasks"]:
-                        for frac in cfg["label_fractions"]:
-                            for mode in cfg["few_label_modes"]:
-                                if mode == "fine-tune" and cfg["finetune_tasks"] and task not in cfg["finetune_tasks"]:
-                                    continue
-                                jobs.append(Job(spec, seed, "few-label", mode, "ptbxl", task, float(frac)))
-                if "text-ceiling" in cfg["protocols"] and text:
-                    from benchmark.protocols import text_ceiling
+    def traits(self, spec: str) -> MethodTraits:
+        proto = self.prototype(spec)
+        return MethodTraits(bool(getattr(proto, "has_text_tower", False)), bool(getattr(proto, "uses_labels", False)))
 
-                    cross = {d: self.dataset_tasks(d) for d in cfg["cross_datasets"]}
-                    for mode, dataset, task in text_ceiling.planned(cfg["zero_shot_tasks"], cross):
-                        jobs.append(Job(spec, seed, "text-ceiling", mode, dataset, task))
-                if "cross-dataset" in cfg["protocols"]:
-                    for target in cfg["cross_datasets"]:
-                        for task in self.dataset_tasks(target):
-                            for mode in cfg["cross_modes"]:
-                                if (mode == "fine-tune" and cfg["cross_finetune_datasets"]
-                                        and target not in cfg["cross_finetune_datasets"]):
-                                    continue
-                                jobs.append(Job(spec, seed, "cross-dataset", mode, target, task, 1.0))
-                            if text:
-                                jobs.append(Job(spec, seed, "cross-dataset", "zero-shot", target, task))
+    def plan(self) -> list[Job]:
+        """Every job of the run: method variant x seed x protocol (in the protocols' order) x
+        what each protocol plans for them."""
+        from benchmark.protocols import protocols_in_order
+
+        chosen = [p for p in protocols_in_order() if p.name in self.cfg["protocols"]]
+        jobs: list[Job] = []
+        for spec in self.specs:
+            traits = self.traits(spec)
+            for seed in self.cfg["seeds"]:
+                for proto in chosen:
+                    jobs.extend(proto.jobs(spec, int(seed), traits, self))
         # seed-major order: an interrupted run has every method for its first seeds (it resumes anyway)
         jobs.sort(key=lambda j: j.seed)
         return jobs
@@ -380,13 +346,17 @@ class Runner:
 
     # -- pretraining ---------------------------------------------------------------------------
     def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None, on_epoch_end=None,
-                   logger=None):
+                   wait: bool = True, logger=None):
         """A pretrained method for (spec, seed[, labelled subset]), from memory, disk or training.
 
         ``on_epoch_end(method, epoch, row)`` (used by ``tune`` for pruning) runs after every
         pretraining epoch; it is not called when the model comes from memory or disk. Each
         epoch's losses, lr and throughput also go to ``logger`` (default: the tracked run of
         (spec, seed), if a tracker is configured).
+        A pretraining is claimed (``benchmark.claims``) so that concurrent workers on the same
+        cache train each model once: when another live worker holds it, ``wait=False`` raises
+        ``Busy`` (the caller does other work first), ``wait=True`` polls until it is done (or
+        its lease expires and this process takes it over).
         """
         from benchmark.cache import touch
         from benchmark.paths import pretrained_dir
@@ -411,7 +381,7 @@ class Runner:
             return self._models[h], h
         from benchmark import distributed
 
-        rank, _ = distributed.world()
+        rank, world = distributed.world()
         folder = pretrained_dir(self.cache_dir, h)
         model_file = folder / "model.pt"
         t0 = time.perf_counter()
@@ -424,42 +394,86 @@ class Runner:
             val_idx = val_idx[valid[val_idx]]
         with data.forbid("test"):
             # rank 0 decides (its filesystem holds the cache); the other ranks follow its decision
-            on_disk = distributed.broadcast_object(model_file.is_file() if rank == 0 else None)
+            on_disk = distributed.broadcast_object(self._load_cached(method, model_file, data, train_idx, val_idx, targets)
+                                                   if rank == 0 else None)
             if on_disk:
                 if rank == 0:
-                    method.setup(data, train_idx, val_idx, targets)
-                    method.load(model_file)
                     touch(model_file)  # `cache` ages entries by last use
             elif not getattr(method, "needs_pretraining", True):
                 if rank == 0:
                     method.save(model_file)
                     atomic_write_json(key, folder / "key.json")
             else:
-                log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
-                from benchmark.tracking import epoch_metrics
+                claim = None
+                if world == 1:  # cooperative workers: one pretraining per model, whoever claims it
+                    claim, on_disk = self._claim_pretraining(folder, spec, seed, wait, method, model_file, data,
+                                                             train_idx, val_idx, targets)
+                if not on_disk:
+                    try:
+                        log.info("pretraining %s seed=%d (%d train / %d val ECGs)", spec, seed, len(train_idx), len(val_idx))
+                        from benchmark.tracking import epoch_metrics
 
-                tracked = logger if logger is not None else self.tracked(spec, seed)
-                prefix = "pretrain" if labels is None else f"pretrain_{labels[0]}_n{len(labels[1])}"
+                        tracked = logger if logger is not None else self.tracked(spec, seed)
+                        prefix = "pretrain" if labels is None else f"pretrain_{labels[0]}_n{len(labels[1])}"
 
-                def epoch_end(e, row):
-                    if tracked is not None and rank == 0:
-                        tracked.log_metrics(epoch_metrics(row, prefix), step=e)
-                    if on_epoch_end is not None:
-                        on_epoch_end(method, e, row)
+                        def epoch_end(e, row):
+                            if tracked is not None and rank == 0:
+                                tracked.log_metrics(epoch_metrics(row, prefix), step=e)
+                            if on_epoch_end is not None:
+                                on_epoch_end(method, e, row)
 
-                history = method.pretrain(
-                    data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
-                    progress=self.progress,
-                    on_epoch_end=epoch_end if (on_epoch_end is not None or tracked is not None) else None,
-                )
-                if rank == 0:
-                    method.save(model_file)
-                    atomic_write_json(key, folder / "key.json")  # what made it, for `benchmark cache`
-                    self._save_history(spec, seed, h, history)
-                distributed.barrier()
+                        history = method.pretrain(
+                            data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
+                            progress=self.progress,
+                            on_epoch_end=epoch_end if (on_epoch_end is not None or tracked is not None) else None,
+                        )
+                        if rank == 0:
+                            method.save(model_file)
+                            atomic_write_json(key, folder / "key.json")  # what made it, for `benchmark cache`
+                            self._save_history(spec, seed, h, history)
+                    finally:
+                        if claim is not None:
+                            claim.release()
+                    distributed.barrier()
+                elif claim is not None:
+                    claim.release()
         self.timings.add("pretrain", t0)
         self._models[h] = method
         return method, h
+
+    def _claim_pretraining(self, folder, spec, seed, wait, method, model_file, data, train_idx, val_idx, targets):
+        """(claim, on_disk): the claim on this pretraining, or on_disk=True when another worker
+        finished it meanwhile. Raises ``Busy`` when it is held and ``wait`` is False."""
+        from benchmark.claims import Busy, Claims
+
+        claims = Claims(folder, ttl=float(self.cfg.get("lease_seconds", 120)))
+        what = f"pretraining {spec} seed={seed}"
+        while True:
+            claim = claims.try_claim("pretrain", what=what)
+            if claim is not None:
+                if self._load_cached(method, model_file, data, train_idx, val_idx, targets):
+                    return claim, True  # finished by another worker just before we claimed it
+                return claim, False
+            if not wait:
+                raise Busy(what)
+            time.sleep(self.poll_seconds)
+            if self._load_cached(method, model_file, data, train_idx, val_idx, targets):
+                return None, True
+
+    def _load_cached(self, method, model_file: Path, data, train_idx, val_idx, targets) -> bool:
+        """Load a cached pretrained model into ``method``; False if there is none or it is damaged
+        (a damaged one is moved aside with a warning and the model is pretrained again)."""
+        from benchmark.heal import CorruptCacheEntry, quarantine
+
+        if not model_file.is_file():
+            return False
+        method.setup(data, train_idx, val_idx, targets)
+        try:
+            method.load(model_file)
+        except CorruptCacheEntry as exc:
+            quarantine(model_file, exc.reason)
+            return False
+        return True
 
     def _save_history(self, spec: str, seed: int, h: str, history) -> None:
         import pandas as pd
@@ -492,7 +506,11 @@ class Runner:
         return embed
 
     # -- run -----------------------------------------------------------------------------------
-    def run(self):
+    def run(self, parallel: dict | None = None):
+        """Run every planned job not yet in ``--out``; returns all rows of the folder.
+
+        ``parallel`` (``{"workers": N, "scheduler": ADDRESS, "cluster": "local"|"slurm"}``)
+        submits them to Dask (``benchmark.workers``) instead of running them in this process."""
         from tqdm.auto import tqdm
 
         from benchmark.results import ResultStore
@@ -516,46 +534,101 @@ class Runner:
         if world > 1:
             # phase 1, every rank: data-parallel pretraining of every model the jobs need
             todo = distributed.broadcast_object(todo)
-            requests: list[tuple] = []
-            for job in todo:
-                req = self.pretrain_request(job)
-                if req is not None and req not in requests:
-                    requests.append(req)
+            requests: list[Pretraining] = list(dict.fromkeys(self.pretraining(job) for job in todo))
             log.info("rank %d/%d: %d pretrainings for %d jobs", rank, world, len(requests), len(todo))
-            for spec, seed, labels in requests:
-                self.pretrained(spec, seed, labels=None if labels is None else (labels[0], np.asarray(labels[1])))
+            for req in requests:
+                self.pretrained(req.spec, req.seed, labels=req.labels)
             if rank != 0:
                 return None  # phase 2 is rank 0's alone
-        bar = tqdm(todo, desc="jobs", unit="job", disable=not self.progress, dynamic_ncols=True)
         status = "failed"
         try:
             with distributed.local_only():  # evaluation: rank 0 alone, no collectives
-                for i, job in enumerate(bar):
-                    bar.set_description(f"jobs [{job.method} s{job.seed} {job.protocol} {job.dataset}/{job.task}]")
-                    log.info("[%d/%d] %s", i + 1, len(todo), job.label)
-                    self.run_job(job)
+                if parallel is not None and world == 1:
+                    from benchmark.workers import run_on_dask
+
+                    ran = run_on_dask(self, todo, **parallel)
+                else:
+                    ran = self.work_through(todo)
                 self._ensure_panel()
             status = "success"
         finally:
             self.finish_tracking(status)
         self.timings.seconds["total"] = time.perf_counter() - t_start
-        self._write_timings(len(todo))
+        self._write_timings(ran)
         return self.store.load_rows()
 
-    def pretrain_request(self, job: Job) -> tuple | None:
-        """(spec, seed, labels) of the pretrained model ``run_job`` will ask for (None: none).
+    def work_through(self, todo: list[Job]) -> int:
+        """Run ``todo`` as one cooperative worker; returns how many jobs this process ran.
 
-        ``labels`` is None or (task, tuple of training positions); it mirrors ``run_job``."""
-        needs_labels = getattr(self.prototype(job.method), "uses_labels", False)
-        if job.protocol == "few-label" and needs_labels:
-            data = self.dataset(job.dataset)
-            y, valid = data.labels(job.task)
-            tr = data.split_indices("train")
-            from benchmark.protocols import few_label
+        Each job is claimed first (``benchmark.claims``: a lease in ``<out>/.claims`` renewed by
+        a heartbeat), so any number of processes on the same folder run each job once. A job
+        another live worker holds, or whose pretraining another worker is running, is skipped
+        for now and tried again after the rest; a dead worker's lease expires and its job is
+        taken over. Returns when every job is done (by anyone)."""
+        from tqdm.auto import tqdm
 
-            subset = few_label.draw_subset(y, tr[valid[tr]], job.label_fraction, job.seed)
-            return (job.method, job.seed, (job.task, tuple(int(i) for i in subset)))
-        return (job.method, job.seed, None)
+        from benchmark.claims import Claims
+
+        claims = Claims(self.out / ".claims", ttl=float(self.cfg.get("lease_seconds", 120)))
+        pending = list(todo)
+        ran = 0
+        bar = tqdm(total=len(pending), desc="jobs", unit="job", disable=not self.progress, dynamic_ncols=True)
+        try:
+            while pending:
+                progressed = False
+                for job in list(pending):
+                    status = self.run_claimed(job, claims, wait=False, number=(ran + 1, len(todo)))
+                    if status in ("ran", "done"):
+                        ran += status == "ran"
+                        pending.remove(job)
+                        bar.update(1)
+                        progressed = True
+                if pending and not progressed:
+                    time.sleep(self.poll_seconds)
+        finally:
+            bar.close()
+        return ran
+
+    def run_claimed(self, job: Job, claims, wait: bool, number: tuple[int, int] | None = None) -> str:
+        """Run ``job`` if it is not done and this process can claim it. Returns 'ran', 'done'
+        (finished by anyone before), 'claimed' (another live worker holds it) or 'busy' (its
+        pretraining is being run by another worker; only with ``wait=False``)."""
+        from benchmark.claims import Busy
+
+        jid = self.job_id(job)
+        if self.store.job_done(jid):
+            return "done"
+        claim = claims.try_claim(jid, what=job.label)
+        if claim is None:
+            return "claimed"
+        try:
+            if self.store.job_done(jid):  # finished just before we claimed it
+                return "done"
+            log.info("%s%s", f"[{number[0]}/{number[1]}] " if number else "", job.label)
+            try:
+                self.run_job(job, wait=wait)
+            except (OSError, RuntimeError) as exc:  # full disk, denied write, GPU out of memory: say which job
+                from benchmark.errors import resource_error
+
+                err = resource_error(exc, job=job.label)
+                if err is None:
+                    raise
+                raise err from exc
+            log.info("finished %s", job.label)
+            return "ran"
+        except Busy as busy:
+            if busy.what not in self._told:
+                self._told.add(busy.what)
+                log.info("%s is running in another worker: other jobs first", busy.what)
+            return "busy"
+        finally:
+            claim.release()
+
+    def pretraining(self, job: Job) -> Pretraining:
+        """The pretrained model ``job`` needs (its protocol decides)."""
+        from benchmark.protocols import get_protocol
+
+        return get_protocol(job.protocol).pretraining(job, self.traits(job.method), self)
 
     def _write_timings(self, n_jobs: int) -> None:
         """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
@@ -571,78 +644,24 @@ class Runner:
         rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
         atomic_write_text(json.dumps(rec, indent=2), self.out / "timings.json")
 
-    def run_job(self, job: Job) -> None:
-        from benchmark.protocols import few_label, zero_shot
-        from benchmark.protocols.common import capped_indices
+    def run_job(self, job: Job, wait: bool = True) -> None:
+        """Run one job from its description and write its rows: the protocol names the pretrained
+        model it needs, gets it, and evaluates; the harness times and writes."""
+        from benchmark.protocols import get_protocol
         from benchmark.results import env_info
 
-        cfg = self.cfg
-        t0 = time.perf_counter()
+        proto = get_protocol(job.protocol)
         data = self.dataset(job.dataset)
         if job.protocol != "text-ceiling" and job.task not in data.tasks:
             log.warning("skipping %s: dataset '%s' has no task '%s' with this configuration", job.label, job.dataset, job.task)
             return
-        needs_labels = getattr(self.prototype(job.method), "uses_labels", False)
-        max_eval = cfg["cross_max_eval"] if job.protocol == "cross-dataset" else 0
-        stage = "evaluate"
-        if job.mode == "zero-shot":
-            model, h = self.pretrained(job.method, job.seed)
-            t0 = time.perf_counter()
-            ev = zero_shot.run(model, data, job.task, template_set=cfg["prompt_templates"],
-                               n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval,
-                               embed=self.embed_fn(model, h))
-        elif job.protocol == "text-ceiling":
-            from benchmark.protocols import text_ceiling
-
-            model, h = self.pretrained(job.method, job.seed)
-            t0 = time.perf_counter()
-            ev = text_ceiling.run_job(model, data, job.mode, job.task, template_set=cfg["prompt_templates"],
-                                      n_boot=cfg["n_boot"], seed=job.seed, max_eval=cfg["cross_max_eval"],
-                                      embed=self.embed_fn(model, h))
-        elif job.protocol == "few-label":
-            y, valid = data.labels(job.task)
-            tr = data.split_indices("train")
-            subset = few_label.draw_subset(y, tr[valid[tr]], job.label_fraction, job.seed)
-            if job.mode == "linear-probe":
-                labels = (job.task, subset) if needs_labels else None
-                model, h = self.pretrained(job.method, job.seed, labels=labels)
-                t0 = time.perf_counter()
-                ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, subset,
-                                                Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
-                                                n_boot=cfg["n_boot"], seed=job.seed)
-            elif needs_labels:
-                # a label-based method (supervised) is itself trained end to end on the subset:
-                # its fine-tune row is its own head's predictions (the model shared with its probe)
-                model, h = self.pretrained(job.method, job.seed, labels=(job.task, subset))
-                t0 = time.perf_counter()
-                ev = few_label.run_predict(model, data, job.task, n_boot=cfg["n_boot"], seed=job.seed)
-            else:
-                model, h = self.pretrained(job.method, job.seed)
-                t0 = time.perf_counter()
-                stage = "finetune"
-                ev = few_label.run_fine_tune(model, data, job.task, subset, cfg=cfg, seed=job.seed,
-                                             progress=self.progress)
-            ev.info["subset_hash"] = stable_hash(subset.tolist())
-            ev.info["subset_size"] = int(len(subset))
-        elif job.mode == "fine-tune":  # cross-dataset: PTB-XL-pretrained encoder + head trained on the target
-            model, h = self.pretrained(job.method, job.seed)
-            t0 = time.perf_counter()
-            stage = "finetune"
-            cap = int(cfg["cross_finetune_max_train"] or cfg["cross_max_train"])
-            train, _ = capped_indices(data, job.task, "train", cap, seed=job.seed)
-            ev = few_label.run_fine_tune(model, data, job.task, train, cfg=cfg, seed=job.seed,
-                                         progress=self.progress, max_eval=max_eval,
-                                         max_val=int(cfg["cross_finetune_max_val"] or max_eval))
-        else:  # cross-dataset linear probe
-            model, h = self.pretrained(job.method, job.seed)
-            t0 = time.perf_counter()
-            train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
-            ev = few_label.run_linear_probe(self.embed_fn(model, h), data, job.task, train,
-                                            Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
-                                            n_boot=cfg["n_boot"], seed=job.seed, max_eval=max_eval)
-        self.timings.add(stage, t0)
-        if job.protocol == "cross-dataset" and not data.task(job.task).multilabel:
-            ev.info["class_counts"] = class_counts(data, job.task)
+        req = proto.pretraining(job, self.traits(job.method), self)
+        model, h = self.pretrained(req.spec, req.seed, labels=req.labels, wait=wait)
+        t0 = time.perf_counter()
+        ctx = JobContext(cfg=self.cfg, data=data, model=model, model_hash=h, embed=self.embed_fn(model, h),
+                         progress=self.progress, dataset=self.dataset)
+        ev = proto.run(job, ctx)
+        self.timings.add(proto.stage(job), t0)
         env = env_info(str(self.device))
         jid = self.job_id(job)
         extra = {

@@ -47,9 +47,10 @@ from benchmark.encoders import create_encoder
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
 from benchmark.registry import register_method
-from benchmark.training import Batch, atomic_torch_save, autocast, fit, resolve_device, resolve_precision
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
+from benchmark.training import Batch, autocast, fit, resolve_device, resolve_precision
 
-SAVE_FORMAT = 1
+SAVE_FORMAT = 2  # 2: plain data only (loads with weights_only=True), SHA-256 sidecar
 
 
 class Method(nn.Module):
@@ -274,7 +275,7 @@ class Method(nn.Module):
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
                 "method_state": self.method_state(),
                 "stats": self.stats,
-                "torch": torch.__version__,
+                "torch": str(torch.__version__),
             },
             path,
         )
@@ -298,15 +299,16 @@ class Method(nn.Module):
 
 
 def _read_saved(path) -> dict:
+    """A file written by ``Method.save``, loaded safely (``weights_only=True``) and verified against
+    its SHA-256 sidecar. ``CorruptCacheEntry`` (a ``UserError``) if it is damaged or not plain data:
+    the harness treats that as a cache miss, a user-named file as an error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"saved method '{path}' does not exist")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise UserError(f"saved method '{path}' is unreadable ({exc}); delete it and pretrain again") from exc
-    if not isinstance(ck, dict) or ck.get("format") != SAVE_FORMAT:
-        raise UserError(f"'{path}' is not a saved method of this suite (format {SAVE_FORMAT})")
+    ck = safe_torch_load(path)
+    if not isinstance(ck, dict) or ck.get("format") != SAVE_FORMAT or "state_dict" not in ck:
+        found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+        raise CorruptCacheEntry(path, f"not a saved method of this suite (format {found}, expected {SAVE_FORMAT})")
     return ck
 
 

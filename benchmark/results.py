@@ -169,8 +169,16 @@ def _atomic(path: Path, write) -> None:
     """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path`` (with the permissions an
     ordinary ``open(path, 'w')`` would give, so reports and results stay readable by the group)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        from benchmark.errors import resource_error
+
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
+        raise
     os.close(fd)
     os.chmod(tmp, _FILE_MODE)
     try:
@@ -178,11 +186,16 @@ def _atomic(path: Path, write) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        from benchmark.errors import resource_error
+
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
         raise
 
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from benchmark import distributed as dist_
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -104,23 +105,6 @@ def step_seed(seed: int, *parts: int) -> int:
     """A 63-bit seed derived from ``seed`` and integers (epoch, step, ...), stable across runs."""
     ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(p) & 0xFFFFFFFF for p in parts]])
     return int(ss.generate_state(2, dtype=np.uint32).astype(np.uint64).dot([1 << 31, 1])) & ((1 << 63) - 1)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -221,13 +205,19 @@ def _broadcast_buffers(module: nn.Module) -> None:
 
 
 def _read_checkpoint(ckpt_path: Path | None, fingerprint: str):
-    """The checkpoint dict, None if there is none, or the UserError to raise (broadcastable)."""
+    """The checkpoint dict, None if there is none, or the UserError to raise (broadcastable).
+
+    A checkpoint that fails to load or verify (damaged, truncated, not plain data) is a cache
+    miss: it is moved aside with a warning and training starts over from epoch 0."""
     if ckpt_path is None or not ckpt_path.is_file():
         return None
     try:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        return UserError(f"checkpoint '{ckpt_path}' is unreadable ({exc}); delete it to start over")
+        ck = safe_torch_load(ckpt_path)
+        if not isinstance(ck, dict) or "fingerprint" not in ck:
+            raise CorruptCacheEntry(ckpt_path, "not a checkpoint of this suite")
+    except CorruptCacheEntry as exc:
+        quarantine(ckpt_path, exc.reason)
+        return None
     if ck.get("fingerprint") != fingerprint:
         return UserError(
             f"checkpoint '{ckpt_path}' was written by a run with different settings or data; "

@@ -19,10 +19,16 @@ is one transaction (``INSERT OR REPLACE`` on the primary key), so a crash never 
 half-written vector and two processes that compute the same text concurrently store it once. On a network file system where
 WAL is unavailable SQLite falls back to its rollback journal (still atomic, slower under
 contention); putting the cache on a local disk is best.
+
+Healing: a damaged database (SQLite reports it corrupt or not a database) is a cache miss: it is
+moved aside as ``embeddings.sqlite.corrupt-<time>`` with one warning line and a fresh one is
+started (texts are embedded again on demand). A row whose vector has the wrong size or is not
+finite is a miss for that text. Disk full / read-only / permission errors are one-line errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -116,26 +122,63 @@ class CachedTextEncoder:
         # A connection must not cross a fork: reopen in a child process (e.g. a DataLoader worker).
         if self._conn is None or self._conn_pid != os.getpid():
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=120.0, isolation_level=None)
             try:
-                conn = sqlite3.connect(self.db_path, timeout=120.0, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
-            except sqlite3.DatabaseError as exc:
-                raise self._corrupt(exc) from exc
+            except BaseException:
+                conn.close()
+                raise
             self._conn, self._conn_pid = conn, os.getpid()
         return self._conn
 
-    def _corrupt(self, exc: Exception) -> UserError:
-        return UserError(
-            f"text embedding cache '{self.db_path}' is unreadable ({exc}): delete it (it is rebuilt on demand)"
-        )
+    def _with_db(self, action):
+        """Run ``action(connection)``; a damaged database (SQLITE_CORRUPT / NOTADB) is a cache miss:
+        it is moved aside with a warning and ``action`` runs once more on a fresh one. Other
+        SQLite errors (disk full, read-only folder, locked) are one-line ``UserError`` s."""
+        for attempt in (0, 1):
+            try:
+                return action(self._db())
+            except sqlite3.DatabaseError as exc:
+                code = getattr(exc, "sqlite_errorname", "")
+                damaged = code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or (
+                    not code and any(m in str(exc) for m in ("malformed", "not a database")))
+                if not damaged or attempt:
+                    raise self._error(exc) from exc
+                self._heal(str(exc))
+        raise AssertionError("unreachable")
+
+    def _heal(self, reason: str) -> None:
+        from benchmark.heal import quarantine
+
+        self.close()
+        dest = quarantine(self.db_path, reason)
+        for suffix in ("-wal", "-shm"):  # the journal of the damaged file belongs with it
+            side = self.db_path.with_name(self.db_path.name + suffix)
+            if side.exists():
+                if dest is not None:
+                    os.replace(side, dest.with_name(dest.name + suffix))
+                else:
+                    side.unlink(missing_ok=True)
+
+    def _error(self, exc: Exception) -> UserError:
+        code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+        hint = {
+            "SQLITE_FULL": "the disk is full: free space (or move the cache with --cache-dir / ECGBENCH_CACHE_DIR) and re-run",
+            "SQLITE_READONLY": "the folder is read-only: fix its permissions or use another --cache-dir",
+            "SQLITE_CANTOPEN": "it cannot be opened: check the folder exists and is writable, or use another --cache-dir",
+            "SQLITE_PERM": "permission denied: fix its permissions or use another --cache-dir",
+            "SQLITE_BUSY": "another process holds it locked too long: re-run",
+        }
+        what = next((h for k, h in hint.items() if code.startswith(k)), "delete it (it is rebuilt on demand)")
+        return UserError(f"text embedding cache '{self.db_path}': {exc} [{code}]: {what}")
 
     def _load(self, identity: str, hashes: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
         dim = self.encoder.dim
-        try:
-            db = self._db()
+
+        def load(db):
+            found: dict[str, np.ndarray] = {}
             for s in range(0, len(hashes), _CHUNK):
                 chunk = hashes[s : s + _CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -144,25 +187,28 @@ class CachedTextEncoder:
                     [identity, *chunk],
                 ).fetchall()
                 for h, d, blob in rows:
-                    if d == dim and len(blob) == 4 * dim:  # anything else is treated as a miss
-                        found[h] = np.frombuffer(blob, dtype=np.float32).copy()
-        except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from exc
-        return found
+                    if d == dim and isinstance(blob, bytes) and len(blob) == 4 * dim:  # anything else is a miss
+                        v = np.frombuffer(blob, dtype=np.float32).copy()
+                        if np.isfinite(v).all():
+                            found[h] = v
+            return found
+
+        return self._with_db(load)
 
     def _store(self, identity: str, items: list[tuple[str, np.ndarray]]) -> None:
         rows = [(identity, h, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in items]
-        try:
-            db = self._db()
+
+        def store(db):
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("INSERT OR REPLACE INTO embeddings (identity, text_hash, dim, vec) VALUES (?, ?, ?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise
-        except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from exc
+
+        self._with_db(store)
 
     # -- the one thing it does ------------------------------------------------------------------
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

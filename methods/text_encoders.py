@@ -334,14 +334,16 @@ class TransformerTextEncoder(TextEncoder):
         return out
 
 
-def _load_local(path: Path, what: str) -> tuple[Any, Any]:
-    """AutoModel + AutoTokenizer from a local folder, offline, frozen."""
+def _load_local(path: Path, what: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """AutoModel + AutoTokenizer from a local folder, offline, frozen. Code shipped with a model
+    (``auto_map`` in its config) never runs unless ``trust_remote_code`` is asked for."""
     from transformers import AutoModel, AutoTokenizer
 
+    trust = _check_trust(trust_remote_code)
     try:
         with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust)
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust)
     except Exception as exc:  # transformers raises OSError/ValueError/KeyError for bad folders
         raise UserError(f"cannot load {what} from '{path}': {_one_line(exc)}") from exc
     return _freeze(model), tokenizer
@@ -355,15 +357,21 @@ def _config_width(path: Path) -> int:
         raise UserError(f"model folder '{path}' has no readable config.json with hidden_size: {_one_line(exc)}") from exc
 
 
+def _check_trust(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"trust_remote_code must be true or false, got {value!r}")
+    return value
+
+
 def local_model_encoder(
-    name: str, path: Path, *, pooling: str, max_length: int, device: str, what: str
+    name: str, path: Path, *, pooling: str, max_length: int, device: str, what: str, trust_remote_code: bool = False
 ) -> TransformerTextEncoder:
     """Encoder over a model stored in a local folder: dim from config.json, lazy load, file fingerprint."""
     path = Path(path)
     return TransformerTextEncoder(
         name,
         _config_width(path),
-        loader=lambda: _load_local(path, what),
+        loader=lambda: _load_local(path, what, trust_remote_code),
         fingerprint=lambda: fingerprint_model_dir(path),
         pooling=pooling,
         max_length=max_length,
@@ -572,8 +580,13 @@ def _looks_like_path(source: str) -> bool:
 
 
 @register_text_encoder("hf", prefix=True)
-def hf(source: str, pooling: str = "cls", max_length: int = 512, device: str = "auto") -> TextEncoder:
-    """Any Hugging Face encoder: ``hf:<hub id>`` (e.g. hf:emilyalsentzer/Bio_ClinicalBERT) or ``hf:<local folder>``."""
+def hf(source: str, pooling: str = "cls", max_length: int = 512, device: str = "auto",
+       trust_remote_code: bool = False) -> TextEncoder:
+    """Any Hugging Face encoder: ``hf:<hub id>`` (e.g. hf:emilyalsentzer/Bio_ClinicalBERT) or ``hf:<local folder>``.
+
+    Python code that comes with a model repository never runs unless the spec asks for it:
+    ``hf:org/model[trust_remote_code=true]`` (read that code first)."""
+    trust = _check_trust(trust_remote_code)
     if not source:
         raise UserError("hf: needs a Hugging Face model id or a local folder, e.g. 'hf:emilyalsentzer/Bio_ClinicalBERT'")
     if _looks_like_path(source):
@@ -581,15 +594,16 @@ def hf(source: str, pooling: str = "cls", max_length: int = 512, device: str = "
         if not path.is_dir():
             raise UserError(f"hf:{source}: no such model folder '{path}'")
         return local_model_encoder(
-            f"hf:{path.resolve()}", path, pooling=pooling, max_length=max_length, device=device, what="model"
+            f"hf:{path.resolve()}", path, pooling=pooling, max_length=max_length, device=device, what="model",
+            trust_remote_code=trust,
         )
     # A hub id: load now (files come from the Hugging Face cache or the network).
     from transformers import AutoModel, AutoTokenizer
 
     try:
         with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = _freeze(AutoModel.from_pretrained(source))
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
+            model = _freeze(AutoModel.from_pretrained(source, trust_remote_code=trust))
     except Exception as exc:  # network, missing repo, offline mode: all end the same way for the user
         raise UserError(
             f"cannot load Hugging Face model '{source}' ({_one_line(exc, 120)}). Without internet, download it "

@@ -147,7 +147,7 @@ def test_bench_says_where_its_synthetic_data_is(tmp_path, data_root, capsys):
     ds = synthetic_store(cache, 32, fs=100)
     assert np.asarray(ds.signals[:2]).shape == (2, 12, 1000)
     size = cachemod.human_size(cachemod.tree_size(synthetic_dir(cache)))
-    argv = ["bench", "--skip", "1,2,3,4,5,6", "--cache-dir", str(cache), "--data-root", str(data_root),
+    argv = ["bench", "--skip", "1,2,3,4,5,6,7,8", "--cache-dir", str(cache), "--data-root", str(data_root),
             "--out", str(tmp_path / "out"), "--device", "cpu"]
     capsys.readouterr()
     assert main(argv) == 0

@@ -93,13 +93,14 @@ def test_memory_layer_spares_sqlite(minilm, tmp_path, monkeypatch):
     assert cached.memory_hits == 2
 
 
-def test_corrupt_database_is_a_one_line_user_error(minilm, tmp_path):
+def test_corrupt_database_is_healed(minilm, tmp_path):
+    """Not a database at all: moved aside (a cache miss), the text is embedded again."""
     cached = CachedTextEncoder(minilm, tmp_path)
     cached.db_path.parent.mkdir(parents=True)
     cached.db_path.write_bytes(b"this is not a sqlite database" * 100)
-    with pytest.raises(UserError) as err:
-        cached.encode(["sinus rhythm"])
-    assert "delete it" in str(err.value) and "\n" not in str(err.value)
+    out = cached.encode(["sinus rhythm"])
+    assert out.shape == (1, 384) and cached.misses == 1
+    assert len(list(cached.db_path.parent.glob("embeddings.sqlite.corrupt-*"))) == 1
 
 
 def _worker(cache_dir, fit, texts, q):

@@ -178,7 +178,15 @@ def prepare(
         from benchmark.cache import touch
 
         touch(path / MANIFEST)  # `benchmark cache` ages stores by last use
-    ds = open_store(path)
+    try:
+        ds = open_store(path)
+    except DataError as exc:  # a damaged store is a cache miss: move it aside, build it again
+        from benchmark.heal import quarantine
+
+        quarantine(path, str(exc))
+        if not path.exists():
+            _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)
+        ds = open_store(path)
     if strict and ds.manifest.get("skipped"):
         first = ds.manifest["skipped"][0]
         raise DataError(
@@ -204,7 +212,9 @@ def open_store(path) -> ECGSet:
             name: TaskSpec(name, tuple(t["classes"]), bool(t["multilabel"]), t.get("description", ""))
             for name, t in manifest["tasks"].items()
         }
-        labels = {name: np.load(path / "labels" / f"{name}.npy")[rows] for name in tasks}
+        labels_all = {name: np.load(path / "labels" / f"{name}.npy") for name in tasks}
+        _check_consistent(manifest, signals, meta_all, rows, stats, labels_all)
+        labels = {name: y[rows] for name, y in labels_all.items()}
     except DataError:
         raise
     except Exception as exc:
@@ -225,6 +235,26 @@ def open_store(path) -> ECGSet:
         std=stats["std"],
         manifest=manifest,
     )
+
+
+def _check_consistent(manifest, signals, meta_all, rows, stats, labels_all) -> None:
+    """Shapes that must agree in a complete store (a truncated or swapped file fails here rather
+    than giving wrong rows later). Raises ValueError."""
+    n = len(meta_all)
+    if signals.ndim != 3 or signals.shape[0] != n:
+        raise ValueError(f"signals.npy has shape {signals.shape} for {n} metadata rows")
+    if signals.shape[1] != len(manifest["leads"]):
+        raise ValueError(f"signals.npy has {signals.shape[1]} leads, manifest lists {len(manifest['leads'])}")
+    if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
+        raise ValueError("rows.npy points outside the stored examples")
+    if "records_kept" in manifest and len(rows) != int(manifest["records_kept"]):
+        raise ValueError(f"rows.npy holds {len(rows)} rows, manifest says {manifest['records_kept']}")
+    for name, y in labels_all.items():
+        if y.shape != (n, len(manifest["tasks"][name]["classes"])):
+            raise ValueError(f"labels/{name}.npy has shape {y.shape}")
+    for k in ("mean", "std"):
+        if stats[k].shape[-1] != signals.shape[1] or not np.isfinite(stats[k]).all():
+            raise ValueError(f"stats.npz '{k}' is damaged")
 
 
 def list_stores(cache_dir=None) -> list[dict]:

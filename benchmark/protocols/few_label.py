@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 
 from benchmark.data.base import ECGSet
+from benchmark.config import stable_hash
+from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 
 
@@ -210,3 +212,53 @@ def run_predict(model, data: ECGSet, task: str, *, n_boot: int, seed: int) -> Ev
         s_val = np.asarray(model.predict(data, val_idx), dtype=np.float32)
     s_test = np.asarray(model.predict(data, test_idx), dtype=np.float32)
     return score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=n_boot, seed=seed)
+
+
+def subset_for(data: ECGSet, job: Job) -> np.ndarray:
+    """The labelled training subset of a few-label job (seeded by the job's seed)."""
+    y, valid = data.labels(job.task)
+    tr = data.split_indices("train")
+    return draw_subset(y, tr[valid[tr]], job.label_fraction, job.seed)
+
+
+@register_protocol
+class FewLabel(Protocol):
+    """Few-label on PTB-XL: linear probe and fine-tune at each label fraction.
+
+    A label-based method (``uses_labels``: supervised) is pretrained on the job's labelled subset
+    itself; its linear-probe row probes that encoder, its fine-tune row is its own head's
+    predictions. Other methods share their one pretraining and fine-tune a copy of the encoder."""
+
+    name = "few-label"
+    description = "linear probe and fine-tune on 1/10/100 % of the PTB-XL training labels"
+    order = 20
+
+    def jobs(self, spec, seed, traits, ctx):
+        cfg = ctx.cfg
+        only = cfg["finetune_tasks"]  # fine-tune only on these tasks (empty: all)
+        return [Job(spec, seed, self.name, mode, "ptbxl", task, float(frac))
+                for task in cfg["few_label_tasks"] for frac in cfg["label_fractions"] for mode in cfg["few_label_modes"]
+                if not (mode == "fine-tune" and only and task not in only)]
+
+    def pretraining(self, job, traits, ctx):
+        if not traits.uses_labels:
+            return Pretraining(job.method, job.seed)
+        subset = subset_for(ctx.dataset(job.dataset), job)
+        return Pretraining(job.method, job.seed, job.task, tuple(int(i) for i in subset))
+
+    def stage(self, job):
+        return "finetune" if job.mode == "fine-tune" else "evaluate"
+
+    def run(self, job, ctx):
+        cfg, data, model = ctx.cfg, ctx.data, ctx.model
+        subset = subset_for(data, job)
+        if job.mode == "linear-probe":
+            ev = run_linear_probe(ctx.embed, data, job.task, subset, Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
+                                  n_boot=cfg["n_boot"], seed=job.seed)
+        elif getattr(model, "uses_labels", False):
+            ev = run_predict(model, data, job.task, n_boot=cfg["n_boot"], seed=job.seed)
+        else:
+            ev = run_fine_tune(model, data, job.task, subset, cfg=cfg, seed=job.seed, progress=ctx.progress)
+        ev.info["subset_hash"] = stable_hash(subset.tolist())
+        ev.info["subset_size"] = int(len(subset))
+        return ev

@@ -37,6 +37,7 @@ import numpy as np
 
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
+from benchmark.protocols.base import Job, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 
 MODES = ("text-tower", "bare-lm")
@@ -299,4 +300,27 @@ def run_job(method, data: ECGSet, mode: str, task: str, *, template_set: str = "
                       max_eval=max_eval, embed=embed)
 
 
-__all__ = ["planned", "run_job", "MODES", "PROXIES", "PROXY_MODES", "is_negated", "proxy_prompts", "run", "run_target", "text_scores"]
+@register_protocol
+class TextCeiling(Protocol):
+    """The registered protocol: plans :func:`planned` for text-tower methods, runs :func:`run_job`."""
+
+    name = "text-ceiling"
+    description = ("the test reports classified with the class prompts (trained text tower / bare LM), beside "
+                   "zero-shot; PVC/AF diagnostics for the cross-dataset prompts (text-tower methods only)")
+    order = 25  # planned after few-label, before cross-dataset
+
+    def jobs(self, spec, seed, traits, ctx):
+        if not traits.has_text_tower:
+            return []
+        cfg = ctx.cfg
+        cross = {d: ctx.dataset_tasks(d) for d in cfg["cross_datasets"]}
+        return [Job(spec, seed, self.name, mode, dataset, task)
+                for mode, dataset, task in planned(cfg["zero_shot_tasks"], cross)]
+
+    def run(self, job, ctx):
+        cfg = ctx.cfg
+        return run_job(ctx.model, ctx.data, job.mode, job.task, template_set=cfg["prompt_templates"],
+                       n_boot=cfg["n_boot"], seed=job.seed, max_eval=cfg["cross_max_eval"], embed=ctx.embed)
+
+
+__all__ = ["TextCeiling", "planned", "run_job", "MODES", "PROXIES", "PROXY_MODES", "is_negated", "proxy_prompts", "run", "run_target", "text_scores"]

@@ -7,6 +7,7 @@ import numpy as np
 
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
+from benchmark.protocols.base import Job, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows
 
 
@@ -76,3 +77,22 @@ def calibrate(cosines, multilabel: bool) -> np.ndarray:
         z -= z.max(axis=1, keepdims=True)
         s = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     return s.astype(np.float32)
+
+
+@register_protocol
+class ZeroShot(Protocol):
+    """Zero-shot on the PTB-XL test split, one job per task (text-tower methods only)."""
+
+    name = "zero-shot"
+    description = "class prompts -> cosine scores on the test split (text-tower methods only)"
+    order = 10
+
+    def jobs(self, spec, seed, traits, ctx):
+        if not traits.has_text_tower:
+            return []
+        return [Job(spec, seed, self.name, "zero-shot", "ptbxl", task) for task in ctx.cfg["zero_shot_tasks"]]
+
+    def run(self, job, ctx):
+        cfg = ctx.cfg
+        return run(ctx.model, ctx.data, job.task, template_set=cfg["prompt_templates"], n_boot=cfg["n_boot"],
+                   seed=job.seed, max_eval=0, embed=ctx.embed)

@@ -1,0 +1,141 @@
+"""Cache entries that heal, and torch files that load safely.
+
+Everything under the cache dir (prepared stores, text embeddings, pretrained encoders and their
+epoch checkpoints) can be rebuilt from the data root, so a damaged entry is a cache *miss*, not an
+error: :func:`quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
+never read again) with one warning line naming it, and the caller rebuilds it. Only user data (a
+results folder, the data root, a file the user passed by name) produces errors.
+
+Torch files of the suite are loaded with ``torch.load(..., weights_only=True)``: a cache shared by
+a team or a cluster is input from others, and a full unpickler would run whatever code a planted
+file names. What the suite saves is therefore plain data -- tensors, dicts, lists, tuples,
+numbers, strings, None. Every torch file also gets a SHA-256 sidecar (``<file>.sha256``, written
+*before* the file is moved into place, so a visible file always has its sidecar): a file whose
+bytes changed after it was written (a flipped bit, a truncation that still unzips) fails the
+check instead of loading damaged weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+
+log = logging.getLogger("benchmark.heal")
+
+SIDECAR = ".sha256"
+
+
+class CorruptCacheEntry(UserError):
+    """A file that fails to load or verify. In the cache it is a miss (quarantine, rebuild); for
+    a file the user named it is the one-line error this is."""
+
+    def __init__(self, path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"'{path}' is damaged or unsafe ({reason})")
+
+
+def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
+    """Move a damaged cache entry (file or folder, plus a torch file's sidecar) aside and warn once.
+
+    Returns the new path (None if the entry had vanished: another worker moved it first)."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return None
+    sidecar = path.with_name(path.name + SIDECAR)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
+    log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt", path, _short(reason), dest.name)
+    return dest
+
+
+def _short(reason: str, limit: int = 160) -> str:
+    line = " ".join(str(reason).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` into memory, write the SHA-256 sidecar, then the file via a temp file and
+    ``os.replace`` (never half-written; the sidecar is in place before the file appears)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    _atomic_bytes(sha256_bytes(data) + "\n", path.with_name(path.name + SIDECAR), text=True)
+    _atomic_bytes(data, path)
+
+
+def _atomic_bytes(data, path: Path, text: bool = False) -> None:
+    from benchmark.errors import resource_error
+
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w" if text else "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        err = resource_error(exc, path)
+        if err is not None:
+            raise err from exc
+        raise
+
+
+def safe_torch_load(path: str | os.PathLike, *, verify: bool = True) -> Any:
+    """Load a torch file saved by :func:`atomic_torch_save` with ``weights_only=True``.
+
+    Raises :class:`CorruptCacheEntry` if the sidecar is missing or does not match (``verify``),
+    or if the file does not unpickle as plain data (damage, or a pickle that would run code)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptCacheEntry(path, f"unreadable: {exc.strerror or exc}") from exc
+    if verify:
+        sidecar = path.with_name(path.name + SIDECAR)
+        try:
+            want = sidecar.read_text().strip()
+        except OSError:
+            raise CorruptCacheEntry(path, f"no checksum file {sidecar.name}") from None
+        got = sha256_bytes(data)
+        if got != want:
+            raise CorruptCacheEntry(path, f"SHA-256 {got[:12]}... does not match {sidecar.name} ({want[:12]}...)")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptCacheEntry(path, f"refused by the safe loader: {first}") from exc
+    except Exception as exc:
+        raise CorruptCacheEntry(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+__all__ = ["CorruptCacheEntry", "quarantine", "atomic_torch_save", "safe_torch_load", "SIDECAR"]

@@ -1,0 +1,158 @@
+"""What a protocol is: a registered object that plans its jobs, names the pretrained model each
+job needs, and runs one job from its description alone.
+
+The harness only plans, claims, dispatches and writes; everything about *what* a job evaluates
+(which dataset rows, which labelled subset, which scores, which metrics) lives in the protocol's
+own file. Adding a protocol is one file in ``benchmark/protocols/`` (imported automatically) or
+in a plugin module (``--plugin``)::
+
+    @register_protocol
+    class MyProtocol(Protocol):
+        name = "my-protocol"
+        description = "one line for `list`"
+        order = 40                                   # position in the plan
+
+        def jobs(self, spec, seed, traits, ctx):     # -> [Job, ...] for one method variant and seed
+            return [Job(spec, seed, self.name, "linear-probe", "ptbxl", t) for t in ctx.cfg["few_label_tasks"]]
+
+        def run(self, job, ctx):                     # -> Evaluation(rows, scores, info)
+            ...
+
+A job's :class:`Job` key (method, seed, protocol, mode, dataset, task, label fraction) plus the
+run's settings determine its result, so any worker on any machine can run it: ``pretraining``
+says which pretrained model it needs (a dependency the scheduler can resolve first), ``run``
+gets that model in a :class:`JobContext` and returns the rows and per-example scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from benchmark.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str  # canonical variant spec
+    seed: int
+    protocol: str
+    mode: str
+    dataset: str
+    task: str
+    label_fraction: float | None = None
+
+    @property
+    def key(self) -> dict:
+        return {
+            "method": self.method, "seed": self.seed, "protocol": self.protocol, "mode": self.mode,
+            "dataset": self.dataset, "task": self.task, "label_fraction": self.label_fraction,
+        }
+
+    @property
+    def label(self) -> str:
+        frac = f" {self.label_fraction:g}" if self.label_fraction is not None else ""
+        return f"{self.method} seed={self.seed} {self.protocol}/{self.mode} {self.dataset}/{self.task}{frac}"
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """Which pretrained model a job needs: a method variant and seed, optionally trained on a
+    labelled subset (``label_task`` and the sorted training positions ``label_rows``) for
+    label-based methods. Equal requests share one pretraining."""
+
+    spec: str
+    seed: int
+    label_task: str | None = None
+    label_rows: tuple[int, ...] | None = None
+
+    @property
+    def labels(self) -> tuple[str, np.ndarray] | None:
+        if self.label_task is None:
+            return None
+        return (self.label_task, np.asarray(self.label_rows, dtype=np.int64))
+
+    @property
+    def label(self) -> str:
+        extra = f" on {len(self.label_rows)} {self.label_task} labels" if self.label_task else ""
+        return f"pretrain {self.spec} seed={self.seed}{extra}"
+
+
+@dataclass(frozen=True)
+class MethodTraits:
+    """What planning may know of a method without building it twice."""
+
+    has_text_tower: bool
+    uses_labels: bool
+
+
+@dataclass
+class JobContext:
+    """What ``Protocol.run`` gets besides the job: the run's settings, the job's dataset, the
+    pretrained model it asked for (and its cache hash), memoised encoder features
+    ``embed(data, idx) -> [n, D]`` and whether to show progress bars."""
+
+    cfg: dict
+    data: Any
+    model: Any
+    model_hash: str
+    embed: Callable
+    progress: bool = True
+    dataset: Callable[[str], Any] | None = None
+
+
+class Protocol:
+    """Base class of every protocol (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+
+    def jobs(self, spec: str, seed: int, traits: MethodTraits, ctx) -> list[Job]:
+        """Jobs of this protocol for one method variant and seed. ``ctx`` offers ``cfg`` and
+        ``dataset_tasks(name)``."""
+        raise NotImplementedError
+
+    def pretraining(self, job: Job, traits: MethodTraits, ctx) -> Pretraining:
+        """The pretrained model ``job`` needs (default: the variant's own pretraining for the
+        seed). ``ctx`` offers ``cfg`` and ``dataset(name)``."""
+        return Pretraining(job.method, job.seed)
+
+    def stage(self, job: Job) -> str:
+        """Name of the timing bucket the job's evaluation time goes to."""
+        return "evaluate"
+
+    def run(self, job: Job, ctx: JobContext):
+        """Evaluate ``job`` -> ``Evaluation(rows, scores, info)`` (``benchmark.protocols.common``)."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Protocol] = {}
+PROTOCOLS: dict[str, str] = {}  # name -> description, in plan order (what `list` and config show)
+
+
+def register_protocol(cls: type[Protocol]) -> type[Protocol]:
+    """Class decorator: register a :class:`Protocol` subclass under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Protocol)) or not cls.name:
+        raise TypeError("register_protocol decorates Protocol subclasses that set a name")
+    _REGISTRY[cls.name] = cls()
+    ordered = sorted(_REGISTRY.values(), key=lambda p: (p.order, p.name))
+    PROTOCOLS.clear()
+    PROTOCOLS.update({p.name: p.description for p in ordered})
+    return cls
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in _REGISTRY:
+        raise unknown_name("protocol", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def protocols_in_order() -> list[Protocol]:
+    return [_REGISTRY[n] for n in PROTOCOLS]
+
+
+__all__ = ["Job", "Pretraining", "MethodTraits", "JobContext", "Protocol", "register_protocol", "get_protocol",
+           "protocols_in_order", "PROTOCOLS"]

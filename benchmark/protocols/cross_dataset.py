@@ -1,0 +1,71 @@
+"""Cross-dataset: PTB-XL-pretrained encoders on other databases (MIT-BIH DS1 -> DS2, CinC 2017).
+
+Per target dataset and task, for each of ``cross_modes``: a linear probe trained on the target's
+training split (capped at ``cross_max_train`` examples, ``common.capped_indices``), a fine-tune of
+the encoder plus a head on it (capped at ``cross_finetune_max_train``, its validation at
+``cross_finetune_max_val``; only on ``cross_finetune_datasets`` when that is set), and, for
+text-tower methods, zero-shot. Validation and test examples are capped by ``cross_max_eval``
+(fixed seed, so every method sees the same; single-label caps keep every minority example and
+weigh the rest). Single-label jobs record the class counts per split in their meta.
+"""
+
+from __future__ import annotations
+
+from benchmark.protocols import few_label, zero_shot
+from benchmark.protocols.base import Job, Protocol, register_protocol
+from benchmark.protocols.common import capped_indices
+
+
+def class_counts(data, task: str) -> dict:
+    """split -> class -> labelled examples (all of each split, before any cap)."""
+    y, valid = data.labels(task)
+    out = {}
+    for split in ("train", "val", "test"):
+        idx = data.split_indices(split)
+        idx = idx[valid[idx]]
+        out[split] = {c: int(y[idx, j].sum()) for j, c in enumerate(data.task(task).classes)}
+    return out
+
+
+@register_protocol
+class CrossDataset(Protocol):
+    name = "cross-dataset"
+    description = "PTB-XL-pretrained encoders on MIT-BIH (DS1 -> DS2) and CinC 2017: probe and zero-shot"
+    order = 30
+
+    def jobs(self, spec, seed, traits, ctx):
+        cfg, out = ctx.cfg, []
+        only = cfg["cross_finetune_datasets"]
+        for target in cfg["cross_datasets"]:
+            for task in ctx.dataset_tasks(target):
+                for mode in cfg["cross_modes"]:
+                    if mode == "fine-tune" and only and target not in only:
+                        continue
+                    out.append(Job(spec, seed, self.name, mode, target, task, 1.0))
+                if traits.has_text_tower:
+                    out.append(Job(spec, seed, self.name, "zero-shot", target, task))
+        return out
+
+    def stage(self, job):
+        return "finetune" if job.mode == "fine-tune" else "evaluate"
+
+    def run(self, job, ctx):
+        cfg, data = ctx.cfg, ctx.data
+        max_eval = cfg["cross_max_eval"]
+        if job.mode == "zero-shot":
+            ev = zero_shot.run(ctx.model, data, job.task, template_set=cfg["prompt_templates"], n_boot=cfg["n_boot"],
+                               seed=job.seed, max_eval=max_eval, embed=ctx.embed)
+        elif job.mode == "fine-tune":  # PTB-XL-pretrained encoder + head trained on the target
+            cap = int(cfg["cross_finetune_max_train"] or cfg["cross_max_train"])
+            train, _ = capped_indices(data, job.task, "train", cap, seed=job.seed)
+            ev = few_label.run_fine_tune(ctx.model, data, job.task, train, cfg=cfg, seed=job.seed,
+                                         progress=ctx.progress, max_eval=max_eval,
+                                         max_val=int(cfg["cross_finetune_max_val"] or max_eval))
+        else:
+            train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
+            ev = few_label.run_linear_probe(ctx.embed, data, job.task, train, Cs=cfg["probe_C"],
+                                            max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
+                                            max_eval=max_eval)
+        if not data.task(job.task).multilabel:
+            ev.info["class_counts"] = class_counts(data, job.task)
+        return ev
