@@ -542,18 +542,23 @@ class Bench:
             ))
             gc.collect()
 
+    def _report_slice(self):
+        """(PTB-XL set, training positions with a non-empty report, batch, timed steps): the slice
+        every METS step measurement trains on (one warm-up step + ``steps`` timed ones)."""
+        data = self._ptbxl()
+        batch = 8 if self.quick else 32
+        steps = 1 if self.quick else 3
+        texts = data.texts("en")
+        train = data.split_indices("train")
+        return data, train[[bool(texts[i].strip()) for i in train]][: (steps + 1) * batch], batch, steps
+
     def _mets_steps(self, lm: str) -> dict:
         import torch
 
         from benchmark.training import Batch
         from methods.mets import METS
 
-        data = self._ptbxl()
-        batch = 8 if self.quick else 32
-        steps = 1 if self.quick else 3
-        train = data.split_indices("train")
-        texts = data.texts("en")
-        train = train[[bool(texts[i].strip()) for i in train]][: (steps + 1) * batch]
+        data, train, batch, steps = self._report_slice()
         m = METS(encoder=self.encoder, lm=lm, device=str(self.device), cache_dir=str(self.cache_dir), seed=0)
         m.setup(data, train)  # embeds these reports once (through the on-disk cache)
         m.to(self.device).train()
@@ -625,12 +630,7 @@ class Bench:
         from benchmark.training import Batch, _param_groups, _make_optimizer
         from methods.mets import METS
 
-        data = self._ptbxl()
-        batch = 8 if self.quick else 32
-        steps = 1 if self.quick else 3
-        texts = data.texts("en")
-        train = data.split_indices("train")
-        train = train[[bool(texts[i].strip()) for i in train]][: (steps + 1) * batch]
+        data, train, batch, steps = self._report_slice()
         m = METS(encoder=self.encoder, lm="minilm", lm_train=lm_train, grad_checkpointing=checkpointing,
                  device=str(self.device), cache_dir=str(self.cache_dir), seed=0)
         m.setup(data, train)
