@@ -13,7 +13,10 @@ the maximum length (for tfidf: the fitted vocabulary, idf and SVD), so a differe
 truncation or fit never hits a stale entry. The exact text is hashed: no normalisation.
 
 Storage: one SQLite file ``<cache>/text-embeddings/embeddings.sqlite`` with one table
-``embeddings(identity, text_hash, dim, vec)`` where ``vec`` is the float32 vector's bytes.
+``embeddings(identity, text_hash, dim, vec, digest)`` where ``vec`` is the float32 vector's bytes
+and ``digest`` a 128-bit BLAKE2b of ``identity, text_hash, vec`` (so a flipped bit in a stored
+vector, which SQLite's own page checks do not see, is caught; a database from before the digest
+column is upgraded in place and its rows, having no digest, are recomputed once).
 SQLite in WAL mode makes concurrent readers and writers in several processes safe; every write
 is one transaction (``INSERT OR REPLACE`` on the primary key), so a crash never leaves a
 half-written vector and two processes that compute the same text concurrently store it once. On a network file system where
@@ -23,7 +26,8 @@ contention); putting the cache on a local disk is best.
 Healing: a damaged database (SQLite reports it corrupt or not a database) is a cache miss: it is
 moved aside as ``embeddings.sqlite.corrupt-<time>`` with one warning line and a fresh one is
 started (texts are embedded again on demand). A row whose vector has the wrong size or is not
-finite is a miss for that text. Disk full / read-only / permission errors are one-line errors.
+finite, or whose digest does not match, is a miss for that text (counted in ``damaged`` and
+named in one warning line per call) and is overwritten with a fresh vector. Disk full / read-only / permission errors are one-line errors.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Sequence
+
+import logging
 
 import numpy as np
 
@@ -50,15 +56,26 @@ CREATE TABLE IF NOT EXISTS embeddings (
     text_hash TEXT    NOT NULL,
     dim       INTEGER NOT NULL,
     vec       BLOB    NOT NULL,
+    digest    BLOB,
     PRIMARY KEY (identity, text_hash)
 ) WITHOUT ROWID
 """
 _CHUNK = 500  # host parameters per SELECT (SQLite's limit is 999 on old builds)
+log = logging.getLogger("benchmark.cache")
 
 
 def text_hash(text: str) -> str:
     """Cache key of one text: sha256 of its exact UTF-8 bytes."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def row_digest(identity: str, text_key: str, vec: bytes) -> bytes:
+    """Checksum of one stored row: 128-bit BLAKE2b over its key and the vector's bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (identity.encode("utf-8"), text_key.encode("ascii"), vec):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.digest()
 
 
 class CachedTextEncoder:
@@ -75,6 +92,7 @@ class CachedTextEncoder:
         self.memory_hits = 0
         self.disk_hits = 0
         self.misses = 0
+        self.damaged = 0  # stored rows that failed their size/finite/digest check (recomputed)
         self._memory: dict[str, np.ndarray] = {}
         self._memory_identity: str | None = None
         self._identity: str | None = None
@@ -127,6 +145,13 @@ class CachedTextEncoder:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
+                cols = {r[1] for r in conn.execute("PRAGMA table_info(embeddings)")}
+                if "digest" not in cols:  # a cache from before per-row digests: upgrade in place
+                    try:
+                        conn.execute("ALTER TABLE embeddings ADD COLUMN digest BLOB")
+                    except sqlite3.OperationalError as exc:  # another process just did it
+                        if "duplicate column" not in str(exc):
+                            raise
             except BaseException:
                 conn.close()
                 raise
@@ -179,29 +204,43 @@ class CachedTextEncoder:
 
         def load(db):
             found: dict[str, np.ndarray] = {}
+            bad = 0
             for s in range(0, len(hashes), _CHUNK):
                 chunk = hashes[s : s + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT text_hash, dim, vec FROM embeddings WHERE identity = ? AND text_hash IN ({marks})",
+                    f"SELECT text_hash, dim, vec, digest FROM embeddings WHERE identity = ? AND text_hash IN ({marks})",
                     [identity, *chunk],
                 ).fetchall()
-                for h, d, blob in rows:
-                    if d == dim and isinstance(blob, bytes) and len(blob) == 4 * dim:  # anything else is a miss
-                        v = np.frombuffer(blob, dtype=np.float32).copy()
-                        if np.isfinite(v).all():
-                            found[h] = v
-            return found
+                for h, d, blob, digest in rows:
+                    if digest is None:  # written before digests existed: recompute, not damaged
+                        continue
+                    ok = (d == dim and isinstance(blob, bytes) and len(blob) == 4 * dim
+                          and digest == row_digest(identity, h, blob))
+                    v = np.frombuffer(blob, dtype=np.float32).copy() if ok else None
+                    if v is not None and np.isfinite(v).all():
+                        found[h] = v
+                    else:
+                        bad += 1
+            return found, bad
 
-        return self._with_db(load)
+        found, bad = self._with_db(load)
+        if bad:
+            self.damaged += bad
+            log.warning("text embedding cache '%s': %d damaged row(s) (size, NaN or checksum) ignored and recomputed",
+                        self.db_path, bad)
+        return found
 
     def _store(self, identity: str, items: list[tuple[str, np.ndarray]]) -> None:
-        rows = [(identity, h, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in items]
+        rows = []
+        for h, v in items:
+            blob = np.ascontiguousarray(v, dtype=np.float32).tobytes()
+            rows.append((identity, h, int(v.shape[0]), blob, row_digest(identity, h, blob)))
 
         def store(db):
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT OR REPLACE INTO embeddings (identity, text_hash, dim, vec) VALUES (?, ?, ?, ?)", rows)
+                db.executemany("INSERT OR REPLACE INTO embeddings (identity, text_hash, dim, vec, digest) VALUES (?, ?, ?, ?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -320,4 +359,4 @@ def create_text_encoder(
     return cached
 
 
-__all__ = ["CachedTextEncoder", "create_text_encoder", "text_hash", "DB_NAME"]
+__all__ = ["CachedTextEncoder", "create_text_encoder", "text_hash", "row_digest", "DB_NAME"]

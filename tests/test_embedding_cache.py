@@ -124,3 +124,55 @@ def test_several_processes_share_one_cache(reports, tmp_path):
     out = fresh.encode(a + b)
     assert fresh.misses == 0 and fresh.disk_hits == len(set(a + b))
     np.testing.assert_allclose(out, fresh.encoder.encode(a + b), atol=1e-6)
+
+
+def test_flipped_bit_in_a_stored_vector_is_caught_and_recomputed(reports, tmp_path, caplog):
+    """SQLite's page checks do not see a changed float inside a row; the per-row digest does."""
+    import sqlite3
+
+    fit, texts = reports[:150], list(dict.fromkeys(reports[150:200]))[:5]
+    enc = create_text_encoder("tfidf[dim=8]", tmp_path, fit_texts=fit)
+    clean = enc.encode(texts)
+    enc.close()
+    con = sqlite3.connect(enc.db_path)
+    h, blob = con.execute("SELECT text_hash, vec FROM embeddings LIMIT 1").fetchone()
+    flipped = bytearray(blob)
+    flipped[5] ^= 0x10  # one bit of one float: still finite, still the right size
+    assert np.isfinite(np.frombuffer(bytes(flipped), dtype=np.float32)).all()
+    con.execute("UPDATE embeddings SET vec = ? WHERE text_hash = ?", (bytes(flipped), h))
+    con.commit()
+    con.close()
+
+    fresh = create_text_encoder("tfidf[dim=8]", tmp_path, fit_texts=fit)
+    with caplog.at_level("WARNING", logger="benchmark.cache"):
+        again = fresh.encode(texts)
+    np.testing.assert_array_equal(again, clean)  # the damaged row was not served
+    assert fresh.damaged == 1 and fresh.misses == 1 and fresh.disk_hits == len(texts) - 1
+    assert sum("1 damaged row(s)" in r.getMessage() and str(fresh.db_path) in r.getMessage()
+               for r in caplog.records) == 1
+    third = create_text_encoder("tfidf[dim=8]", tmp_path, fit_texts=fit)  # the row was rewritten
+    np.testing.assert_array_equal(third.encode(texts), clean)
+    assert third.damaged == 0 and third.misses == 0
+
+
+def test_database_from_before_row_digests_is_upgraded_and_its_rows_recomputed(reports, tmp_path):
+    import sqlite3
+
+    from methods.embedding_cache import text_hash
+
+    fit, texts = reports[:150], list(dict.fromkeys(reports[150:200]))[:3]
+    enc = create_text_encoder("tfidf[dim=8]", tmp_path, fit_texts=fit)
+    enc.db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(enc.db_path)  # the old schema, with a wrong (but plausible) stored vector
+    con.execute("CREATE TABLE embeddings (identity TEXT NOT NULL, text_hash TEXT NOT NULL, dim INTEGER NOT NULL, "
+                "vec BLOB NOT NULL, PRIMARY KEY (identity, text_hash)) WITHOUT ROWID")
+    con.execute("INSERT INTO embeddings VALUES (?, ?, 8, ?)",
+                (enc.identity(), text_hash(texts[0]), np.ones(8, dtype=np.float32).tobytes()))
+    con.commit()
+    con.close()
+    out = enc.encode(texts)
+    assert enc.misses == len(texts) and enc.damaged == 0  # undigested rows: recomputed, not 'damaged'
+    assert not np.allclose(out[0], 1.0)
+    fresh = create_text_encoder("tfidf[dim=8]", tmp_path, fit_texts=fit)
+    np.testing.assert_array_equal(fresh.encode(texts), out)
+    assert fresh.misses == 0
