@@ -732,6 +732,7 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
         raise UserError(f"no result rows in {', '.join(map(str, dirs))}: run `python -m benchmark run` first")
     out = Path(out_dir)
     tables_dir, figs_dir = out / "tables", out / "figures"
+    before = _snapshot(tables_dir, figs_dir)  # to drop what an earlier report made and this one does not
     summary = summarise(rows)
     methods = sorted(rows["method"].unique(), key=_method_sort_key)
     styles = plotting.MethodStyles(methods)
@@ -851,23 +852,57 @@ def make_report(result_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
 
     index = out / "index.md"
     heading = title or "ECG benchmark report"
-    command = report_command(dirs)
+    command = report_command(dirs, out, title=title)
     notes = _caveat_lines(rows, dirs)
     if html:
         from benchmark.report_html import write_html
 
         write_html(out / "index.html", heading, command, notes, sections, out, embed=embed_figures)
     atomic_write_text(_index_text(heading, command, notes, sections, html=html), index)
+    stale = _stale(before)
+    if stale:
+        log.info("report: removed %d table/figure file(s) of an earlier report that this one does not make "
+                 "(e.g. %s)", len(stale), stale[0])
     log.info("report: %s", index)
     return index
 
 
-def report_command(dirs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None) -> str:
-    """The shell command that (re)makes the report of ``dirs``."""
+def _snapshot(*folders: Path) -> dict[Path, tuple[int, int]]:
+    """(inode, mtime) of every file under the report's own ``tables/`` and ``figures/``."""
+    snap = {}
+    for folder in folders:
+        if folder.is_dir():
+            for p in folder.rglob("*"):
+                if p.is_file() and not p.is_symlink():
+                    st = p.stat()
+                    snap[p] = (st.st_ino, st.st_mtime_ns)
+    return snap
+
+
+def _stale(before: dict[Path, tuple[int, int]]) -> list[Path]:
+    """Delete the files of ``before`` that this report did not rewrite (every write replaces the
+    file atomically, so a rewritten file has a new inode or time): tables and figures of an
+    earlier report -- a method or dataset no longer in the results -- must not linger beside it."""
+    gone = []
+    for p, sig in sorted(before.items()):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        if (st.st_ino, st.st_mtime_ns) == sig:
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
+def report_command(dirs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None,
+                   title: str | None = None) -> str:
+    """The shell command that (re)makes the report of ``dirs`` (into ``out``, with ``title``)."""
     import shlex
 
     cmd = "python -m benchmark report " + " ".join(f"--results {shlex.quote(str(d))}" for d in dirs)
-    return cmd + (f" --out {shlex.quote(str(out))}" if out is not None else "")
+    cmd += f" --out {shlex.quote(str(out))}" if out is not None else ""
+    return cmd + (f" --title {shlex.quote(title)}" if title else "")
 
 
 def _caveat_lines(rows: pd.DataFrame, dirs: list[Path]) -> list[str]:

@@ -5,6 +5,7 @@ the result folders next to it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,26 @@ def test_report_on_the_committed_results(tmp_path):
     made = sorted(p.parent.name for p in tmp_path.glob("*/index.html"))
     assert made == expected
     assert all(f"({name}/index.html)" in (tmp_path / "index.md").read_text() for name in expected)
+
+
+def test_rerun_into_the_same_folder_drops_the_earlier_reports_leftovers(parent, tmp_path):
+    """alpha's report, then beta's into the same folder: only beta's tables and figures remain
+    (no simclr table beside the supervised one), files outside tables/ and figures/ are kept, and
+    the page names the exact command, --out included."""
+    out = tmp_path / "one"
+    assert main(["report", "--results", str(parent / "alpha"), "--out", str(out)]) == 0
+    # what an earlier report of other results would have left: a dataset and a variant no longer run
+    (out / "tables" / "zero_shot_per_class_oldset_rhythm.md").write_text("| simclr | 0.9 |")
+    (out / "figures" / "ablation_simclr.png").write_bytes(b"\x89PNG stale")
+    (out / "my-notes.txt").write_text("mine")
+    assert main(["report", "--results", str(parent / "beta"), "--out", str(out)]) == 0
+    md = (out / "index.md").read_text()
+    assert f"`python -m benchmark report --results {parent / 'beta'} --out {out}`" in md
+    linked = {m for m in re.findall(r"\]\(([^)]+)\)", md) if not m.startswith(("http", "#"))}
+    kept = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+            and p.parts[len(out.parts)] in ("tables", "figures")}
+    assert kept == {m for m in linked if m.startswith(("tables/", "figures/"))}  # nothing unlinked remains
+    assert (out / "my-notes.txt").read_text() == "mine"
+    assert all("simclr" not in (out / k).read_text() for k in kept if k.endswith((".md", ".csv", ".tex")))
+    assert not (out / "tables" / "zero_shot_per_class_oldset_rhythm.md").exists()
+    assert not (out / "figures" / "ablation_simclr.png").exists()
