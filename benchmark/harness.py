@@ -675,8 +675,11 @@ class Runner:
         self.store.write_job(jid, rows, ev.scores, meta)
         tracked = self.tracked(job.method, job.seed)
         if tracked is not None:
-            from benchmark.tracking import result_metrics
+            from benchmark.tracking import epoch_metrics, finetune_prefix, result_metrics
 
+            prefix = finetune_prefix(job)
+            for e, row in enumerate(ev.history):  # a fine-tune's epochs, under the job's own name
+                tracked.log_metrics(epoch_metrics(row, prefix), step=e)
             tracked.log_metrics(result_metrics(rows))
 
     def _ensure_panel(self) -> None:

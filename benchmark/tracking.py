@@ -11,10 +11,14 @@ One small protocol, one adapter per tracker (the shape of Lightning's loggers)::
 What the suite logs: ``run`` opens one tracked run per (method variant, pretraining seed) with the
 variant, its base name, the seed, the config hash and every setting that can change a number as
 parameters; per pretraining epoch the training and validation loss, learning rate, seconds and
-throughput (ECG/s) under ``pretrain/``; and every result row of the jobs it runs as one metric named
+throughput (ECG/s) under ``pretrain/``; the same per fine-tune epoch under
+``finetune/<protocol>/<dataset>/<task>[/<label fraction>]/``; and every result row of the jobs it
+runs as one metric named
 ``<protocol>/<mode>/<dataset>/<task>[/<label fraction>]/<metric>[/<class>]``. ``tune`` opens one
 tracked run per trial (its parameters, the study's config hash, per-epoch losses and validation
-objective, and the final objective).
+objective, and the final objective). With ``run --workers N`` the workers do not open the tracker:
+they record these calls and the submitting process logs them when each task finishes (a
+pretraining's epochs arrive together at its end instead of one by one).
 
 Where it goes: TensorBoard event files in ``<out>/tensorboard/<run name>/`` (``tensorboard --logdir
 <out>/tensorboard``); MLflow to ``--log-uri`` or ``$MLFLOW_TRACKING_URI``, by default a local
@@ -240,6 +244,13 @@ def result_metrics(rows) -> dict[str, float]:
         if v is not None:
             out[metric_name("/".join(str(p) for p in parts))] = v
     return out
+
+
+def finetune_prefix(job) -> str:
+    """Metric prefix of a fine-tune job's epochs: ``finetune/<protocol>/<dataset>/<task>[/<fraction>]``."""
+    lf = _finite(job.label_fraction)
+    parts = ["finetune", job.protocol, job.dataset, job.task] + ([f"{lf:g}"] if lf is not None else [])
+    return metric_name("/".join(str(p) for p in parts))
 
 
 def epoch_metrics(row: Mapping[str, Any], prefix: str = "pretrain") -> dict[str, float]:

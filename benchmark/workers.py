@@ -44,12 +44,44 @@ class RunSpec:
     out: str
     run_id: str
     plugins: tuple[str, ...] = ()
+    track: bool = False  # the submitting process has a --log tracker: record metrics for it
 
     @property
     def key(self) -> tuple:
         from benchmark.config import stable_hash
 
-        return (stable_hash(self.cfg), self.data_root, self.cache_dir, self.out, self.run_id, self.plugins)
+        return (stable_hash(self.cfg), self.data_root, self.cache_dir, self.out, self.run_id, self.plugins, self.track)
+
+
+class _RecordedRun:
+    def __init__(self, recorder: "Recorder") -> None:
+        self.recorder = recorder
+
+    def log_hyperparams(self, params) -> None:  # the submitting process logs its own parameters
+        pass
+
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        self.recorder.calls.append((dict(metrics), step))
+
+    def finish(self, status: str = "success") -> None:
+        pass
+
+
+class Recorder:
+    """The tracker inside a worker: it records ``log_metrics`` calls (per-epoch pretraining losses,
+    a job's result metrics), which travel back with the task's result and are replayed into the
+    real tracker by the submitting process -- so one process talks to TensorBoard or MLflow, and
+    a ``--workers`` run logs the same metrics as a one-process run."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict, int | None]] = []
+
+    def start_run(self, name: str, tags=None) -> _RecordedRun:
+        return _RecordedRun(self)
+
+    def drain(self) -> list[tuple[dict, int | None]]:
+        calls, self.calls = self.calls, []
+        return calls
 
 
 _RUNNERS: dict[tuple, Any] = {}
@@ -74,7 +106,8 @@ def _worker_runner(spec: RunSpec):
             import torch
 
             torch.set_num_threads(int(threads))
-        r = Runner(spec.cfg, data_root=spec.data_root, cache_dir=spec.cache_dir, out=spec.out, progress=False)
+        r = Runner(spec.cfg, data_root=spec.data_root, cache_dir=spec.cache_dir, out=spec.out, progress=False,
+                   tracker=Recorder() if spec.track else None)
         r.store = ResultStore(spec.out)
         r.run_id = spec.run_id
         r._lm_start = 0.0
@@ -82,25 +115,46 @@ def _worker_runner(spec: RunSpec):
     return _RUNNERS[spec.key]
 
 
-def pretrain_task(spec: RunSpec, req) -> str:
+def _drain(r) -> list:
+    return r.tracker.drain() if isinstance(r.tracker, Recorder) else []
+
+
+def pretrain_task(spec: RunSpec, req) -> tuple[str, list]:
     """Dask task: make sure the pretrained model ``req`` is in the cache (train it, or wait for
-    the worker that holds its claim)."""
+    the worker that holds its claim). Returns its label and the tracker calls it recorded."""
     r = _worker_runner(spec)
+    _drain(r)
     r.pretrained(req.spec, req.seed, labels=req.labels, wait=True)
-    return req.label
+    return req.label, _drain(r)
 
 
-def job_task(spec: RunSpec, job, _pretrained: str | None = None) -> str:
-    """Dask task: run one job under its claim (waiting while another live worker holds it)."""
+def job_task(spec: RunSpec, job, _pretrained=None) -> tuple[str, list]:
+    """Dask task: run one job under its claim (waiting while another live worker holds it).
+    Returns 'ran' or 'done' (finished by someone else) and the tracker calls it recorded."""
     from benchmark.claims import Claims
 
     r = _worker_runner(spec)
+    _drain(r)
     claims = Claims(r.out / ".claims", ttl=float(r.cfg.get("lease_seconds", 120)))
     while True:
         status = r.run_claimed(job, claims, wait=True)
         if status in ("ran", "done"):
-            return status
+            return status, _drain(r)
         time.sleep(r.poll_seconds)
+
+
+def _replay(runner, spec: str, seed: int, calls: list) -> None:
+    """Log a worker's recorded tracker calls to the submitting process's tracked run of (spec, seed)."""
+    if not calls or runner.tracker is None:
+        return
+    run = runner.tracked(spec, seed)
+    if run is None:
+        return
+    for metrics, step in calls:
+        try:
+            run.log_metrics(metrics, step=step)
+        except Exception as exc:  # a tracker hiccup never loses results
+            log.warning("tracker: could not log metrics of %s seed=%d: %s", spec, seed, exc)
 
 
 def local_cluster(n_workers: int, device: str):
@@ -124,7 +178,8 @@ def local_cluster(n_workers: int, device: str):
     threads = os.environ.get("ECGBENCH_WORKER_THREADS") or str(torch.get_num_threads())
     workers = {}
     for i in range(n_workers):
-        env = {"ECGBENCH_WORKER_THREADS": threads}
+        # the worker processes' own Dask INFO lines ("Registered to: ...") would bury the run's log
+        env = {"ECGBENCH_WORKER_THREADS": threads, "DASK_LOGGING__DISTRIBUTED": "warning"}
         if n_gpu:
             env["CUDA_VISIBLE_DEVICES"] = str(i % n_gpu)
         workers[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "env": env, "memory_limit": 0}}
@@ -180,7 +235,8 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
         runner.dataset(name)
     reqs = {job: runner.pretraining(job) for job in todo}
     spec = RunSpec(cfg=runner.cfg, data_root=str(runner.data_root), cache_dir=str(runner.cache_dir),
-                   out=str(runner.out), run_id=runner.run_id, plugins=tuple(plugins))
+                   out=str(runner.out), run_id=runner.run_id, plugins=tuple(plugins),
+                   track=runner.tracker is not None)
     client, cl = client_for(workers, scheduler, cluster, runner.cfg["device"])
     errors: list[str] = []
     try:
@@ -197,10 +253,17 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
         log.info("submitted %d pretrainings and %d jobs to %d Dask workers", len(pre), len(futs),
                  len(client.scheduler_info().get("workers", {})) or workers)
         bar = tqdm(total=len(futs), desc="jobs", unit="job", disable=not runner.progress, dynamic_ncols=True)
-        for f in as_completed(list(futs)):
+        pre_of = {f: req for req, f in pre.items()}
+        for f in as_completed([*pre.values(), *futs]):
+            if f in pre_of:  # a pretraining: replay its epochs into the tracker (its errors show in its jobs)
+                req = pre_of[f]
+                if f.status == "finished":
+                    _replay(runner, req.spec, req.seed, f.result()[1])
+                continue
             job = futs[f]
             try:
-                f.result()
+                _status, calls = f.result()
+                _replay(runner, job.method, job.seed, calls)
             except Exception as exc:  # one job's error must not lose the others
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 errors.append(f"{job.label}: {msg}")
@@ -216,4 +279,4 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
     return len(todo)
 
 
-__all__ = ["run_on_dask", "local_cluster", "slurm_cluster", "RunSpec"]
+__all__ = ["run_on_dask", "local_cluster", "slurm_cluster", "RunSpec", "Recorder"]

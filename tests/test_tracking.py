@@ -40,14 +40,10 @@ def _expected_rows(out):
     return rows, result_metrics(rows.to_dict("records"))
 
 
-def test_run_logs_to_tensorboard(tmp_path, data_root, session_cache, capsys):
-    pytest.importorskip("tensorboard", reason="--log tensorboard needs the tracking extra")
+def _check_tensorboard(out):
+    """One tracked run with every pretraining epoch and every result row of ``out`` as scalars."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "res"
-    assert main(["run", *TINY, "--out", str(out), "--data-root", str(data_root),
-                 "--cache-dir", str(_cache(tmp_path, session_cache)), "--log", "tensorboard"]) == 0
-    assert f"tensorboard --logdir {out / 'tensorboard'}" in capsys.readouterr().out
     runs = sorted((out / "tensorboard").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("mets_lm=tfidf_seed=0")
     acc = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0, "tensors": 0})
@@ -64,6 +60,39 @@ def test_run_logs_to_tensorboard(tmp_path, data_root, session_cache, capsys):
     params = acc.Tensors("params/text_summary")[0].tensor_proto.string_val[0].decode()
     assert f"| config_hash | {rows['config_hash'].iloc[0]} |" in params
     assert "| seed | 0 |" in params and "| method | mets[lm=tfidf] |" in params
+
+
+def test_run_logs_to_tensorboard(tmp_path, data_root, session_cache, capsys):
+    pytest.importorskip("tensorboard", reason="--log tensorboard needs the tracking extra")
+    out = tmp_path / "res"
+    assert main(["run", *TINY, "--out", str(out), "--data-root", str(data_root),
+                 "--cache-dir", str(_cache(tmp_path, session_cache)), "--log", "tensorboard"]) == 0
+    assert f"tensorboard --logdir {out / 'tensorboard'}" in capsys.readouterr().out
+    _check_tensorboard(out)
+
+
+def test_dask_workers_log_the_same_metrics_through_the_submitting_process(tmp_path, data_root, session_cache):
+    """--workers: the workers record their epochs and result metrics; the submitting process
+    replays them into its one tracker (workers never open TensorBoard/MLflow themselves). With a
+    few-label fine-tune in the grid, its epochs are logged too, one step per epoch it ran."""
+    pytest.importorskip("tensorboard", reason="--log tensorboard needs the tracking extra")
+    pytest.importorskip("distributed", reason="--workers needs the workers extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "res"
+    args = [a if a != "zero-shot" else "zero-shot,few-label" for a in TINY]
+    assert main(["run", *args, "--out", str(out), "--data-root", str(data_root), "--workers", "2",
+                 "--label-fractions", "0.1", "--set", "few_label_modes=fine-tune", "--set", "finetune_epochs=2",
+                 "--cache-dir", str(_cache(tmp_path, session_cache)), "--log", "tensorboard"]) == 0
+    _check_tensorboard(out)
+    store = ResultStore(out)
+    (jid,) = [j for j in store.done_jobs() if store.load_meta(j)["job"]["mode"] == "fine-tune"]
+    epochs = store.load_meta(jid)["info"]["epochs_run"]
+    acc = EventAccumulator(str(next((out / "tensorboard").iterdir())), size_guidance={"scalars": 0})
+    acc.Reload()
+    for k in ("train_loss", "val_loss", "lr"):
+        ev = acc.Scalars(f"finetune/few-label/ptbxl/superdiagnostic/0.1/{k}")
+        assert [e.step for e in ev] == list(range(epochs)) and all(math.isfinite(e.value) for e in ev), k
 
 
 def test_run_logs_to_mlflow(tmp_path, data_root, session_cache, capsys):

@@ -20,6 +20,7 @@ class Evaluation:
     rows: list[dict]
     scores: pd.DataFrame
     info: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # per-epoch rows of a fine-tune (for --log)
 
 
 def task_indices(data: ECGSet, task: str, split: str, limit: int = 0, seed: int = 0) -> np.ndarray:

@@ -200,6 +200,7 @@ def run_fine_tune(
     losses = [h["val_loss"] for h in clf.history if h.get("val_loss") is not None]
     ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(clf.history),
                     "best_val_loss": min(losses) if losses else None})
+    ev.history = [dict(h) for h in clf.history]
     return ev
 
 
