@@ -128,6 +128,7 @@ def test_two_concurrent_runs_on_one_folder_run_each_job_once(tmp_path, data_root
                              text=True, capture_output=True, check=True).stdout.split("\n")
     planned = [p for p in planned if p.strip()]
     assert sorted(ran) == sorted(planned)  # every job exactly once, over both processes
+    assert _ran(logs[0]) and _ran(logs[1])  # ... and really shared: each process ran some of them
     pretrainings = sum(len(re.findall(r"INFO benchmark.run: pretraining simclr seed=0 \(", log)) for log in logs)
     assert pretrainings == 1
     assert len(list((out / "meta").glob("*.json"))) == len(planned)
