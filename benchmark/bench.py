@@ -25,7 +25,8 @@ in that run too (a ratio is robust to a busy or slow machine, an absolute number
                    ``--quick`` runs a reduced configuration instead (a smoke test);
 8. workers      -- the same run through ``run --workers 1`` and ``--workers 2`` (Dask local
                    cluster): the speed-up of two workers (about 2 with two free GPUs or twice the
-                   cores; little on 2 shared CPU cores, where both workers compete for them).
+                   cores; little on 2 shared CPU cores, where both workers compete for them), and
+                   on CPU ``--workers 2`` with the cores split between the workers.
 
 One table is printed and written atomically as CSV (``<out>/bench.csv``) with the raw seconds
 in ``<out>/bench.json``. What each figure means and this machine's table: docs/performance.md.
@@ -699,25 +700,46 @@ class Bench:
 
     # -- 8: workers ---------------------------------------------------------------------------
     def workers(self) -> None:
-        """The same profile through ``run --workers 1`` and ``--workers 2`` (Dask local cluster)."""
+        """The same profile through ``run --workers 1`` and ``--workers 2`` (Dask local cluster);
+        on CPU also ``--workers 2`` with the cores split between the workers."""
         try:
             import distributed  # noqa: F401
         except ImportError:
             log.warning("bench figure 8 skipped: Dask is not installed (pip install -e '.[workers]')")
             return
+        cores = os.cpu_count() or 1
+        threads = self.raw.get("torch_threads")
         walls = {}
         for n in (1, 2):
             timings, walls[n], label = self._run_profile(parallel={"workers": n})
+        split = max(1, int(threads or cores) // 2)
+        if self.device.type == "cpu":  # the default keeps each worker at the submitter's threads: identical rows
+            old = os.environ.get("ECGBENCH_WORKER_THREADS")
+            os.environ["ECGBENCH_WORKER_THREADS"] = str(split)
+            try:
+                _, walls["2-split"], _ = self._run_profile(parallel={"workers": 2})
+            finally:
+                if old is None:
+                    os.environ.pop("ECGBENCH_WORKER_THREADS", None)
+                else:
+                    os.environ["ECGBENCH_WORKER_THREADS"] = old
         self.raw["workers_seconds"] = walls
-        cores = os.cpu_count() or 1
         speedup = walls[1] / walls[2]
         self.rows.append(_row(
             "8 workers", f"{label}: --workers 2 speed-up over --workers 1", speedup, "x",
             "--workers 1 wall time (s)", walls[1], speedup, "~2 with 2 free GPUs or 2x the cores", None,
-            f"--workers 1: {walls[1]:.0f} s, --workers 2: {walls[2]:.0f} s; {cores} CPU cores visible, each worker "
-            f"uses {self.raw.get('torch_threads')} torch threads, so on few cores the two workers compete for them; "
-            "a method's jobs wait for its pretraining, which bounds the gain",
+            f"--workers 1: {walls[1]:.0f} s, --workers 2: {walls[2]:.0f} s; {cores} CPU cores visible and each "
+            f"worker uses {threads} torch threads (the default, so rows equal a one-process run to the last "
+            "digit): the workers compete for the same cores; a method's jobs also wait for its pretraining",
         ))
+        if "2-split" in walls:
+            s2 = walls[1] / walls["2-split"]
+            self.rows.append(_row(
+                "8 workers", f"{label}: --workers 2 with {split} torch thread(s) each, speed-up over --workers 1",
+                s2, "x", "--workers 1 wall time (s)", walls[1], s2, "~1 (the same cores, split)", None,
+                f"ECGBENCH_WORKER_THREADS={split}: {walls['2-split']:.0f} s; no oversubscription, but the same "
+                f"{cores} cores do the same work, and numbers may differ from a one-process run in the last digits",
+            ))
 
     def _run_profile(self, parallel: dict | None = None) -> tuple[dict, float, str]:
         """Run the quick profile (or, with --quick, a reduced config) in a scratch out/cache dir.

@@ -184,6 +184,12 @@ def local_cluster(n_workers: int, device: str):
             env["CUDA_VISIBLE_DEVICES"] = str(i % n_gpu)
         workers[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "env": env, "memory_limit": 0}}
     log.info("Dask local cluster: %d worker processes%s", n_workers, f" (one GPU each of {n_gpu})" if n_gpu else "")
+    cores = os.cpu_count() or 1
+    if not n_gpu and n_workers > 1 and n_workers * int(threads) > cores:
+        log.warning("%d CPU workers x %s torch threads on %d cores: they compete for the cores, so --workers "
+                    "makes a CPU run slower, not faster (bench figure 8; docs/workers.md); use --workers with "
+                    "GPUs or more cores, or ECGBENCH_WORKER_THREADS=%d (numbers may then differ from a "
+                    "one-process run in the last digits)", n_workers, threads, cores, max(1, cores // n_workers))
     return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
                        silence_logs=logging.WARNING)
 
