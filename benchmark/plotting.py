@@ -103,7 +103,8 @@ def save_figure(fig, base: Path) -> list[Path]:
     base.parent.mkdir(parents=True, exist_ok=True)
     out = []
     try:
-        for ext, kw in (("png", {"dpi": 200}), ("pdf", {})):
+        # no creation date in the PDF: the same results make byte-identical figures (no git churn)
+        for ext, kw in (("png", {"dpi": 200}), ("pdf", {"metadata": {"CreationDate": None}})):
             path = base.with_suffix(f".{ext}")
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
