@@ -151,9 +151,13 @@ def next_step_text(*outs, tracker=None) -> str:
     """The exact command that makes the report of what a run just wrote (and where the tracker is)."""
     from benchmark.report import report_command
 
-    name = Path(outs[0]).name
-    text = (f"make the report (tables, figures, index.md, index.html in reports/{name}/):\n"
-            f"  {report_command(outs)}")
+    paths = [Path(o) for o in outs]
+    parent = paths[0].parent
+    # an ablation writes one folder per setting under one parent: one report named after the parent
+    name = parent.name if len(paths) > 1 and all(p.parent == parent for p in paths) else paths[0].name
+    report = Path("reports") / name
+    text = (f"make the report (tables, figures, index.md, index.html in {report}/):\n"
+            f"  {report_command(outs, report)}")
     if tracker is not None:
         text = f"{tracker.hint()}\n" + text
     return text

@@ -140,3 +140,15 @@ def test_run_ends_with_the_report_command_that_works(tiny_run, tmp_path, monkeyp
     assert main(argv[3:]) == 0
     assert (tmp_path / "reports" / out.name / "index.md").is_file()
     assert (tmp_path / "reports" / out.name / "index.html").is_file()
+
+
+def test_next_step_of_an_ablation_names_one_report_after_its_parent_folder():
+    from benchmark.harness import next_step_text
+
+    outs = ["results/ablation-prompts/prompt_templates=all", "results/ablation-prompts/prompt_templates=paper"]
+    text = next_step_text(*outs)
+    assert "in reports/ablation-prompts/" in text
+    assert text.strip().endswith(
+        "--results results/ablation-prompts/prompt_templates=all "
+        "--results results/ablation-prompts/prompt_templates=paper --out reports/ablation-prompts")
+    assert next_step_text("results/quick").strip().endswith("--results results/quick --out reports/quick")
