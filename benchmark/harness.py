@@ -343,6 +343,16 @@ class Runner:
 
         return make_job_id({**job.key, "config": self.config_hash(job.method)})
 
+    def row_method(self, spec: str) -> str:
+        """The method as result rows name it: the spec plus ``row_label`` settings (an ablation of
+        run settings: ``mets`` with ``prompt_templates=paper`` -> ``mets[prompt_templates=paper]``)."""
+        label = str(self.cfg.get("row_label") or "")
+        if not label:
+            return spec
+        name, params = parse_spec(spec)
+        _, extra = parse_spec(f"x[{label}]")
+        return format_spec(name, {**params, **extra})
+
     def config_hash(self, spec: str) -> str:
         """Hash of every setting that can change a job's numbers (not device or progress)."""
         keep = {k: v for k, v in self.cfg.items() if k in JOB_SETTINGS}
@@ -669,7 +679,8 @@ class Runner:
         env = env_info(str(self.device))
         jid = self.job_id(job)
         extra = {
-            "run_id": self.run_id, "job_id": jid, "method": job.method, "method_name": job.method.split("[", 1)[0], "seed": job.seed,
+            "run_id": self.run_id, "job_id": jid, "method": self.row_method(job.method),
+            "method_name": job.method.split("[", 1)[0], "seed": job.seed,
             "protocol": job.protocol, "mode": job.mode, "dataset": job.dataset, "task": job.task,
             "label_fraction": np.nan if job.label_fraction is None else job.label_fraction,
             "config_hash": self.config_hash(job.method), **env,

@@ -113,3 +113,35 @@ def test_frozen_lm_set_compares_the_three_lm_training_modes(tmp_path):
     part = plan("frozen-lm", tmp_path)[0]
     assert part.methods == ["mets[lm_train=frozen]", "mets[lm_train=last-2]", "mets[lm_train=all]"]
     assert "text-ceiling" in part.overrides["protocols"] and "zero-shot" in part.overrides["protocols"]
+
+
+def test_run_setting_ablation_rows_name_the_setting_and_one_report_compares_them(tmp_path, data_root, session_cache):
+    """The prompts set runs one folder per template set with the same method; its rows must say
+    which set they are (mets[prompt_templates=...]) so a merged report keeps all four apart instead
+    of keeping the latest 'mets' row of each key -- with paired differences between the sets."""
+    import pandas as pd
+
+    from benchmark.ablate import plan
+    from benchmark.cli import main
+    from benchmark.report import make_report
+    from benchmark.results import load_results_dir, merge_results
+
+    out = tmp_path / "abl"
+    assert main(["ablate", "prompts", "--out", str(out), "--data-root", str(data_root), "--cache-dir",
+                 str(session_cache), "--no-progress", "--tasks", "superdiagnostic",
+                 "--set", "method_settings.encoder=resnet1d-tiny", "--set", "method_settings.epochs=1",
+                 "--set", "method_settings.max_steps_per_epoch=2", "--set", "method_settings.lm=tfidf",
+                 "--set", "n_boot=20", "--set", "panel_examples=0", "--device", "cpu"]) == 0
+    parts = plan("prompts", out)
+    for p in parts:
+        rows = load_results_dir(p.out)
+        assert set(rows["method"]) == {f"mets[prompt_templates={p.overrides['prompt_templates']}]"}
+        assert set(rows["method_name"]) == {"mets"}
+    merged = merge_results([p.out for p in parts])
+    assert merged["method"].nunique() == 4 and len(merged) == sum(len(load_results_dir(p.out)) for p in parts)
+    report = make_report([p.out for p in parts], tmp_path / "report", paired_boot=50, html=False)
+    assert "mets[prompt_templates=paper]" in (report.parent / "tables" / "main.md").read_text()
+    paired = pd.read_csv(report.parent / "tables" / "paired.csv")
+    pairs = set(zip(paired["method_a"], paired["method_b"]))
+    assert ("mets[prompt_templates=all]", "mets[prompt_templates=paper]") in pairs or \
+           ("mets[prompt_templates=paper]", "mets[prompt_templates=all]") in pairs
