@@ -63,6 +63,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
     "lease_seconds": (120, "a worker's claim on a job or pretraining expires this long after its last heartbeat "
                       "(a crashed worker's work is then retried by another; benchmark/claims.py)"),
+    "worker_wait_seconds": (600, "run --workers/--scheduler/--cluster: how long to wait for the first Dask worker "
+                            "(e.g. SLURM jobs still pending) before stopping with an error"),
     "resident_data": ("auto", "hold each prepared dataset, normalised, in device memory: auto (on a GPU when it "
                       "takes < 30 % of free memory) | true | false (memory-mapped batches)"),
 }
