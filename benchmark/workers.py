@@ -194,22 +194,31 @@ def _sbatch_test_only(script: str) -> None:
     if proc.returncode != 0:
         lines = [ln.strip().removeprefix("sbatch: ") for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         raise UserError(f"--cluster slurm: SLURM refuses the worker job ({'; '.join(lines) or f'exit code {proc.returncode}'}): "
-                        "fix queue/account/cores/memory/walltime in Dask's jobqueue.yaml (docs/workers.md)")
+                        "check 'sinfo' (nodes up?) and queue/account/cores/memory/walltime in Dask's jobqueue.yaml "
+                        "(docs/workers.md)")
+
+
+def _check_slurm() -> None:
+    """What --cluster slurm needs before anything is built: dask-jobqueue, sbatch, cores and memory."""
+    import shutil
+
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError as exc:
+        raise UserError("--cluster slurm needs dask-jobqueue: pip install -e '.[workers]'") from exc
+    if shutil.which("sbatch") is None:
+        raise UserError("--cluster slurm: 'sbatch' is not on PATH: run on a SLURM login node (a one-node SLURM for "
+                        "trying it: scripts/slurm-single-node.sh), or drop --cluster to run local workers")
+    _slurm_settings()
 
 
 def slurm_cluster(n_workers: int, log_directory: str | None = None):
     """``dask_jobqueue.SLURMCluster`` with ``n_workers`` jobs; its queue, GPUs (``job_extra_directives:
     ['--gres=gpu:1']``), cores, memory and walltime come from Dask's config (``~/.config/dask/
     jobqueue.yaml`` or ``DASK_JOBQUEUE__SLURM__*``; docs/workers.md)."""
-    import shutil
+    _check_slurm()
+    from dask_jobqueue import SLURMCluster
 
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError as exc:
-        raise UserError("--cluster slurm needs dask-jobqueue: pip install -e '.[workers]'") from exc
-    if shutil.which("sbatch") is None:
-        raise UserError("--cluster slurm: 'sbatch' is not on PATH: run on a SLURM login node (a one-node SLURM for "
-                        "trying it: scripts/slurm-single-node.sh), or drop --cluster to run local workers")
     kwargs = _slurm_settings(log_directory)
     try:
         cluster = SLURMCluster(**kwargs)
@@ -299,6 +308,8 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
         return 0
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if cluster == "slurm" and not scheduler:
+        _check_slurm()  # before minutes of preparing datasets
     for name in dict.fromkeys(j.dataset for j in todo):  # build the prepared stores once, here
         runner.dataset(name)
     reqs = {job: runner.pretraining(job) for job in todo}

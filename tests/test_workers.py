@@ -69,12 +69,14 @@ def _idle_local_slurm_node() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no SLURM here (sinfo/sbatch not on PATH; scripts/slurm-single-node.sh starts a one-node SLURM)"
     try:
-        out = subprocess.run(["sinfo", "-h", "-t", "idle", "-o", "%n"], capture_output=True, text=True,
-                             timeout=30).stdout.split()
+        lines = subprocess.run(["sinfo", "-h", "-N", "-o", "%n %T"], capture_output=True, text=True,
+                               timeout=30).stdout.splitlines()
     except (OSError, subprocess.SubprocessError) as exc:
         return f"sinfo failed: {exc}"
+    # exactly 'idle': not drained/draining (IDLE+DRAIN), not 'idle*' (not responding)
+    out = [ln.split()[0] for ln in lines if len(ln.split()) == 2 and ln.split()[1] == "idle"]
     if not out:
-        return "no idle SLURM node (sinfo -t idle is empty)"
+        return f"no idle SLURM node (sinfo: {'; '.join(lines) or 'no nodes'})"
     if socket.gethostname().split(".")[0] not in out:
         return f"this machine is not an idle SLURM node (idle: {', '.join(out)}); the test's workers use loopback"
     return None
