@@ -19,6 +19,8 @@ GPUs: each local worker sees one GPU (``CUDA_VISIBLE_DEVICES`` set per worker; w
 workers than GPUs they share them round-robin). CPU threads: each worker uses as many torch threads as the
 submitting process (so CPU results match a single-process run to the last digit: the thread
 count changes the order of floating-point sums); ``ECGBENCH_WORKER_THREADS=N`` sets N per worker.
+SLURM workers (``--cluster slurm``) use their job's ``cores / processes`` threads unless that
+variable is set; tested on a real one-node SLURM (``scripts/slurm-single-node.sh``).
 """
 
 from __future__ import annotations
