@@ -66,6 +66,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                   "tells them apart; changes no number)"),
     "lease_seconds": (120, "a worker's claim on a job or pretraining expires this long after its last heartbeat "
                       "(a crashed worker's work is then retried by another; benchmark/claims.py)"),
+    "worker_wait_seconds": (600, "run --workers/--scheduler/--cluster: how long to wait for the first Dask worker "
+                            "(e.g. SLURM jobs still pending) before stopping with an error"),
     "resident_data": ("auto", "hold each prepared dataset, normalised, in device memory: auto (on a GPU when it "
                       "takes < 30 % of free memory) | true | false (memory-mapped batches)"),
 }

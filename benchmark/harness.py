@@ -41,7 +41,8 @@ JOB_SETTINGS = (
     "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
     "cross_finetune_max_train", "cross_finetune_max_val",
 )
-NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data", "lease_seconds")  # settings that do not change results
+NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data", "lease_seconds",
+                "worker_wait_seconds")  # settings that do not change results
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ GPUs: each local worker sees one GPU (``CUDA_VISIBLE_DEVICES`` set per worker; w
 workers than GPUs they share them round-robin). CPU threads: each worker uses as many torch threads as the
 submitting process (so CPU results match a single-process run to the last digit: the thread
 count changes the order of floating-point sums); ``ECGBENCH_WORKER_THREADS=N`` sets N per worker.
+SLURM workers (``--cluster slurm``) use their job's ``cores / processes`` threads unless that
+variable is set; tested on a real one-node SLURM (``scripts/slurm-single-node.sh``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,24 @@ class Recorder:
 _RUNNERS: dict[tuple, Any] = {}
 
 
+def set_worker_threads(threads: str | int | None) -> None:
+    """Give this worker process ``threads`` CPU threads for torch *and* for numpy's BLAS/OpenMP
+    pools: Dask starts workers with ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``, which
+    left the probes' and metrics' numpy work on one core (a linear-probe job ran 2x slower in a
+    worker than in one process). Nothing happens without a number (a ``dask worker`` started by hand)."""
+    if not threads:
+        return
+    import torch
+
+    n = int(threads)
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:
+        return
+    threadpool_limits(limits=n)  # persists for the process (not used as a context manager)
+
+
 def _worker_runner(spec: RunSpec):
     """This worker process's Runner for ``spec`` (built on first use, then reused)."""
     if spec.key not in _RUNNERS:
@@ -101,11 +121,7 @@ def _worker_runner(spec: RunSpec):
 
         for mod in spec.plugins:
             load_plugin(mod)
-        threads = os.environ.get("ECGBENCH_WORKER_THREADS")
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
+        set_worker_threads(os.environ.get("ECGBENCH_WORKER_THREADS"))
         r = Runner(spec.cfg, data_root=spec.data_root, cache_dir=spec.cache_dir, out=spec.out, progress=False,
                    tracker=Recorder() if spec.track else None)
         r.store = ResultStore(spec.out)
@@ -194,35 +210,167 @@ def local_cluster(n_workers: int, device: str):
                        silence_logs=logging.WARNING)
 
 
-def slurm_cluster(n_workers: int):
+def _slurm_settings(log_directory: str | None = None) -> dict:
+    """``SLURMCluster`` keyword arguments from Dask's ``jobqueue.slurm`` config, adjusted so that
+    every Dask worker process runs one task at a time (its Runner is not shared between threads):
+    a job asks SLURM for ``cores`` CPUs (``--cpus-per-task``) and runs ``processes`` (default 1)
+    single-threaded worker processes, each with ``cores / processes`` torch threads
+    (``ECGBENCH_WORKER_THREADS`` from the submitting environment wins). The jobs' output goes to
+    ``jobqueue.slurm.log-directory``, else to ``log_directory`` (not SLURM's ``slurm-<id>.out`` in
+    the current folder)."""
+    import shlex
+
+    import dask
+
+    def get(key):
+        return dask.config.get(f"jobqueue.slurm.{key}", None)
+
+    missing = [k for k in ("cores", "memory") if get(k) is None]
+    if missing:
+        raise UserError(f"--cluster slurm: set {' and '.join(missing)} of one SLURM job in Dask's config, e.g. "
+                        "~/.config/dask/jobqueue.yaml: 'jobqueue: {slurm: {cores: 8, memory: 64GB}}' or "
+                        "DASK_JOBQUEUE__SLURM__CORES=8 DASK_JOBQUEUE__SLURM__MEMORY=64GB (docs/workers.md)")
+    try:
+        cores = int(get("cores"))
+        processes = int(get("processes") or 1)
+        job_cpu = int(get("job-cpu") or cores)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--cluster slurm: jobqueue.slurm cores/processes/job-cpu must be whole numbers ({exc})") from exc
+    if processes < 1 or job_cpu < processes:
+        raise UserError(f"--cluster slurm: jobqueue.slurm processes ({processes}) must be between 1 and the job's "
+                        f"cores ({job_cpu})")
+    threads = os.environ.get("ECGBENCH_WORKER_THREADS") or str(max(1, job_cpu // processes))
+    prologue = list(get("job-script-prologue") or get("env-extra") or [])
+    # sbatch passes the submitting environment on by default, but sites may turn that off
+    prologue.append(f"export ECGBENCH_WORKER_THREADS={shlex.quote(threads)}")
+    # a task's memory is its Runner's (datasets, models), not Dask data: Dask pausing the worker at
+    # 80 % of the job's memory would leave the grid waiting forever; SLURM's --mem is the limit
+    prologue += ["export DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE=False",
+                 "export DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE=False"]
+    scheduler_options = dict(get("scheduler-options") or {})
+    scheduler_options.setdefault("dashboard_address", ":0")  # no clash with another run's :8787
+    return {"cores": processes, "processes": processes, "job_cpu": job_cpu, "job_script_prologue": prologue,
+            "scheduler_options": scheduler_options, "log_directory": get("log-directory") or log_directory}
+
+
+def _sbatch_test_only(script: str) -> None:
+    """Let SLURM check one job script without queueing it (``sbatch --test-only``): a wrong
+    partition, account, memory or time limit becomes one clear error here instead of a traceback
+    in Dask's event loop and workers that never come."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="ecgbench-slurm-", delete=False) as f:
+        f.write(script)
+    try:
+        proc = subprocess.run(["sbatch", "--test-only", f.name], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UserError(f"--cluster slurm: could not run 'sbatch --test-only': {exc}") from exc
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        lines = [ln.strip().removeprefix("sbatch: ") for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise UserError(f"--cluster slurm: SLURM refuses the worker job ({'; '.join(lines) or f'exit code {proc.returncode}'}): "
+                        "check 'sinfo' (nodes up?) and queue/account/cores/memory/walltime in Dask's jobqueue.yaml "
+                        "(docs/workers.md)")
+
+
+def _check_slurm() -> None:
+    """What --cluster slurm needs before anything is built: dask-jobqueue, sbatch, cores and memory."""
+    import shutil
+
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError as exc:
+        raise UserError("--cluster slurm needs dask-jobqueue: pip install -e '.[workers]'") from exc
+    if shutil.which("sbatch") is None:
+        raise UserError("--cluster slurm: 'sbatch' is not on PATH: run on a SLURM login node (a one-node SLURM for "
+                        "trying it: scripts/slurm-single-node.sh), or drop --cluster to run local workers")
+    _slurm_settings()
+
+
+def slurm_cluster(n_workers: int, log_directory: str | None = None):
     """``dask_jobqueue.SLURMCluster`` with ``n_workers`` jobs; its queue, GPUs (``job_extra_directives:
     ['--gres=gpu:1']``), cores, memory and walltime come from Dask's config (``~/.config/dask/
     jobqueue.yaml`` or ``DASK_JOBQUEUE__SLURM__*``; docs/workers.md)."""
+    _check_slurm()
+    from dask_jobqueue import SLURMCluster
+
+    kwargs = _slurm_settings(log_directory)
     try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError as exc:
-        raise UserError("--cluster slurm needs dask-jobqueue: pip install -e '.[workers]' dask-jobqueue") from exc
-    cluster = SLURMCluster()
+        cluster = SLURMCluster(**kwargs)
+    except (ValueError, TypeError, OSError) as exc:
+        raise UserError(f"--cluster slurm: dask-jobqueue cannot start: {str(exc).splitlines()[0]}") from exc
+    try:
+        _sbatch_test_only(cluster.job_script())
+    except BaseException:
+        cluster.close()
+        raise
+    log.info("SLURM: submitting %d job(s) of %d CPU(s), %d Dask worker process(es) each; their logs: %s",
+             n_workers, kwargs["job_cpu"], kwargs["processes"], kwargs["log_directory"] or "slurm-<job id>.out here")
+    log.debug("SLURM job script:\n%s", cluster.job_script())
     cluster.scale(jobs=n_workers)
     return cluster
 
 
-def client_for(workers: int, scheduler: str | None, cluster: str | None, device: str):
-    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.core"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # their INFO chatter would bury the run's log
+def _slurm_jobs_text(cluster) -> str:
+    """'SLURM jobs 12 (PENDING, Resources), 13 (...)' for the jobs of ``cluster`` (squeue)."""
+    import subprocess
+
+    ids = [str(j.job_id) for j in getattr(cluster, "workers", {}).values() if getattr(j, "job_id", None)]
+    if not ids:
+        return "no SLURM job was submitted (sbatch failed; its error is in the log above)"
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    states = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
+    parts = [f"{i} ({', '.join(states[i])})" if i in states else f"{i} (ended)" for i in ids]
+    return "SLURM job(s) " + ", ".join(parts)
+
+
+def wait_for_first_worker(client, cluster, timeout: float, what: str) -> None:
+    """Block until one Dask worker has joined; after ``timeout`` seconds raise a one-line
+    ``UserError`` saying why none came and what to do (not a run that hangs forever)."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError as exc:  # distributed's WorkerStartTimeoutError is one
+        if what == "slurm":
+            logs = (getattr(cluster, "_job_kwargs", None) or {}).get("log_directory") or "slurm-<job id>.out"
+            why = (f"{_slurm_jobs_text(cluster)}; check 'squeue', the workers' logs ({logs}) and that the nodes "
+                   "can reach this machine (jobqueue.slurm.interface)")
+        elif what == "scheduler":
+            why = "start workers with 'dask worker ADDRESS' pointing at it"
+        else:
+            why = "the local worker processes did not start (see the log above)"
+        raise UserError(f"no Dask worker joined within {timeout:g} s: {why}; wait longer with "
+                        f"--set worker_wait_seconds=N") from exc
+
+
+def client_for(workers: int, scheduler: str | None, cluster: str | None, device: str,
+               log_directory: str | None = None):
     try:
         from distributed import Client
     except ImportError as exc:
         raise UserError("--workers/--scheduler/--cluster need Dask: pip install -e '.[workers]'") from exc
+    # after the import, which sets up distributed's logging (its "distributed" logger at INFO)
+    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.core",
+                 "distributed.http.proxy", "dask_jobqueue"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # their INFO chatter would bury the run's log
     if scheduler:
         return Client(scheduler), None
     if cluster == "slurm":
-        c = slurm_cluster(workers)
+        c = slurm_cluster(workers, log_directory)
     elif cluster in (None, "local"):
         c = local_cluster(workers, device)
     else:
         raise UserError(f"unknown --cluster '{cluster}': use local or slurm (or --scheduler ADDRESS)")
-    return Client(c), c
+    try:
+        return Client(c), c
+    except BaseException:
+        c.close()
+        raise
 
 
 def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = None, cluster: str | None = None,
@@ -237,15 +385,21 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
         return 0
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if cluster == "slurm" and not scheduler:
+        _check_slurm()  # before minutes of preparing datasets
     for name in dict.fromkeys(j.dataset for j in todo):  # build the prepared stores once, here
         runner.dataset(name)
     reqs = {job: runner.pretraining(job) for job in todo}
-    spec = RunSpec(cfg=runner.cfg, data_root=str(runner.data_root), cache_dir=str(runner.cache_dir),
-                   out=str(runner.out), run_id=runner.run_id, plugins=tuple(plugins),
-                   track=runner.tracker is not None)
-    client, cl = client_for(workers, scheduler, cluster, runner.cfg["device"])
+    # absolute paths: a worker may start in another folder (a SLURM job's --chdir, `dask worker` by hand)
+    spec = RunSpec(cfg=runner.cfg, data_root=os.path.abspath(runner.data_root),
+                   cache_dir=os.path.abspath(runner.cache_dir), out=os.path.abspath(runner.out),
+                   run_id=runner.run_id, plugins=tuple(plugins), track=runner.tracker is not None)
+    client, cl = client_for(workers, scheduler, cluster, runner.cfg["device"],
+                            log_directory=os.path.join(spec.out, ".slurm"))
     errors: list[str] = []
     try:
+        wait_for_first_worker(client, cl, float(runner.cfg.get("worker_wait_seconds", 600)),
+                              "scheduler" if scheduler else (cluster or "local"))
         from distributed import as_completed
 
         pre = {}
@@ -285,4 +439,5 @@ def run_on_dask(runner, todo: list, *, workers: int, scheduler: str | None = Non
     return len(todo)
 
 
-__all__ = ["run_on_dask", "local_cluster", "slurm_cluster", "RunSpec", "Recorder"]
+__all__ = ["run_on_dask", "local_cluster", "slurm_cluster", "wait_for_first_worker", "set_worker_threads", "RunSpec",
+           "Recorder"]
