@@ -58,7 +58,8 @@ def add_arguments(p) -> None:
                    "wins), or a folder of result folders such as results/ (one report each, or one merged "
                    "report with --merge). Default: results/run")
     p.add_argument("--out", help="report folder (default: reports/<name of the first results folder>; for a "
-                   "folder of result folders: reports/, one sub-folder per report)")
+                   "folder of result folders: reports/, one sub-folder per report); its tables/ and figures/ belong to "
+                   "the report: files there that this report does not make (from an earlier one) are removed")
     p.add_argument("--merge", action="store_true",
                    help="with a folder of result folders: merge them all into one report instead of one each")
     p.add_argument("--title", help="heading of index.md and index.html")
