@@ -553,10 +553,30 @@ class Bench:
         train = data.split_indices("train")
         return data, train[[bool(texts[i].strip()) for i in train]][: (steps + 1) * batch], batch, steps
 
+    def _timed_steps(self, m, opt, data, train, batch: int, steps: int, gen, around_step=None) -> list[float]:
+        """Seconds of each of ``steps + 1`` optimiser steps of ``m`` on consecutive batches of
+        ``train`` (the first warms up); ``around_step()``, if given, is a context manager entered
+        around each forward pass."""
+        from benchmark.training import Batch
+
+        times = []
+        for s in range(steps + 1):
+            idx = train[s * batch : (s + 1) * batch]
+            _sync(self.device)
+            t0 = time.perf_counter()
+            b = Batch(data.batch(idx, self.device), idx, 0, s, True, gen, self.device)
+            with around_step() if around_step is not None else contextlib.nullcontext():
+                loss = m.training_step(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _sync(self.device)
+            times.append(time.perf_counter() - t0)
+        return times
+
     def _mets_steps(self, lm: str) -> dict:
         import torch
 
-        from benchmark.training import Batch
         from methods.mets import METS
 
         data, train, batch, steps = self._report_slice()
@@ -568,18 +588,7 @@ class Bench:
 
         def timed(in_loop: bool) -> float:
             m.settings["text_in_loop"] = in_loop
-            times = []
-            for s in range(steps + 1):
-                idx = train[s * batch : (s + 1) * batch]
-                _sync(self.device)
-                t0 = time.perf_counter()
-                b = Batch(data.batch(idx, self.device), idx, 0, s, True, gen, self.device)
-                loss = m.training_step(b)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                _sync(self.device)
-                times.append(time.perf_counter() - t0)
+            times = self._timed_steps(m, opt, data, train, batch, steps, gen)
             return float(np.median(times[1:])) * 1e3  # the first step warms up
 
         try:
@@ -628,7 +637,7 @@ class Bench:
     def _lm_train_step(self, lm_train: str, checkpointing: bool) -> dict:
         import torch
 
-        from benchmark.training import Batch, _param_groups, _make_optimizer
+        from benchmark.training import _param_groups, _make_optimizer
         from methods.mets import METS
 
         data, train, batch, steps = self._report_slice()
@@ -649,23 +658,18 @@ class Bench:
                 pass
             return t
 
-        times, act = [], []
+        act: list[int] = []
+
+        @contextlib.contextmanager
+        def recording():  # the bytes autograd saves for backward in one forward pass
+            saved.clear()
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                yield
+            act.append(sum(saved.values()))
+
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        for s in range(steps + 1):
-            idx = train[s * batch : (s + 1) * batch]
-            saved.clear()
-            _sync(self.device)
-            t0 = time.perf_counter()
-            b = Batch(data.batch(idx, self.device), idx, 0, s, True, gen, self.device)
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss = m.training_step(b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            _sync(self.device)
-            times.append(time.perf_counter() - t0)
-            act.append(sum(saved.values()))
+        times = self._timed_steps(m, opt, data, train, batch, steps, gen, around_step=recording)
         n_train = sum(p.numel() for g in groups for p in g["params"])
         return {
             "ms": float(np.median(times[1:])) * 1e3, "batch": batch, "steps": steps,
