@@ -5,8 +5,9 @@ An ablation is a grid of *method variants* (``mets[lm=minilm|tfidf]``: expanded 
 change the data or the evaluation for every method (sampling rate, prompt template set): each
 value of those gets its own sub-folder ``<out>/<key>=<value>/``, because a harness run holds one
 configuration, and its rows name the setting with the method (``mets[prompt_templates=paper]``,
-the ``row_label`` setting), so one merged report compares the settings like variants. Everything goes through the normal harness ``Runner``: results are cached,
-resumable and reported like any ``run`` (``python -m benchmark report --results <out>``).
+the ``row_label`` setting), so one merged report compares the settings like variants. Everything
+goes through the normal harness ``Runner``: results are cached, resumable and reported like any
+``run`` (``python -m benchmark report --results <out>``).
 
 A set's ``settings`` narrow the protocols to what answers its question (zero-shot plus a linear
 probe at every label fraction); ``--protocols``/``--set`` on the command line override them.
@@ -141,8 +142,7 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
         folder = base_out.joinpath(*[f"{k}={v}" for k, v in run_ov.items()]) if run_ov else base_out
         # the rows name the setting with the method (mets[prompt_templates=paper]): one merged report
         # of the sub-folders then shows the settings side by side, with paired differences
-        label = ",".join(f"{k}={v}" for k, v in run_ov.items())
-        ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods, **({"row_label": label} if label else {})}
+        ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods, "row_label": dict(run_ov)}
         parts.append(Part(folder, ov, methods, skipped))
     return parts
 

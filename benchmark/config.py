@@ -61,7 +61,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "prompt_templates": ("all", "zero-shot prompts: all (hand-written descriptions x all templates) | paper | report (one template) | catalogue (descriptions generated from scp_statements.csv / AAMI classes x all templates)"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
     "panel_examples": (4, "test ECGs saved for the report's ECG panel figure (0: none)"),
-    "row_label": ("", "run settings shown with the method in result rows, e.g. prompt_templates=paper -> "
+    "row_label": ({}, "run settings shown with the method in result rows, e.g. {prompt_templates: paper} -> "
                   "mets[prompt_templates=paper] (set by `ablate` for its run-setting grids so that one report "
                   "tells them apart; changes no number)"),
     "lease_seconds": (120, "a worker's claim on a job or pretraining expires this long after its last heartbeat "

@@ -347,12 +347,11 @@ class Runner:
     def row_method(self, spec: str) -> str:
         """The method as result rows name it: the spec plus ``row_label`` settings (an ablation of
         run settings: ``mets`` with ``prompt_templates=paper`` -> ``mets[prompt_templates=paper]``)."""
-        label = str(self.cfg.get("row_label") or "")
+        label = self.cfg.get("row_label") or {}
         if not label:
             return spec
         name, params = parse_spec(spec)
-        _, extra = parse_spec(f"x[{label}]")
-        return format_spec(name, {**params, **extra})
+        return format_spec(name, {**params, **label})
 
     def config_hash(self, spec: str) -> str:
         """Hash of every setting that can change a job's numbers (not device or progress)."""
