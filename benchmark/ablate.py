@@ -91,7 +91,7 @@ ABLATIONS: dict[str, Ablation] = {
 
 
 def add_arguments(p) -> None:
-    from benchmark.harness import add_common_arguments
+    from benchmark.cli.common import add_common_arguments
 
     p.add_argument("name", nargs="?", help=f"ablation set: {', '.join(ABLATIONS)}")
     p.add_argument("--list", action="store_true", help="list the ablation sets and what they run")
@@ -149,7 +149,8 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
 
 def main(args) -> int:
     from benchmark.config import build_config
-    from benchmark.harness import Runner, overrides_from_args
+    from benchmark.cli.common import overrides_from_args
+    from benchmark.harness import Runner
     from benchmark.registry import load_plugin
 
     if args.list or not args.name:
@@ -170,7 +171,7 @@ def main(args) -> int:
         print(f"note: skipping {spec}: {reason}")
     for part in parts:
         cfg = build_config(args.profile, args.config, part.overrides)
-        from benchmark.harness import tracker_from_args
+        from benchmark.cli.common import tracker_from_args
 
         runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
                         progress=not (args.no_progress or args.dry_run),
@@ -183,7 +184,7 @@ def main(args) -> int:
         rows = runner.run()
         print(runner.summary_text(rows))
     if not args.dry_run:
-        from benchmark.harness import next_step_text
+        from benchmark.cli.common import next_step_text
 
         print(next_step_text(*[p.out for p in parts]))
     return 0

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.paths import synthetic_dir
 
 log = logging.getLogger("benchmark.bench")
 
@@ -133,7 +134,7 @@ def format_table(rows: list[dict]) -> str:
 def write_outputs(rows: list[dict], raw: dict, out: Path) -> Path:
     import pandas as pd
 
-    from benchmark.results import atomic_write_text
+    from benchmark.io import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "bench.csv"
@@ -268,10 +269,6 @@ def met_summary(rows: list[dict]) -> str:
 
 
 # -- synthetic stores ---------------------------------------------------------------------------
-def synthetic_dir(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "bench"
-
-
 def synthetic_store(cache_dir: Path, n: int, fs: int, window_s: float = 10.0, progress: bool = False):
     """A prepared store of ``n`` synthetic 12-lead ECG-like records (opened with ``open_store``).
 
@@ -284,7 +281,8 @@ def synthetic_store(cache_dir: Path, n: int, fs: int, window_s: float = 10.0, pr
     from benchmark.data.base import LEADS
     from benchmark.data.store import FORMAT_VERSION, MANIFEST, open_store
 
-    from benchmark.cache import human_size, touch
+    from benchmark.cache import human_size
+    from benchmark.paths import touch
     from benchmark.errors import UserError
 
     t = int(round(fs * window_s))
@@ -347,7 +345,7 @@ def delete_synthetic(cache_dir: Path) -> None:
 class Bench:
     def __init__(self, *, quick: bool, data_root: Path, cache_dir: Path, device: str = "auto",
                  encoder: str | None = None, profile_timings: str | None = None, skip: set[str] = frozenset()):
-        from benchmark.training import resolve_device
+        from benchmark.device import resolve_device
 
         self.quick = quick
         self.data_root = Path(data_root)

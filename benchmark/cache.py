@@ -97,14 +97,6 @@ def newest_mtime(path: Path) -> float:
     return max(times) if times else path.stat().st_mtime
 
 
-def touch(path: Path) -> None:
-    """Mark a cache entry as used now (best effort: a read-only cache is fine)."""
-    try:
-        path.touch(exist_ok=True)
-    except OSError:
-        pass
-
-
 def _rmtree(path: Path) -> Callable[[], None]:
     return lambda: shutil.rmtree(path, ignore_errors=True)
 
@@ -187,7 +179,7 @@ def _embeddings(cache: Path) -> list[Entry]:
             continue
         for identity, n, dim, nbytes in groups:
             name = identity.split("|", 1)[0]
-            from benchmark.config import stable_hash
+            from benchmark.paths import stable_hash
 
             key = f"{name}-{stable_hash(identity, 8)}"
             rest = identity.split("|")[2:]
@@ -222,7 +214,7 @@ def _models(cache: Path) -> list[Entry]:
 
 
 def _bench(cache: Path) -> list[Entry]:
-    from benchmark.bench import synthetic_dir
+    from benchmark.paths import synthetic_dir
     from benchmark.data.store import MANIFEST
 
     base = synthetic_dir(cache)
@@ -246,7 +238,7 @@ SCANNERS = {"store": _stores, "pretrained": _pretrained, "embeddings": _embeddin
 
 
 def _known_top(cache: Path) -> set[str]:
-    from benchmark.bench import synthetic_dir
+    from benchmark.paths import synthetic_dir
     from benchmark.paths import model_dir, store_dir, text_cache_dir
 
     return {store_dir(cache, "x", "y").parent.name, "pretrained", text_cache_dir(cache).name,

@@ -75,7 +75,7 @@ class Claim:
             return {"owner": "?", "expires": 0.0}  # unreadable lease: treat as expired
 
     def _write(self, now: float) -> None:
-        from benchmark.results import atomic_write_text
+        from benchmark.io import atomic_write_text
 
         rec = {"owner": owner_id(), "what": self.what, "expires": now + self.ttl, "renewed": now, "ttl": self.ttl}
         atomic_write_text(json.dumps(rec), self.lease)

@@ -12,8 +12,6 @@ where the factory accepts them.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -238,15 +236,9 @@ def validate(cfg: dict) -> None:
             raise unknown_name("cross-dataset target", d, ["mitbih", "cinc2017"])
 
 
-def stable_hash(obj: Any, n: int = 12) -> str:
-    """Short, order-independent hash of a JSON-able object (config hashes, job ids)."""
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
-
-
 def dump_yaml(cfg: dict, path: str | Path) -> None:
     import yaml
 
-    from benchmark.results import atomic_write_text
+    from benchmark.io import atomic_write_text
 
     atomic_write_text(yaml.safe_dump(cfg, sort_keys=True), Path(path))

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.config import PROFILES, build_config, stable_hash
+from benchmark.config import PROFILES, build_config
+from benchmark.paths import stable_hash
 from benchmark.errors import UserError
 from benchmark.protocols.base import Job, JobContext, MethodTraits, Pretraining  # noqa: F401 (Job re-exported)
 from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, load_plugin, parse_spec, split_top_level
@@ -48,22 +49,6 @@ NON_SEMANTIC = ("device", "compile", "progress", "num_workers", "resident_data",
 # ------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------
-def add_common_arguments(p) -> None:
-    p.add_argument("--profile", default="quick", help=f"named settings: {', '.join(PROFILES)} (default quick)")
-    p.add_argument("--config", help="YAML file of settings (e.g. best.yaml from `tune`); flags override it")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set finetune_epochs=5 --set method_settings.width=64")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", help="auto | fp32 | bf16 | fp16")
-    p.add_argument("--data-root", help="folder holding ptb-xl/, mitdb/, cinc2017/ (default $ECGBENCH_DATA_ROOT or ../shared/data)")
-    p.add_argument("--cache-dir", help="prepared stores, text embeddings, pretrained encoders (default: user cache dir)")
-    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from benchmark.tracking import add_arguments as add_tracking_arguments
-
-    add_tracking_arguments(p)
-
-
 def add_arguments(p) -> None:
     p.add_argument("--methods", help="comma-separated method variants, grids allowed: "
                    "'mets[lm=minilm|tfidf],simclr' (default: the profile's)")
@@ -79,33 +64,14 @@ def add_arguments(p) -> None:
                    "(dask-jobqueue, configured in Dask's jobqueue.yaml)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="submit the jobs to a running Dask scheduler, "
                    "e.g. tcp://node1:8786 (workers started with 'dask worker ADDRESS')")
+    from benchmark.cli.common import add_common_arguments
+
     add_common_arguments(p)
-
-
-def overrides_from_args(args) -> dict:
-    ov: dict[str, Any] = {}
-    for item in args.set:
-        if "=" not in item:
-            raise UserError(f"--set '{item}': expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        ov[k.strip()] = v
-    mapping = {
-        "methods": "methods", "protocols": "protocols", "seeds": "seeds",
-        "label_fractions": "label_fractions", "device": "device", "precision": "precision",
-    }
-    for attr, key in mapping.items():
-        val = getattr(args, attr, None)
-        if val is not None:
-            ov[key] = val
-    tasks = getattr(args, "tasks", None)
-    if tasks:
-        ov["zero_shot_tasks"] = tasks
-        ov["few_label_tasks"] = tasks
-    return ov
 
 
 def main(args) -> int:
     from benchmark import distributed
+    from benchmark.cli.common import next_step_text, overrides_from_args, tracker_from_args
 
     for mod in args.plugin:
         load_plugin(mod)
@@ -139,29 +105,6 @@ def main(args) -> int:
     print(runner.summary_text(rows))
     print(next_step_text(args.out, tracker=tracker))
     return 0
-
-
-def tracker_from_args(args, out, experiment: str | None = None):
-    """The ``--log`` tracker of a command (None without ``--log``)."""
-    from benchmark.tracking import make_tracker
-
-    return make_tracker(getattr(args, "log", None), out, uri=getattr(args, "log_uri", None), experiment=experiment)
-
-
-def next_step_text(*outs, tracker=None) -> str:
-    """The exact command that makes the report of what a run just wrote (and where the tracker is)."""
-    from benchmark.report import report_command
-
-    paths = [Path(o) for o in outs]
-    parent = paths[0].parent
-    # an ablation writes one folder per setting under one parent: one report named after the parent
-    name = parent.name if len(paths) > 1 and all(p.parent == parent for p in paths) else paths[0].name
-    report = Path("reports") / name
-    text = (f"make the report (tables, figures, index.md, index.html in {report}/):\n"
-            f"  {report_command(outs, report)}")
-    if tracker is not None:
-        text = f"{tracker.hint()}\n" + text
-    return text
 
 
 # ------------------------------------------------------------------------------------------
@@ -213,7 +156,7 @@ class Runner:
         self._models: dict[str, Any] = {}
         self._embeddings: dict[tuple, np.ndarray] = {}
         self._proto: dict[str, Any] = {}
-        from benchmark.training import resolve_device
+        from benchmark.device import resolve_device
 
         self.device = resolve_device(cfg["device"])
 
@@ -372,9 +315,9 @@ class Runner:
         ``Busy`` (the caller does other work first), ``wait=True`` polls until it is done (or
         its lease expires and this process takes it over).
         """
-        from benchmark.cache import touch
+        from benchmark.paths import touch
         from benchmark.paths import pretrained_dir
-        from benchmark.results import atomic_write_json
+        from benchmark.io import atomic_write_json
 
         data = self.dataset("ptbxl")
         method = self.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
@@ -648,7 +591,7 @@ class Runner:
         """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
         import json
 
-        from benchmark.results import atomic_write_text
+        from benchmark.io import atomic_write_text
 
         mets = sys.modules.get("methods.mets")
         if mets is not None:  # frozen-LM time (reports in pretrain, prompts in evaluate)
@@ -710,7 +653,7 @@ class Runner:
 
     def _save_panel(self, model, spec: str, data, task: str) -> None:
         """A few test ECGs with their report and zero-shot scores, for the report's panel figure."""
-        from benchmark.results import atomic_write_bytes
+        from benchmark.io import atomic_write_bytes
         import io
 
         k = int(self.cfg["panel_examples"])

@@ -22,12 +22,12 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
+from benchmark.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger("benchmark.heal")
 
@@ -81,29 +81,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
-    _atomic_bytes(sha256_bytes(data) + "\n", path.with_name(path.name + SIDECAR), text=True)
-    _atomic_bytes(data, path)
-
-
-def _atomic_bytes(data, path: Path, text: bool = False) -> None:
-    from benchmark.errors import resource_error
-
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w" if text else "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        err = resource_error(exc, path)
-        if err is not None:
-            raise err from exc
-        raise
+    atomic_write_text(sha256_bytes(data) + "\n", path.with_name(path.name + SIDECAR))
+    atomic_write_bytes(data, path)
 
 
 def safe_torch_load(path: str | os.PathLike, *, verify: bool = True) -> Any:

@@ -48,7 +48,8 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
 from benchmark.registry import register_method
 from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
-from benchmark.training import Batch, autocast, fit, resolve_device, resolve_precision
+from benchmark.device import resolve_device
+from benchmark.training import Batch, autocast, fit, resolve_precision
 
 SAVE_FORMAT = 2  # 2: plain data only (loads with weights_only=True), SHA-256 sidecar
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from benchmark.errors import UserError
 
@@ -69,3 +72,22 @@ def model_dir(cache_dir: Path) -> Path:
 def pretrained_dir(cache_dir: Path, config_hash: str) -> Path:
     """Pretrained encoder (and its per-epoch checkpoints) for one pretraining config."""
     return cache_dir / "pretrained" / config_hash
+
+
+def synthetic_dir(cache_dir: Path) -> Path:
+    """Synthetic stores that ``bench`` builds (never real data)."""
+    return Path(cache_dir) / "bench"
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (best effort: a read-only cache is fine)."""
+    try:
+        path.touch(exist_ok=True)
+    except OSError:
+        pass
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Short, order-independent hash of a JSON-able object (config hashes, job ids)."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]

@@ -12,8 +12,6 @@ paths; they use the headless Agg backend and never import torch.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from benchmark.io import atomic_write  # noqa: E402
 
 # Okabe-Ito colour-blind-safe palette, ordered so neighbours differ in lightness too.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -106,14 +106,7 @@ def save_figure(fig, base: Path) -> list[Path]:
         # no creation date in the PDF: the same results make byte-identical figures (no git churn)
         for ext, kw in (("png", {"dpi": 200}), ("pdf", {"metadata": {"CreationDate": None}})):
             path = base.with_suffix(f".{ext}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=ext, **kw)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, lambda tmp, ext=ext, kw=kw: fig.savefig(tmp, format=ext, **kw))
             out.append(path)
     finally:
         plt.close(fig)

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
-from benchmark.results import KEY_COLUMNS, atomic_write_csv, atomic_write_text, merge_results
+from benchmark.io import atomic_write_csv, atomic_write_text
+from benchmark.results import KEY_COLUMNS, merge_results
 
 log = logging.getLogger("benchmark.report")
 

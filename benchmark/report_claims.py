@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.report import (DATASET_LABEL, MODE_ABBR, Table, _method_sort_key, atomic_write_csv, macro)
+from benchmark.io import atomic_write_csv
+from benchmark.report import DATASET_LABEL, MODE_ABBR, Table, _method_sort_key, macro
 
 AAMI = ("N", "S", "V", "F", "Q")
 MLIT = {"recall": "Se", "precision": "+P", "f1": "F1", "auroc": "AUROC"}

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.results import atomic_write_text
+from benchmark.io import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from benchmark.report import Section, Table

@@ -28,7 +28,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_parquet, jsonable
 
 # Column order of the tidy table; see results/README.md for what each column means.
 ROW_COLUMNS: tuple[str, ...] = (
@@ -72,7 +72,7 @@ def make_job_id(key: Mapping[str, Any]) -> str:
     truncated and stripped of unsafe characters (it is only for humans); the 10-hex hash of
     the canonical JSON of the key makes the id unique.
     """
-    canon = json.dumps({str(k): _jsonable(v) for k, v in key.items()}, sort_keys=True, default=str)
+    canon = json.dumps({str(k): jsonable(v) for k, v in key.items()}, sort_keys=True, default=str)
     digest = hashlib.sha1(canon.encode()).hexdigest()[:10]
     parts = []
     for f in _JOB_ID_FIELDS:
@@ -149,96 +149,6 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
         "python_version": platform.python_version(),
         "host": socket.gethostname(),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------------
-def _file_mode() -> int:
-    """Mode of a newly created file under the process umask (``mkstemp`` alone gives 0600); read
-    once, at import, since reading the umask means setting it for a moment."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _file_mode()
-
-
-def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path`` (with the permissions an
-    ordinary ``open(path, 'w')`` would give, so reports and results stay readable by the group)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        from benchmark.errors import resource_error
-
-        err = resource_error(exc, path)
-        if err is not None:
-            raise err from exc
-        raise
-    os.close(fd)
-    os.chmod(tmp, _FILE_MODE)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        from benchmark.errors import resource_error
-
-        err = resource_error(exc, path)
-        if err is not None:
-            raise err from exc
-        raise
-
-
-def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
-    _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    _atomic(path, write)
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    _atomic(path, write)
-
-
-def atomic_write_json(obj: Any, path: Path) -> None:
-    atomic_write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=str) + "\n", path)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
 
 
 # --------------------------------------------------------------------------------------------

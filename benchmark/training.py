@@ -44,6 +44,7 @@ from torch import nn
 
 from benchmark import distributed as dist_
 from benchmark.heal import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
+from benchmark.device import resolve_device
 from benchmark.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -55,25 +56,6 @@ CHECKPOINT_NAME = "last.pt"
 
 
 # -- device and precision ------------------------------------------------------------------
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is a one-line UserError."""
-    if isinstance(device, torch.device):
-        return device
-    name = (device or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"device '{device}' requested but CUDA is not available (torch {torch.__version__}, "
-                f"built with CUDA {torch.version.cuda}): use --device cpu or install a CUDA build of torch"
-            )
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise UserError(f"unknown device '{device}'; use auto, cpu or cuda[:N]")
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU.
 

@@ -52,7 +52,7 @@ MAX_CONSECUTIVE_FAILURES = 3
 # command line
 # ------------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
-    from benchmark.harness import add_common_arguments
+    from benchmark.cli.common import add_common_arguments
 
     p.add_argument("--method", required=False, help="method or variant to tune, e.g. mets or 'mets[lm=tfidf]' "
                    "(settings in brackets are fixed, not searched)")
@@ -95,7 +95,7 @@ def parse_duration(text: str | None) -> float | None:
 
 
 def main(args) -> int:
-    from benchmark.harness import overrides_from_args
+    from benchmark.cli.common import overrides_from_args
     from benchmark.registry import load_builtin_plugins, load_plugin
 
     for mod in args.plugin:
@@ -355,13 +355,13 @@ class Tuner:
 
     def attach_tracker(self, args) -> None:
         """``--log``: one tracked run per trial, in an experiment named after the study."""
-        from benchmark.harness import tracker_from_args
+        from benchmark.cli.common import tracker_from_args
 
         self.tracker = tracker_from_args(args, self.out, experiment=self.study_name)
 
     # -- identity of the study --------------------------------------------------------------
     def study_meta(self) -> dict:
-        from benchmark.config import stable_hash
+        from benchmark.paths import stable_hash
 
         return {
             "method": self.base_name,
@@ -410,7 +410,8 @@ class Tuner:
     # -- data / pretraining through the harness -----------------------------------------------
     def runner(self, run_settings: dict):
         """A harness Runner for the run-level settings of a trial (one per distinct setting)."""
-        from benchmark.config import build_config, stable_hash
+        from benchmark.config import build_config
+        from benchmark.paths import stable_hash
         from benchmark.harness import Runner
         from benchmark.results import ResultStore
 
@@ -631,7 +632,7 @@ class Tuner:
         """best.yaml, trials.csv, trials.md, study.json and figures/*.png (atomic writes)."""
         import yaml
 
-        from benchmark.results import atomic_write_csv, atomic_write_json, atomic_write_text
+        from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_text
 
         self.out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
@@ -687,7 +688,7 @@ class Tuner:
         from optuna.trial import TrialState
         from optuna.visualization import matplotlib as ovm
 
-        from benchmark.results import _atomic
+        from benchmark.io import atomic_write
 
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         plots = {
@@ -711,7 +712,7 @@ class Tuner:
                 fig.set_size_inches(max(8, fig.get_size_inches()[0]), max(5, fig.get_size_inches()[1]))
                 path = folder / f"{name}.png"
                 folder.mkdir(parents=True, exist_ok=True)
-                _atomic(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
+                atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
                 plt.close(fig)
                 written.append(path)
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as exc:

@@ -50,7 +50,7 @@ class RunSpec:
 
     @property
     def key(self) -> tuple:
-        from benchmark.config import stable_hash
+        from benchmark.paths import stable_hash
 
         return (stable_hash(self.cfg), self.data_root, self.cache_dir, self.out, self.run_id, self.plugins, self.track)
 

@@ -113,7 +113,7 @@ def generate(data_root: str | Path, out_dir: str | Path = CATALOGUE_DIR) -> list
     from benchmark.data.ptbxl import read_statements
     from methods.prompts import _read, available_prompt_sets
 
-    from benchmark.results import atomic_write_text
+    from benchmark.io import atomic_write_text
 
     root = Path(data_root) / "ptb-xl"
     statements = read_statements(root)

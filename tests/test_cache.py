@@ -141,7 +141,8 @@ def test_parse_age(text, secs):
 
 
 def test_bench_says_where_its_synthetic_data_is(tmp_path, data_root, capsys):
-    from benchmark.bench import synthetic_dir, synthetic_store
+    from benchmark.bench import synthetic_store
+    from benchmark.paths import synthetic_dir
 
     cache = tmp_path / "cache"
     ds = synthetic_store(cache, 32, fs=100)

@@ -143,7 +143,7 @@ def test_run_ends_with_the_report_command_that_works(tiny_run, tmp_path, monkeyp
 
 
 def test_next_step_of_an_ablation_names_one_report_after_its_parent_folder():
-    from benchmark.harness import next_step_text
+    from benchmark.cli.common import next_step_text
 
     outs = ["results/ablation-prompts/prompt_templates=all", "results/ablation-prompts/prompt_templates=paper"]
     text = next_step_text(*outs)

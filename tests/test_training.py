@@ -11,7 +11,8 @@ from torch import nn
 from benchmark.encoders import create_encoder
 from benchmark.errors import UserError
 from benchmark.losses import supervised_loss
-from benchmark.training import Batch, batch_plan, fit, resolve_device, resolve_precision
+from benchmark.device import resolve_device
+from benchmark.training import Batch, batch_plan, fit, resolve_precision
 
 
 class Interrupt(Exception):

@@ -231,7 +231,7 @@ def _read_reports(args) -> tuple[list, list, str]:
 
 def _text(args) -> int:
     from benchmark.data.reports_text import text_summary
-    from benchmark.results import atomic_write_csv
+    from benchmark.io import atomic_write_csv
 
     if args.top < 0:
         raise UserError(f"--top must be >= 0, got {args.top}")

@@ -175,7 +175,7 @@ def prepare(
     if not path.exists():
         _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)
     else:
-        from benchmark.cache import touch
+        from benchmark.paths import touch
 
         touch(path / MANIFEST)  # `benchmark cache` ages stores by last use
     try:

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from benchmark.data.base import ECGSet
-from benchmark.config import stable_hash
+from benchmark.paths import stable_hash
 from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 

@@ -1,0 +1,115 @@
+"""The one atomic writer: every file the suite writes goes through :func:`atomic_write`.
+
+A write goes to a temporary file in the destination folder (``.<name>.<random>.tmp``), is
+fsynced and moved into place with ``os.replace``, so a run killed at any instant (even
+``kill -9``) leaves either the old file or the new one, never half of one; readers ignore the
+temporary names. The new file gets the permissions an ordinary ``open(path, 'w')`` would give
+under the process umask (``mkstemp`` alone gives 0600), so results, tables, figures and pages
+stay readable by colleagues on a shared server. A full disk or a permission problem becomes a
+one-line :class:`~benchmark.errors.UserError` naming the path.
+
+This module sits at the bottom of the layers: it imports only :mod:`benchmark.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from benchmark.errors import resource_error
+
+
+def _file_mode() -> int:
+    """Mode of a newly created file under the process umask; read once, at import, since reading
+    the umask means setting it for a moment."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
+def _raise_resource(exc: BaseException, path: Path) -> None:
+    err = resource_error(exc, path)
+    if err is not None:
+        raise err from exc
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp_path)``, fsync, then ``os.replace`` into ``path``; returns ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_resource(exc, path)
+        raise
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _raise_resource(exc, path)
+        raise
+    return path
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    return atomic_write(path, write)
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    return atomic_write(path, write)
+
+
+def atomic_write_parquet(df, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def atomic_write_csv(df, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
+    return atomic_write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def jsonable(v: Any) -> Any:
+    """Plain JSON types for mappings, sequences, numpy values; NaN -> None, inf -> 'inf'."""
+    if isinstance(v, Mapping):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+__all__ = ["FILE_MODE", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_parquet",
+           "atomic_write_csv", "atomic_write_json", "jsonable"]
