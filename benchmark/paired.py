@@ -14,8 +14,23 @@ and every pair of methods evaluated on it:
 * one row per pretraining seed: ``diff = metric(method_b) - metric(method_a)`` on that seed's
   evaluations, with a 95 % percentile paired-bootstrap interval;
 * one row with ``seed = 'mean'``: the mean over the seeds both methods share of the per-seed
-  differences, its interval from the same resamples (each resample averaged over seeds: the test
-  examples are the same for every seed), and ``sd_seeds`` the SD of the per-seed differences.
+  differences and ``sd_seeds`` the SD of the per-seed differences. Its interval is **seed-aware**:
+  a two-level bootstrap (:func:`benchmark.stats.inference.two_level_draws`) draws the seeds with
+  replacement and, under each draw, the same test units for every seed and both methods, so the
+  interval carries seed variance as well as test-set variance; ``excludes_zero`` and ``p_value``
+  are decided on it. With 3 seeds its power is low and it is still somewhat optimistic.
+
+Test units (``unit``, ``n_units``): where test examples share a subject the bootstrap resamples
+the subject. MIT-BIH beats are resampled by **record** (a record is one patient; each drawn record
+brings all its kept beats, with their majority-cap weights); CinC 2017 crops are already averaged
+per record before scoring (one example = one record); PTB-XL examples are ECGs (``example``).
+``n`` is the examples kept in the test split, ``n_represented`` the examples they stand for
+(the sum of the cap weights).
+
+A second test (``delong_p``): on per-seed macro-AUROC rows with example units and no weights, the
+DeLong test of the same difference (:func:`benchmark.stats.inference.delong_macro`), as a
+cross-check of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own
+two-sided p-value.
 
 Metrics: ``auroc`` (macro) and ``f1`` (macro, from the saved validation-chosen predictions
 ``pred``; rows written before predictions were saved have AUROC only). Example weights saved
@@ -36,9 +51,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.stats.inference import (bootstrap_p, cluster_resample_weights, delong_macro, two_level_draws,
+                                       unit_groups)
+
 PAIRED_COLUMNS = ("method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric",
-                  "seed", "diff", "ci_low", "ci_high", "excludes_zero", "value_a", "value_b", "n", "n_seeds",
-                  "sd_seeds", "mode_b", "label_fraction_b", "note")
+                  "seed", "diff", "ci_low", "ci_high", "excludes_zero", "p_value", "delong_p", "value_a", "value_b",
+                  "n", "n_represented", "unit", "n_units", "n_seeds", "sd_seeds", "mode_b", "label_fraction_b",
+                  "note")
+# datasets whose test examples share a subject: the unit a bootstrap resamples, and how an
+# example id names it (MIT-BIH beat ids are '<record>:<sample>')
+CLUSTERED = {"mitbih": "record"}
 SETTING = ("protocol", "mode", "dataset", "task", "label_fraction")
 METRICS = ("auroc", "f1")
 
@@ -89,37 +111,50 @@ def _aligned(a: Scored, b: Scored) -> tuple[Scored, Scored] | str:
     return a, b
 
 
+def test_units(dataset: str, examples) -> tuple[str, np.ndarray, int]:
+    """(unit name, unit id per example, number of units) of a dataset's test examples."""
+    unit = CLUSTERED.get(str(dataset), "example")
+    labels = np.array([str(e).split(":", 1)[0] for e in examples]) if unit == "record" else np.asarray(examples)
+    groups, n_units = unit_groups(labels)
+    return unit, groups, n_units
+
+
+def unit_weights(groups: np.ndarray, n_units: int, n_boot: int, seed: int):
+    """Resample weightings over test units (for example units: the example bootstrap's stream)."""
+    return cluster_resample_weights(groups, n_units, n_boot, seed)
+
+
+def _present(ev: Scored) -> np.ndarray:
+    n_pos = ev.y.sum(axis=0)
+    return (n_pos > 0) & (n_pos < len(ev.y))
+
+
+def _delong_p(a: Scored, b: Scored, unit: str) -> float:
+    """DeLong p of macro AUROC(b) - macro AUROC(a): example units and unweighted examples only."""
+    if unit != "example" or not np.allclose(a.w, a.w[0]):
+        return math.nan
+    return delong_macro(a.y, a.s, b.s, _present(a))["p"]
+
+
 def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
     """Macro metric under a batch of example weightings [B, N] -> [B]."""
     from benchmark.metrics import _all_stats
 
-    n_pos = ev.y.sum(axis=0)
-    present = (n_pos > 0) & (n_pos < len(ev.y))
+    present = _present(ev)
     pred = ev.pred if metric != "auroc" else None
     out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
     return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
 
 
-def _resample_weights(n: int, n_boot: int, seed: int, chunk_cells: int = 1_000_000):
-    """Yield [b, N] integer-count weightings, the same for every caller with the same seed."""
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, chunk_cells // max(n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-        done += b
-
-
 def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int = 1000, seed: int = 0,
-                ci: float = 0.95) -> dict:
+                ci: float = 0.95, dataset: str = "") -> dict:
     """Mean over ``pairs`` of ``metric(b) - metric(a)`` with a paired bootstrap interval.
 
     Every pair must be evaluated on the same examples (checked); with several pairs (seeds) they
-    must also share those examples across pairs, and each resample is applied to all of them.
-    Returns ``{diff, ci_low, ci_high, value_a, value_b, per_pair: [diff...], n, note}``.
+    must also share those examples across pairs, and each resample of test units (``dataset``
+    decides the unit, see :data:`CLUSTERED`) is applied to all of them; the interval of the mean
+    is the two-level (seeds, then units) one. Returns ``{diff, ci_low, ci_high, p_value,
+    value_a, value_b, per_pair: [diff...], n, n_represented, unit, n_units, note, pairs}``.
     """
     aligned = []
     for a, b in pairs:
@@ -137,22 +172,28 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
             raise ValueError("seeds were evaluated on different test examples")
         ordered.append((ra[1], rb[1]))
     n = len(ref.examples)
+    unit, groups, n_units = test_units(dataset, ref.examples)
     w_point = ref.w[None, :]
     va = np.array([_stats(w_point, a, metric)[0] for a, _ in ordered])
     vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
     per_pair = vb - va
     draws = []  # [n_pairs, b] per chunk: each pair's difference under the shared resamples
-    for cw in _resample_weights(n, n_boot, seed):
+    for cw in unit_weights(groups, n_units, n_boot, seed):
         cw = cw * ref.w[None, :]
         draws.append(np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]))
     per_boot = np.concatenate(draws, axis=1) if draws else np.zeros((len(ordered), 0))
+    mean_draws = two_level_draws(per_boot, seed) if len(ordered) > 1 else per_boot[0]
 
-    lo, hi, note = _interval(per_boot.mean(axis=0), n_boot, ci)
+    lo, hi, note = _interval(mean_draws, n_boot, ci)
     pairs_ci = [_interval(b, n_boot, ci) for b in per_boot]
-    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "value_a": float(np.mean(va)),
-            "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(), "n": n, "note": note,
-            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "value_a": float(x), "value_b": float(y),
-                       "n": n, "note": c[2]} for d, c, x, y in zip(per_pair, pairs_ci, va, vb)]}
+    common = {"n": n, "n_represented": float(ref.w.sum()), "unit": unit, "n_units": n_units}
+    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "p_value": bootstrap_p(mean_draws),
+            "value_a": float(np.mean(va)), "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(),
+            "note": note, **common,
+            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "p_value": bootstrap_p(bt),
+                       "delong_p": _delong_p(a, b, unit) if metric == "auroc" else math.nan,
+                       "value_a": float(x), "value_b": float(y), "note": c[2], **common}
+                      for d, c, bt, x, y, (a, b) in zip(per_pair, pairs_ci, per_boot, va, vb, ordered)]}
 
 
 def _scores_index(rows: pd.DataFrame) -> pd.DataFrame:
@@ -198,13 +239,15 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
             else:
                 evals[k] = al[1]
         cache: dict = {}
+        unit, groups, n_units = test_units(setting["dataset"], ref.examples)
+        common = {"n_represented": float(ref.w.sum()), "unit": unit, "n_units": n_units}
 
         def stats(k, metric):
             if (k, metric) not in cache:
                 ev = evals[k]
                 point = _stats(ref.w[None, :], ev, metric)[0]
                 boot = np.concatenate([_stats(cw * ref.w[None, :], ev, metric)
-                                       for cw in _resample_weights(len(ref.examples), n_boot, seed)])
+                                       for cw in unit_weights(groups, n_units, n_boot, seed)])
                 cache[(k, metric)] = (point, boot)
             return cache[(k, metric)]
 
@@ -226,15 +269,19 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
                 n = len(ref.examples)
                 for i, s in enumerate(seeds):
                     lo, hi, note = _interval(boots[i], n_boot)
+                    dp = _delong_p(evals[(ma, s)], evals[(mb, s)], unit) if metric == "auroc" else math.nan
                     out.append(_row(ma, mb, setting, metric, int(s), {"diff": float(vb[i] - va[i]), "ci_low": lo,
                                     "ci_high": hi, "value_a": float(va[i]), "value_b": float(vb[i]), "n": n,
-                                    "note": note}, n_seeds=1, sd_seeds=math.nan))
+                                    "note": note}, n_seeds=1, sd_seeds=math.nan, p_value=bootstrap_p(boots[i]),
+                                    delong_p=dp, **common))
                 if len(seeds) > 1:
-                    lo, hi, note = _interval(boots.mean(axis=0), n_boot)
+                    draws = two_level_draws(boots, seed)  # seeds and test units: the seed-aware interval
+                    lo, hi, note = _interval(draws, n_boot)
                     d = vb - va
                     out.append(_row(ma, mb, setting, metric, "mean", {"diff": float(d.mean()), "ci_low": lo,
                                     "ci_high": hi, "value_a": float(va.mean()), "value_b": float(vb.mean()), "n": n,
-                                    "note": note}, n_seeds=len(seeds), sd_seeds=float(np.std(d, ddof=1))))
+                                    "note": note}, n_seeds=len(seeds), sd_seeds=float(np.std(d, ddof=1)),
+                                    p_value=bootstrap_p(draws), delong_p=math.nan, **common))
     df = pd.DataFrame(out)
     for c in PAIRED_COLUMNS:
         if c not in df.columns:
@@ -270,7 +317,8 @@ def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int
     seeds = sorted(set(pa.index) & set(pb.index))
     if not seeds:
         return None
-    res = paired_diff([(load_scored(pa[s]), load_scored(pb[s])) for s in seeds], metric, n_boot=n_boot, seed=seed)
+    res = paired_diff([(load_scored(pa[s]), load_scored(pb[s])) for s in seeds], metric, n_boot=n_boot, seed=seed,
+                      dataset=str(b.get("dataset", a.get("dataset", ""))))
     res["n_seeds"] = len(seeds)
     res["excludes_zero"] = (not math.isnan(res["ci_low"])) and (res["ci_low"] > 0 or res["ci_high"] < 0)
     return res
