@@ -714,8 +714,9 @@ def _claim_sections(rows, summary, dirs, out: Path, table_section, paired_boot: 
         atomic_write_csv(pc, path)
         rel = path.relative_to(out).as_posix()
         sec.items.append((rel, "Each claim of Li et al. (2023) beside the paired difference this run measured "
-                               f"(scale: {scale or 'see above'}; seeds averaged)."))
-        sec.inline[rel] = rc.paper_markdown(pc, scale or "this run")
+                               f"(scale: {scale or 'see above'}; seeds averaged), with its family of tests and "
+                               "Holm-adjusted seed-aware p-value."))
+        sec.inline[rel] = rc.paper_markdown(pc, scale or "this run", rc.label_budgets(rows))
     secs.append(sec)
     return secs
 

@@ -144,103 +144,177 @@ PAPER_CLAIMS = (
            "(PTB-XL; Li et al. 2023, abstract and Table 2)"),
     ("C2", "METS has the highest recall and F1 on MIT-BIH (abstract and Table 3)"),
 )
+ALPHA = 0.05  # family-wise error rate of each claim's family (Holm)
+CORRECTION = "Holm"
+
+
+def _group(method: str) -> str:
+    """Which family of C1 a baseline belongs to: the random-init floor is judged on its own."""
+    return "random-init" if str(method).split("[")[0] == "random-init" else "pretrained and supervised baselines"
+
+
+def label_budgets(rows: pd.DataFrame) -> dict:
+    """Absolute sizes behind the fractions, from the saved job metadata of PTB-XL few-label jobs:
+    ``{"train": {fraction: labelled ECGs}, "val": n, "test": n}`` (empty where not saved)."""
+    r = rows[(rows["protocol"] == "few-label") & (rows["dataset"] == "ptbxl")]
+    out: dict = {"train": {}, "val": None, "test": None}
+    for d, j, lf in r[["results_dir", "job_id", "label_fraction"]].drop_duplicates().itertuples(index=False):
+        p = Path(d) / "meta" / f"{j}.json"
+        if float(lf) in out["train"] or not p.is_file():
+            continue
+        info = json.loads(p.read_text()).get("info", {})
+        if "n_train" in info:
+            out["train"][float(lf)] = int(info["n_train"])
+        out["val"] = info.get("n_val", out["val"])
+        out["test"] = info.get("n_test", out["test"])
+    return out
 
 
 def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int = 1000,
                      reference: str = "mets") -> pd.DataFrame:
-    """One line per (claim, comparison): measured paired difference and whether it supports."""
+    """One line per (claim, comparison, metric): the measured paired difference with its
+    seed-aware interval and p-value, the family of tests it belongs to (``family``,
+    ``family_size``) and its Holm-adjusted p-value (``p_holm``); rows outside a family are shown
+    for context and carry no verdict."""
     from benchmark.paired import cross_pair
+    from benchmark.stats.inference import holm
 
     out = []
     methods = sorted(set(rows["method"]) - {reference}, key=_method_sort_key)
     if reference not in set(rows["method"]):
         return pd.DataFrame()
     zs = rows[(rows["method"] == reference) & (rows["mode"] == "zero-shot") & (rows["dataset"] == "ptbxl")]
-    def add(claim: str, comparison: str, a: dict, b: dict, metric: str, **extra) -> None:
+
+    def add(claim: str, comparison: str, a: dict, b: dict, metric: str, family: str, **extra) -> None:
         try:
             res = cross_pair(rows, a, b, metric, n_boot=n_boot)
         except ValueError as exc:
             res = {"note": str(exc)}
         if res is None:
             return
-        keep = ("value_b", "value_a", "diff", "ci_low", "ci_high", "n", "n_seeds", "excludes_zero", "note")
-        out.append({"claim": claim, "comparison": comparison, "metric": metric, "other": a["method"],
-                    "mode": a["mode"], **extra, **{k: res.get(k) for k in keep}})
+        keep = ("value_b", "value_a", "diff", "ci_low", "ci_high", "p_value", "n", "n_represented", "unit",
+                "n_units", "n_seeds", "excludes_zero", "note")
+        out.append({"claim": claim, "family": family, "comparison": comparison, "metric": metric,
+                    "other": a["method"], "mode": a["mode"], **extra, **{k: res.get(k) for k in keep}})
 
-    # C1: METS zero-shot vs each other method's few-label rows on the same task (same test fold)
-    for task in [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]:
+    # C1: METS zero-shot vs each other method's few-label rows on the same task (same test fold);
+    # one family per label budget and baseline group, on the primary task and metric (macro AUROC)
+    tasks = [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]
+    for task in tasks:
         fl = rows[(rows["protocol"] == "few-label") & (rows["task"] == task) & (rows["method"].isin(methods))]
         for (m, mode, lf), _ in fl.groupby(["method", "mode", "label_fraction"], sort=False):
             a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
                  "label_fraction": lf}
             b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl", "task": task}
             for metric in ("auroc", "f1"):
+                family = (f"C1 {100 * float(lf):g}% labels, {_group(m)}"
+                          if task == tasks[0] and metric == "auroc" else "")
                 add("C1", f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} {100 * float(lf):g}% (PTB-XL {task})",
-                    a, b, metric, task=task, label_fraction=lf)
-    # C2: MIT-BIH AAMI macro recall and F1, METS against every other method in each mode
+                    a, b, metric, family, task=task, label_fraction=lf)
+    # C2: MIT-BIH AAMI macro recall and F1. Zero-shot reading: METS zero-shot against every other
+    # method's probe and fine-tune; probe/fine-tune reading: METS against every other method in
+    # the same mode. One family per reading (both metrics).
     mit = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
-    for mode in [m for m in ("zero-shot", "linear-probe", "fine-tune") if m in set(mit["mode"])]:
+    modes = [m for m in ("linear-probe", "fine-tune") if m in set(mit["mode"])]
+    if "zero-shot" in set(mit[mit["method"] == reference]["mode"]):
+        for mode in modes:
+            for m in methods:
+                a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
+                b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": "zero-shot"}
+                for metric in ("recall", "f1"):
+                    add("C2", f"{reference} ZS − {m} {MODE_ABBR.get(mode, mode)} (MIT-BIH DS2)", a, b, metric,
+                        "C2 zero-shot reading", task="aami", label_fraction=np.nan)
+    for mode in modes:
         for m in methods:
             a = {"method": m, "dataset": "mitbih", "task": "aami", "mode": mode}
             b = {"method": reference, "dataset": "mitbih", "task": "aami", "mode": mode}
             for metric in ("recall", "f1"):
                 add("C2", f"{reference} − {m} ({MODE_ABBR.get(mode, mode)}, MIT-BIH DS2)", a, b, metric,
-                    task="aami", label_fraction=np.nan)
+                    "C2 probe/fine-tune reading", task="aami", label_fraction=np.nan)
     df = pd.DataFrame(out)
-    if not df.empty:
-        df = df.rename(columns={"value_b": "mets_value", "value_a": "other_value"})
+    if df.empty:
+        return df
+    df = df.rename(columns={"value_b": "mets_value", "value_a": "other_value"})
+    df["family_size"] = 0
+    df["p_holm"] = np.nan
+    for fam, g in df[df["family"] != ""].groupby("family", sort=False):
+        ok = g["p_value"].notna()
+        df.loc[g.index, "family_size"] = int(ok.sum())
+        df.loc[g.index[ok.to_numpy()], "p_holm"] = holm(g.loc[ok, "p_value"].to_numpy(dtype=float))
+    df["significant"] = df["p_holm"] < ALPHA
     return df
 
 
-def _verdict(g: pd.DataFrame, where: str) -> str:
-    """'supported' only when every comparison's paired interval is above zero."""
-    g = g.dropna(subset=["diff"])
+def _verdict(g: pd.DataFrame) -> str:
+    """From the Holm-adjusted, seed-aware tests of one family: **supported** when every test says
+    METS is better, **not supported** when any says it is worse, **inconclusive** otherwise."""
+    g = g.dropna(subset=["p_holm"])
     if g.empty:
-        return f"not measured {where}".strip()
-    better = int(((g["excludes_zero"] == True) & (g["diff"] > 0)).sum())  # noqa: E712
-    worse = int(((g["excludes_zero"] == True) & (g["diff"] < 0)).sum())  # noqa: E712
-    n, mean = len(g), float(g["diff"].mean())
-    if better == n:
-        v = "**supported**"
-    elif worse == n:
-        v = "**contradicted**"
-    elif worse and not better:
-        v = "**not supported**"
-    elif better and not worse:
-        v = "**partly supported**"
-    else:
-        v = "**mixed**"
-    return (f"{v} {where}: METS better in {better} of {n} comparisons, worse in {worse}, "
-            f"mean difference {mean:+.3f}").replace("  ", " ")
+        return "not measured"
+    better = int((g["significant"] & (g["diff"] > 0)).sum())
+    worse = int((g["significant"] & (g["diff"] < 0)).sum())
+    n = len(g)
+    v = "supported" if better == n else "not supported" if worse else "inconclusive"
+    return (f"**{v}** (METS better in {better} of {n} tests, worse in {worse}; "
+            f"mean difference {float(g['diff'].mean()):+.3f})")
 
 
-def paper_markdown(pc: pd.DataFrame, scale: str) -> str:
+def claim_verdicts(pc: pd.DataFrame) -> pd.DataFrame:
+    """One line per family: claim, family, size, verdict (plain word), better, worse."""
+    out = []
+    for (claim, fam), g in pc[pc["family"] != ""].groupby(["claim", "family"], sort=False):
+        g = g.dropna(subset=["p_holm"])
+        better = int((g["significant"] & (g["diff"] > 0)).sum())
+        worse = int((g["significant"] & (g["diff"] < 0)).sum())
+        verdict = ("not measured" if g.empty else "supported" if better == len(g) else
+                   "not supported" if worse else "inconclusive")
+        out.append({"claim": claim, "family": fam, "family_size": len(g), "verdict": verdict, "better": better,
+                    "worse": worse})
+    return pd.DataFrame(out)
+
+
+def _budget_text(budgets: dict) -> str:
+    train = budgets.get("train") or {}
+    parts = [f"{100 * lf:g} % = {n:,} labelled training ECGs" for lf, n in sorted(train.items())]
+    text = "; ".join(parts)
+    if budgets.get("val"):
+        text += (f"; every method, zero-shot METS included, chooses its decision thresholds (F1) on "
+                 f"{budgets['val']:,} labelled validation ECGs")
+    if budgets.get("test"):
+        text += f"; the PTB-XL test fold has {budgets['test']:,} ECGs"
+    return text
+
+
+def paper_markdown(pc: pd.DataFrame, scale: str, budgets: dict | None = None) -> str:
     if pc.empty:
         return "*absent:* the results hold no METS zero-shot or MIT-BIH AAMI rows with saved scores"
-    lines = []
+    fams = pc[pc["family"] != ""].groupby("family", sort=False)["family_size"].max()
+    lines = [f"How claims are judged: each claim is split into families of tests (named below with their "
+             f"size); a test is the seed-aware paired bootstrap (seeds resampled, then test units: PTB-XL "
+             f"ECGs, MIT-BIH records) of METS minus the other method, and its p-value is {CORRECTION}-adjusted "
+             f"within its family (family-wise α = {ALPHA:g}). A family is **supported** when every test finds METS "
+             f"better, **not supported** when any finds it worse, **inconclusive** otherwise. Scale: {scale}"
+             + (f"; {_budget_text(budgets)}" if budgets and _budget_text(budgets) else "")
+             + ". These are far smaller than the paper's full PTB-XL (21,799 ECGs).", "",
+             "Families: " + "; ".join(f"{f} ({int(n)} tests)" for f, n in fams.items()) + ".", ""]
     for cid, text in PAPER_CLAIMS:
         g = pc[pc["claim"] == cid]
         if g.empty:
             lines += [f"**{cid}. {text}** — *absent:* not measured in these results.", ""]
             continue
-        main_metric = "auroc" if cid == "C1" else "f1"
-        gm = g[g["metric"] == main_metric]
-        if cid == "C1":  # one verdict per labelled fraction of the baselines, on the first task
-            gm = gm[gm["task"] == gm["task"].iloc[0]]
-            parts = [_verdict(gg, f"against baselines trained on {100 * float(lf):g} % of the labels")
-                     for lf, gg in gm.groupby("label_fraction", sort=True)]
-            verdict = "; ".join(parts)
-        else:
-            verdict = _verdict(gm, "")
-        lines += [f"**{cid}. {text}**", "", f"Verdict (macro {main_metric}; {scale}): {verdict}.", "",
-                  "| comparison | metric | METS | other | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|---|---|"]
+        lines += [f"**{cid}. {text}**", ""]
+        for fam, gf in g[g["family"] != ""].groupby("family", sort=False):
+            lines.append(f"- {fam} ({int(gf['family_size'].max())} tests): {_verdict(gf)}")
+        lines += ["", "| comparison | metric | METS | other | diff [95 % seed-aware CI] | p (Holm) | family |",
+                  "|---|---|---|---|---|---|---|"]
         for _, r in g.iterrows():
             if pd.isna(r.get("diff")):
-                lines.append(f"| {r['comparison']} | {r['metric']} | – | – | {r.get('note') or 'n/a'} | – |")
+                lines.append(f"| {r['comparison']} | {r['metric']} | – | – | {r.get('note') or 'n/a'} | – | – |")
                 continue
+            p = "–" if pd.isna(r.get("p_holm")) else f"{r['p_holm']:.3f}" + (" *" if r["significant"] else "")
             lines.append(f"| {r['comparison']} | {r['metric']} | {_fmt(r['mets_value'])} | {_fmt(r['other_value'])} | "
-                         f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | "
-                         f"{'yes' if r['excludes_zero'] else 'no'} |")
+                         f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {p} | "
+                         f"{r['family'] or 'context'} |")
         lines.append("")
     return "\n".join(lines)
 
