@@ -183,8 +183,8 @@ def test_english_translation_of_real_reports(reports, raw, english):
 
 def test_glossary_file_and_coverage(reports):
     lines = [x for x in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines() if x and not x.startswith("#")]
-    assert lines[0].split("\t") == ["language", "source phrase", "english"]
-    assert all(len(x.split("\t")) == 3 and x.split("\t")[0] in ("de", "sv") for x in lines[1:])
+    assert lines[0].split("\t") == ["language", "source phrase", "english", "provenance"]
+    assert all(len(x.split("\t")) == 4 and x.split("\t")[0] in ("de", "sv") for x in lines[1:])
     g = load_glossary()
     assert g["de"]["linksschenkelblock"] == "left bundle branch block"
     assert g["de"]["ueberdrehter linkstyp"] == "marked left axis deviation"  # ASCII spelling variant
