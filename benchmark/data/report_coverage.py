@@ -16,7 +16,8 @@ on reports nobody read while writing the glossary (``docs/report_text.md``).
     the held-out estimate that does not lean on neighbouring ids. Per language, the *block* is the
     highest-id fifth of that language's reports in the input; coverage on the block is measured
     with only the glossary entries the block did not motivate (``reports_text.usable``: provenance
-    ``catalogue``/``language``, or a first report below the block). Also given for the block's
+    ``catalogue``/``language``, or a first report at least ``BLOCK_GAP`` ids below the block, so
+    that the sessions straddling the boundary do not lend the block their phrasing). Also given for the block's
     reports whose phrasing (cleaned text, numbers blanked) never occurs below the block: the
     unseen-phrase estimate.
 
@@ -52,8 +53,12 @@ from benchmark.data.reports_text import (
 SEEN_PATH = Path(__file__).with_name("glossary_seen.txt")
 SEEN_RULE = "ecg_id 1-500 (any fold) and ecg_id 501-1999 of strat_fold 1-8 (glossary_seen.txt)"
 BLOCK_SHARE = 0.2  # the highest-id fifth of each language's reports is the held-out block
-BLOCK_RULE = ("per language, the highest-id fifth of its reports, translated with only the glossary "
-              "entries of provenance catalogue/language or a first report below the block")
+# ids between the rules and the block: neighbouring ids are the same sessions and phrasing runs (runs
+# of one language in the shared slice are 100-200 ids long), so entries first used up to this many
+# ids below the block are held out too
+BLOCK_GAP = 200
+BLOCK_RULE = (f"per language, the highest-id fifth of its reports, translated with only the glossary entries of "
+              f"provenance catalogue/language or a first report at least {BLOCK_GAP} ids below the block")
 
 
 def glossary_coverage(texts, languages=None, path: str | None = None, words: bool = True, upto: int | None = None) -> dict:
@@ -138,13 +143,14 @@ def block_start(ids, languages, language: str, share: float = BLOCK_SHARE) -> in
     return own[-max(1, math.ceil(share * len(own)))]
 
 
-def block_held_out(ids, clean, languages, path: str | None = None, share: float = BLOCK_SHARE) -> dict:
+def block_held_out(ids, clean, languages, path: str | None = None, share: float = BLOCK_SHARE, gap: int = BLOCK_GAP) -> dict:
     """Coverage on each language's highest-id block with only the entries it did not motivate.
 
     ``ids``: ecg_ids (reports whose id is not an integer are left out); ``clean``: cleaned reports.
-    Returns ``{"block": {lang: {from_id, reports, words, translated, coverage}}, "block_new_phrasing":
-    {...}}``; ``block_new_phrasing`` keeps the block's reports whose ``phrasing`` occurs in no report
-    below the block (any language)."""
+    The block starts at ``block_start``; the glossary is cut at ``from_id - gap`` (``rules_below``).
+    Returns ``{"block": {lang: {from_id, rules_below, reports, words, translated, coverage}},
+    "block_new_phrasing": {...}}``; ``block_new_phrasing`` keeps the block's reports whose
+    ``phrasing`` occurs in no report below the block (any language)."""
     ids = [_int_id(e) for e in ids]
     out: dict[str, dict] = {"block": {}, "block_new_phrasing": {}}
     for lang in ("de", "sv"):
@@ -155,8 +161,9 @@ def block_held_out(ids, clean, languages, path: str | None = None, share: float 
         block = [i for i, (e, lg) in enumerate(zip(ids, languages)) if lg == lang and e is not None and e >= start]
         new = [i for i in block if phrasing(clean[i]) not in below]
         for part, idx in (("block", block), ("block_new_phrasing", new)):
-            cov = glossary_coverage([clean[i] for i in idx], [lang] * len(idx), path, upto=start)
-            out[part][lang] = {"from_id": start, "reports": len(idx), **cov.get(lang, {"words": 0, "translated": 0, "coverage": 1.0})}
+            cov = glossary_coverage([clean[i] for i in idx], [lang] * len(idx), path, upto=start - gap)
+            out[part][lang] = {"from_id": start, "rules_below": start - gap, "reports": len(idx),
+                               **cov.get(lang, {"words": 0, "translated": 0, "coverage": 1.0})}
     return out
 
 
@@ -238,6 +245,6 @@ def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
 
 
 __all__ = [
-    "SEEN_PATH", "SEEN_RULE", "BLOCK_SHARE", "BLOCK_RULE", "glossary_coverage", "seen_ids", "in_sample",
+    "SEEN_PATH", "SEEN_RULE", "BLOCK_SHARE", "BLOCK_GAP", "BLOCK_RULE", "glossary_coverage", "seen_ids", "in_sample",
     "phrasing", "block_start", "block_held_out", "first_use", "provenance_of", "text_summary", "usable",
 ]
