@@ -266,9 +266,9 @@ def _text(args) -> int:
     for part, label in (("block", "held out by ecg_id block"), ("block_new_phrasing", "held out by block, unseen phrasings")):
         est = s["held_out"][part]
         if est:
-            print(f"  translation coverage {label}: "
-                  + "; ".join(f"{k} {v['coverage']:.1%} of {v['words']} words ({v['reports']} reports, ecg_id >= {v['from_id']}, rules from ids < {v['rules_below']})"
-                              for k, v in est.items()))
+            print(f"  translation coverage {label}: " + "; ".join(
+                f"{k} {v['coverage']:.1%} of {v['words']} words ({v['reports']} reports, "
+                f"ecg_id >= {v['from_id']}, rules from ids < {v['rules_below']})" for k, v in est.items()))
     if s["untranslated"]:
         print("  most frequent untranslated words out of sample: "
               + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in s["untranslated"]))

@@ -530,7 +530,9 @@ def to_english(text: str, language: str) -> str:
     return _translate(clean_report(text), language)[0]
 
 
-def untranslated_words(text: str, language: str, path: str | None = None, words: bool = True, upto: int | None = None) -> list[str]:
+def untranslated_words(
+    text: str, language: str, path: str | None = None, words: bool = True, upto: int | None = None
+) -> list[str]:
     """The counted words of a (cleaned) report that the translation left as they are."""
     if language == "en" or not text:
         return []
