@@ -294,6 +294,7 @@ from benchmark.data.report_coverage import (  # noqa: E402
     BLOCK_GAP,
     BLOCK_SHARE,
     block_held_out,
+    derive_provenance,
     first_use,
     phrasing,
 )
@@ -336,7 +337,7 @@ def test_block_held_out_coverage_floor(prepared):
         assert full[lang]["words"] == b["words"] and full[lang]["translated"] >= b["translated"]
 
 
-def test_provenance_is_never_earlier_than_first_use(prepared):
+def test_provenance_is_never_earlier_than_first_use(prepared, database):
     """An entry written from reports names the lowest ecg_id that uses or contains it; naming an
     earlier one would let a block use an entry the block itself motivated."""
     ids, clean, langs = prepared
@@ -350,6 +351,8 @@ def test_provenance_is_never_earlier_than_first_use(prepared):
     for key, first in uses.items():  # every entry a report uses has a provenance no earlier than that report
         provs = [p for lang, src, _, p in rows if (lang, src) == key]
         assert provs and any(p in ("catalogue", "language") or int(p) >= first for p in provs), key
+    # and the file is exactly what the documented rule derives from the shared reports
+    assert derive_provenance(database["ecg_id"], database["report"].fillna("")) == GLOSSARY_PATH.read_text(encoding="utf-8")
     assert usable("language", 5) and usable("catalogue", 5) and usable("4", 5) and not usable("5", 5)
     assert usable("5", None) and not usable("unknown", 10**9) and usable("unknown", None)
 

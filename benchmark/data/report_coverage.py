@@ -21,7 +21,7 @@ on reports nobody read while writing the glossary (``docs/report_text.md``).
     reports whose phrasing (cleaned text, numbers blanked) never occurs below the block: the
     unseen-phrase estimate.
 
-``first_use`` / ``provenance_of``
+``first_use`` / ``provenance_of`` / ``derive_provenance``
     the lowest ecg_id whose report uses (or contains) each glossary entry: how the provenance
     column of ``glossary.tsv`` is derived for entries written from reports.
 
@@ -45,6 +45,7 @@ from benchmark.data.reports_text import (
     clean_report,
     detect_language,
     fold,
+    GENERAL_PROVENANCE,
     glossary_entries,
     untranslated_words,
     usable,
@@ -201,6 +202,32 @@ def provenance_of(key: tuple[str, str], uses: dict[tuple[str, str], int]) -> str
     return str(uses[key]) if key in uses else "language"
 
 
+def derive_provenance(ids, reports, path: str | None = None) -> str:
+    """The glossary file's text with the provenance column filled in from ``reports``: rows marked
+    ``catalogue``/``language`` keep it; every other row (none yet, ``unknown``, or an ecg_id) gets
+    ``provenance_of`` its first use. Run it after adding rows written from reports::
+
+        text = derive_provenance(db["ecg_id"], db["report"]); GLOSSARY_PATH.write_text(text)
+    """
+    from benchmark.data.reports_text import GLOSSARY_PATH, normalise_chars
+
+    ids = list(ids)
+    clean = [clean_report(r) for r in reports]
+    uses = first_use(ids, clean, [detect_language(c) for c in clean], path)
+    out = []
+    for line in (Path(path) if path else GLOSSARY_PATH).read_text(encoding="utf-8").splitlines():
+        parts = [x.strip() for x in line.split("\t")]
+        if line.startswith("#") or len(parts) < 3:
+            out.append(line)
+        elif parts[0] == "language":
+            out.append("\t".join(parts[:3] + ["provenance"]))
+        elif len(parts) == 4 and parts[3] in GENERAL_PROVENANCE:
+            out.append(line)
+        else:
+            out.append("\t".join(parts[:3] + [provenance_of((parts[0], normalise_chars(parts[1])), uses)]))
+    return "\n".join(out) + "\n"
+
+
 # -- data text ------------------------------------------------------------------------------------
 def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
     """What ``data text`` prints: language mix, annotations removed by kind, translation coverage
@@ -246,5 +273,5 @@ def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
 
 __all__ = [
     "SEEN_PATH", "SEEN_RULE", "BLOCK_SHARE", "BLOCK_GAP", "BLOCK_RULE", "glossary_coverage", "seen_ids", "in_sample",
-    "phrasing", "block_start", "block_held_out", "first_use", "provenance_of", "text_summary", "usable",
+    "phrasing", "block_start", "block_held_out", "first_use", "provenance_of", "derive_provenance", "text_summary", "usable",
 ]
