@@ -268,7 +268,8 @@ def _text(args) -> int:
         if est:
             print(f"  translation coverage {label}: " + "; ".join(
                 f"{k} {v['coverage']:.1%} of {v['words']} words ({v['reports']} reports, "
-                f"ecg_id >= {v['from_id']}, rules from ids < {v['rules_below']})" for k, v in est.items()))
+                f"ecg_id >= {v['from_id']}, rules from ids < {v['rules_below']})" if v["words"] else f"{k} no words"
+                for k, v in est.items()))
     if s["untranslated"]:
         print("  most frequent untranslated words out of sample: "
               + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in s["untranslated"]))
