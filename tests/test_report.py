@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.metrics import choose_thresholds, evaluate
+from benchmark.stats.metrics import choose_thresholds, evaluate
 from benchmark.report import make_report
 from benchmark.results import ResultStore, env_info, make_job_id, scores_frame
 

@@ -166,7 +166,7 @@ class _SingleLead:
 
 
 def _binary_rows(y: np.ndarray, s: np.ndarray, classes: list[str], n_boot: int, seed: int) -> list[dict]:
-    from benchmark.metrics import evaluate
+    from benchmark.stats.metrics import evaluate
 
     return evaluate(y, s, classes, multilabel=False, thresholds=None, n_boot=n_boot, seed=seed)
 
