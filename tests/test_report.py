@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from benchmark.stats.metrics import choose_thresholds, evaluate
-from benchmark.report import make_report
+from benchmark.report.build import make_report
 from benchmark.results import ResultStore, env_info, make_job_id, scores_frame
 
 SUPER = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -252,7 +252,7 @@ def test_every_figure_written_and_indexed(full_report):
         assert (rep / link).is_file(), link
     # scale and caveats at the top
     head = text.split("## Main comparison")[0]
-    from benchmark.report import SMALL_N
+    from benchmark.report.index import SMALL_N
 
     ns = pd.read_csv(rep / "tables" / "main.csv")["n"]
     n_test = int(ns.max())
