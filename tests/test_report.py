@@ -1,7 +1,7 @@
 """Reports: tables hold exactly the numbers of the results, every figure is written, missing
 pieces are marked absent, several folders merge, and no model code (torch) is imported.
 
-The results folder is built the way the harness builds it -- rows from ``benchmark.metrics.evaluate``
+The results folder is built the way the harness builds it -- rows from ``benchmark.stats.metrics.evaluate``
 written through ``ResultStore`` -- on real labels (PTB-XL superdiagnostic folds 9/10, MIT-BIH
 PVC beats of record 119, CinC 2017 AF labels) with synthetic scores whose strength depends on
 the method, label fraction and seed, plus a real-ECG panel and loss curves.
