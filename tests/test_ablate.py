@@ -124,7 +124,7 @@ def test_run_setting_ablation_rows_name_the_setting_and_one_report_compares_them
 
     from benchmark.ablate import plan
     from benchmark.cli import main
-    from benchmark.report import make_report
+    from benchmark.report.build import make_report
     from benchmark.results import load_results_dir, merge_results
 
     out = tmp_path / "abl"

@@ -32,9 +32,13 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from benchmark.stats.bootstrap import percentile_interval, resample_weights, resamples_note
+from benchmark.stats.metrics import all_stats
 
 PAIRED_COLUMNS = ("method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric",
                   "seed", "diff", "ci_low", "ci_high", "excludes_zero", "value_a", "value_b", "n", "n_seeds",
@@ -91,26 +95,11 @@ def _aligned(a: Scored, b: Scored) -> tuple[Scored, Scored] | str:
 
 def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
     """Macro metric under a batch of example weightings [B, N] -> [B]."""
-    from benchmark.metrics import _all_stats
-
     n_pos = ev.y.sum(axis=0)
     present = (n_pos > 0) & (n_pos < len(ev.y))
     pred = ev.pred if metric != "auroc" else None
-    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
+    out = all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
     return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
-
-
-def _resample_weights(n: int, n_boot: int, seed: int, chunk_cells: int = 1_000_000):
-    """Yield [b, N] integer-count weightings, the same for every caller with the same seed."""
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, chunk_cells // max(n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-        done += b
 
 
 def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int = 1000, seed: int = 0,
@@ -142,8 +131,7 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
     per_pair = vb - va
     draws = []  # [n_pairs, b] per chunk: each pair's difference under the shared resamples
-    for cw in _resample_weights(n, n_boot, seed):
-        cw = cw * ref.w[None, :]
+    for cw in resample_weights(n, n_boot, seed, ref.w):
         draws.append(np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]))
     per_boot = np.concatenate(draws, axis=1) if draws else np.zeros((len(ordered), 0))
 
@@ -172,19 +160,21 @@ def _row(a_name, b_name, setting: dict, metric, seed, res, **extra) -> dict:
             "value_a": res["value_a"], "value_b": res["value_b"], "n": res["n"], "note": res["note"], **extra}
 
 
-def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False,
+                 method_key: Callable[[str], object] | None = None) -> pd.DataFrame:
     """Every pair of methods evaluated on a common setting (see the module docstring).
+
+    ``method_key`` orders the methods of a setting (the first of a pair is ``method_a``); the
+    report passes its display order, the default is the names' order.
 
     Within a setting every evaluation is put in one example order and scored once under the
     shared resamples (the same generator seed for all), so each pair's difference is a difference
     of cached arrays: the same numbers :func:`paired_diff` gives, at a fraction of the cost."""
     jobs = _scores_index(rows)
     out: list[dict] = []
-    from benchmark.report import _method_sort_key
-
     for key, g in jobs.groupby(list(SETTING), dropna=False, sort=False):
         setting = dict(zip(SETTING, key))
-        methods = sorted(g["method"].unique(), key=_method_sort_key)
+        methods = sorted(g["method"].unique(), key=method_key)
         if len(methods) < 2:
             continue
         evals = {(r.method, r.seed): load_scored(r.path) for r in g.itertuples(index=False)}
@@ -203,8 +193,8 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
             if (k, metric) not in cache:
                 ev = evals[k]
                 point = _stats(ref.w[None, :], ev, metric)[0]
-                boot = np.concatenate([_stats(cw * ref.w[None, :], ev, metric)
-                                       for cw in _resample_weights(len(ref.examples), n_boot, seed)])
+                boot = np.concatenate([_stats(cw, ev, metric)
+                                       for cw in resample_weights(len(ref.examples), n_boot, seed, ref.w)])
                 cache[(k, metric)] = (point, boot)
             return cache[(k, metric)]
 
@@ -243,11 +233,8 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
 
 
 def _interval(boot: np.ndarray, n_boot: int, ci: float = 0.95) -> tuple[float, float, str]:
-    ok = boot[~np.isnan(boot)]
-    lo = hi = math.nan
-    if ok.size:
-        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
-    return lo, hi, (f"CI from {ok.size}/{n_boot} resamples" if ok.size < 0.9 * n_boot else "")
+    lo, hi, used = percentile_interval(boot, ci)
+    return lo, hi, resamples_note(used, n_boot)
 
 
 def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int = 1000, seed: int = 0) -> dict | None:
