@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.stats.metrics import macro_auroc
 
 log = logging.getLogger("benchmark.tune")
 
@@ -216,16 +217,6 @@ def make_storage(storage: str, *, heartbeat: int = 60, grace: int | None = None,
 # ------------------------------------------------------------------------------------------
 # the objective (shared with tests and the reproducibility check)
 # ------------------------------------------------------------------------------------------
-def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mean one-vs-rest AUROC over classes that have both positives and negatives here."""
-    from sklearn.metrics import roc_auc_score
-
-    vals = [roc_auc_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
-    if not vals:
-        raise UserError("no class has both positives and negatives on the validation split: cannot score")
-    return float(np.mean(vals))
-
-
 def validation_score(
     method,
     data,
@@ -250,7 +241,10 @@ def validation_score(
 
             prompts = class_prompts_for(data, task, template_set)
             s = np.asarray(method.zero_shot_scores(data, val_idx, prompts), dtype=np.float64)
-            return macro_auroc(y[val_idx], s)
+            value = macro_auroc(y[val_idx], s)
+            if math.isnan(value):
+                raise UserError("no class has both positives and negatives on the validation split: cannot score")
+            return value
         if objective == "linear-probe":
             from benchmark.protocols.few_label import linear_probe
 

@@ -123,6 +123,11 @@ def test_data_text_on_the_shared_reports(data_root, tmp_path, capsys):
     assert d["reports"] == len(db) and sum(d["languages"].values()) == len(db)
     assert d["coverage"]["de"] >= 0.95 and d["coverage"]["sv"] >= 0.95  # out of sample
     assert set(d["coverage_detail"]) == {"out_of_sample", "out_of_sample_new_text", "in_sample", "all"}
+    held = d["held_out"]
+    assert set(held) == {"block", "block_new_phrasing", "rule"} and set(held["block"]) == {"de", "sv"}
+    for lang, b in held["block"].items():
+        assert b["words"] > 0 and b["rules_below"] < b["from_id"] and b["translated"] <= b["words"]
+        assert held["block_new_phrasing"][lang]["reports"] <= b["reports"]
     assert d["annotations_removed"]["edit"] == int(db["report"].fillna("").str.contains("Edit:").sum())
     assert len(d["untranslated"]) <= 5
     w = pd.read_csv(out_csv, keep_default_na=False)
@@ -135,6 +140,7 @@ def test_data_text_on_the_shared_reports(data_root, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "translation coverage out of sample" in text and "translation coverage in sample" in text
     assert "labelling annotations removed (reports): edit" in text and "languages: de" in text
+    assert "held out by ecg_id block: de" in text and "held out by block, unseen phrasings: de" in text
 
 
 def test_data_text_on_a_reports_file(tmp_path, capsys):
@@ -159,6 +165,8 @@ def test_data_text_on_a_reports_file(tmp_path, capsys):
     assert d["sample"]["out_of_sample"] == 3 and d["sample"]["in_sample"] == 1  # ecg_id 1 was read
     assert d["untranslated"] == [{"language": "de", "word": "xqzvwpfk", "count": 1}]
     assert d["coverage_detail"]["out_of_sample"]["de"]["words"] == 3 + 5
+    # the block is the highest-id fifth of the three German reports, rounded up: the last one
+    assert d["held_out"]["block"]["de"]["from_id"] == 900003 and d["held_out"]["block"]["de"]["reports"] == 1
 
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"id": [1], "report": ["x"]}).to_csv(bad, index=False)

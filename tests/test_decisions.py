@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from benchmark.metrics import choose_offsets, evaluate, predict_single_label
+from benchmark.stats.metrics import choose_offsets, evaluate, predict_single_label
 from benchmark.protocols.common import majority_cap
 
 

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.stats.inference import (bootstrap_p, cluster_resample_weights, delong_components, delong_macro,
-                                       holm, two_level_draws, unit_groups)
-from benchmark.stats.metrics import weighted_stats
+from benchmark.stats.bootstrap import bootstrap_p, resample_weights, two_level_draws
+from benchmark.stats.inference import delong_components, delong_macro, holm, unit_groups
+from benchmark.stats.metrics import all_stats
 
 
 def _macro_auc_weighted(w, y, s):
     present = np.ones(y.shape[1], bool)
-    return weighted_stats(w, y.astype(bool), s, None, present)[("auroc_macro",)]
+    return all_stats(w, y.astype(bool), s, None, present)[("auroc_macro",)]
 
 
 def test_two_level_bootstrap_equals_naive_double_loop():
@@ -34,7 +34,7 @@ def test_two_level_bootstrap_equals_naive_double_loop():
     sb = rng.random((k, n, c)) + 0.3 * y[None]
     groups, g = unit_groups(units)
     # vectorised: every seed of both methods under the same unit resamples, then seeds drawn
-    w = np.concatenate(list(cluster_resample_weights(groups, g, n_boot, seed=3)))
+    w = np.concatenate(list(resample_weights(len(groups), n_boot, 3, groups=groups)))
     per_seed = np.stack([_macro_auc_weighted(w, y, sb[i]) - _macro_auc_weighted(w, y, sa[i]) for i in range(k)])
     fast = two_level_draws(per_seed, seed=3)
 
@@ -91,20 +91,20 @@ def test_record_bootstrap_wider_than_example_bootstrap_with_planted_cluster_effe
         lo, hi = np.nanpercentile(d, [2.5, 97.5])
         return hi - lo
 
-    example = spread(cluster_resample_weights(np.arange(n), n, 500, seed=0))
-    record = spread(cluster_resample_weights(groups, g, 500, seed=0))
+    example = spread(resample_weights(len(np.arange(n)), 500, 0, groups=np.arange(n)))
+    record = spread(resample_weights(len(groups), 500, 0, groups=groups))
     assert record > 1.8 * example
 
 
 def test_cluster_weights_respect_units_and_stream():
     groups, g = unit_groups(np.array(["232:1", "232:1", "213:5", "100:2"]))
     assert g == 3 and list(groups) == [0, 0, 1, 2]
-    w = np.concatenate(list(cluster_resample_weights(groups, g, 7, seed=2)))
+    w = np.concatenate(list(resample_weights(len(groups), 7, 2, groups=groups)))
     assert w.shape == (7, 4)
     assert np.all(w[:, 0] == w[:, 1])  # beats of one record move together
     assert np.all(w.sum(axis=1) == (w[:, [0, 2, 3]]).sum(axis=1) + w[:, 1])
     assert np.all(w[:, [0, 2, 3]].sum(axis=1) == g)  # g units drawn per resample
-    again = np.concatenate(list(cluster_resample_weights(groups, g, 7, seed=2, chunk_cells=8)))
+    again = np.concatenate(list(resample_weights(len(groups), 7, 2, groups=groups, chunk_cells=8)))
     np.testing.assert_array_equal(w, again)  # chunking does not change the stream
 
 
@@ -188,3 +188,10 @@ def test_two_level_draws_only_use_given_seeds(k):
     draws = two_level_draws(per_seed, seed=1)
     possible = {np.mean(c) for c in itertools.product(range(k), repeat=k)}
     assert set(np.round(draws, 12)) <= {round(x, 12) for x in possible}
+
+
+def test_one_unit_per_example_is_the_example_bootstrap():
+    # the record bootstrap must not change any number where examples are their own units
+    a = np.concatenate(list(resample_weights(50, 30, 4)))
+    b = np.concatenate(list(resample_weights(50, 30, 4, groups=np.arange(50))))
+    np.testing.assert_array_equal(a, b)

@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from benchmark.metrics import ABSENT_NOTE, aggregate_by_example, choose_thresholds, evaluate
+from benchmark.stats.metrics import ABSENT_NOTE, aggregate_by_example, choose_thresholds, evaluate
 
 CLASSES = ["NORM", "MI", "STTC", "CD", "HYP"]
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.metrics import choose_thresholds, evaluate
-from benchmark.paired import Scored, paired_diff, paired_table
+from benchmark.stats.metrics import choose_thresholds, evaluate
+from benchmark.stats.paired import Scored, paired_diff, paired_table
 from benchmark.results import ResultStore, merge_results
 
 
@@ -112,7 +112,7 @@ def test_paired_table_from_a_results_folder(tmp_path):
 def test_cached_table_equals_direct_paired_diff(tmp_path):
     """paired_table scores each evaluation once and differences cached arrays: same numbers as
     paired_diff on the pair."""
-    from benchmark.paired import _scores_index, load_scored
+    from benchmark.stats.paired import _scores_index, load_scored
     from benchmark.results import scores_frame
 
     y = _labels(180, seed=9)

@@ -1,7 +1,7 @@
 """Reports: tables hold exactly the numbers of the results, every figure is written, missing
 pieces are marked absent, several folders merge, and no model code (torch) is imported.
 
-The results folder is built the way the harness builds it -- rows from ``benchmark.metrics.evaluate``
+The results folder is built the way the harness builds it -- rows from ``benchmark.stats.metrics.evaluate``
 written through ``ResultStore`` -- on real labels (PTB-XL superdiagnostic folds 9/10, MIT-BIH
 PVC beats of record 119, CinC 2017 AF labels) with synthetic scores whose strength depends on
 the method, label fraction and seed, plus a real-ECG panel and loss curves.
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.metrics import choose_thresholds, evaluate
-from benchmark.report import make_report
+from benchmark.stats.metrics import choose_thresholds, evaluate
+from benchmark.report.build import make_report
 from benchmark.results import ResultStore, env_info, make_job_id, scores_frame
 
 SUPER = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -252,7 +252,7 @@ def test_every_figure_written_and_indexed(full_report):
         assert (rep / link).is_file(), link
     # scale and caveats at the top
     head = text.split("## Main comparison")[0]
-    from benchmark.report import SMALL_N
+    from benchmark.report.index import SMALL_N
 
     ns = pd.read_csv(rep / "tables" / "main.csv")["n"]
     n_test = int(ns.max())

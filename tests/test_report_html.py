@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.report import make_report
+from benchmark.report.build import make_report
 from test_report import build_results, load_real_labels  # same folder; pytest puts it on sys.path
 
 REPO = Path(__file__).resolve().parent.parent

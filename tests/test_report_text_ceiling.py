@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.report import comparison_pairs, make_report
+from benchmark.report.build import make_report
+from benchmark.report.claims import comparison_pairs
 from benchmark.results import load_results_dir
 from tests.test_report import SUPER, _scores, _write, build_results, load_real_labels
 

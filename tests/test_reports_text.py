@@ -183,8 +183,8 @@ def test_english_translation_of_real_reports(reports, raw, english):
 
 def test_glossary_file_and_coverage(reports):
     lines = [x for x in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines() if x and not x.startswith("#")]
-    assert lines[0].split("\t") == ["language", "source phrase", "english"]
-    assert all(len(x.split("\t")) == 3 and x.split("\t")[0] in ("de", "sv") for x in lines[1:])
+    assert lines[0].split("\t") == ["language", "source phrase", "english", "provenance"]
+    assert all(len(x.split("\t")) == 4 and x.split("\t")[0] in ("de", "sv") for x in lines[1:])
     g = load_glossary()
     assert g["de"]["linksschenkelblock"] == "left bundle branch block"
     assert g["de"]["ueberdrehter linkstyp"] == "marked left axis deviation"  # ASCII spelling variant
@@ -287,3 +287,125 @@ def test_word_rules(word, language, english):
 def test_sentences_with_abbreviations_and_unknown_words(clean, language, english):
     assert _translate(clean, language)[0] == english
     assert untranslated_words(clean, language) == (["xqzvwpfk"] if "xqzv" in clean else [])
+
+
+# -- held-out estimates, provenance, cut-off words, unknown words (issue 21) -----------------------
+from benchmark.data.report_coverage import (  # noqa: E402
+    BLOCK_GAP,
+    BLOCK_SHARE,
+    block_held_out,
+    derive_provenance,
+    first_use,
+    phrasing,
+)
+from benchmark.data.reports_text import glossary_entries, usable  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def prepared(database):
+    clean = [clean_report(r) for r in database["report"]]
+    return database["ecg_id"].tolist(), clean, [detect_language(c) for c in clean]
+
+
+def test_block_held_out_coverage_floor(prepared):
+    """Each language's highest-id fifth of reports, translated with only the entries it did not
+    motivate (rules from ids at least BLOCK_GAP below it): >= 94 % of words, and >= 91 % on the
+    block's reports whose phrasing occurs nowhere below it.
+
+    The floors sit about two binomial standard errors below the measured values (German 95.8 % of
+    865 words, SE 0.7 points; Swedish 97.5 % of 393, SE 0.8; unseen phrasings German 93.4 % of 549,
+    SE 1.1; Swedish 97.1 % of 343, SE 0.9): a drop below them is a real loss of generalisation, not
+    noise. Adding entries written from block reports cannot raise these numbers: their provenance
+    puts them inside the block (test_provenance_is_never_earlier_than_first_use)."""
+    ids, clean, langs = prepared
+    est = block_held_out(ids, clean, langs)
+    for lang in ("de", "sv"):
+        own = sorted(e for e, lg in zip(ids, langs) if lg == lang)
+        n_block = -(-len(own) * int(BLOCK_SHARE * 100) // 100)  # ceil of the share, from the file
+        b = est["block"][lang]
+        assert b["from_id"] == own[-n_block] and b["reports"] == n_block
+        assert b["rules_below"] == b["from_id"] - BLOCK_GAP
+        assert b["words"] > 300, b  # enough words to mean something
+        assert b["coverage"] >= 0.94, (lang, b)
+        below = {phrasing(c) for e, c in zip(ids, clean) if e < b["from_id"]}
+        new = [c for e, c, lg in zip(ids, clean, langs) if lg == lang and e >= b["from_id"] and phrasing(c) not in below]
+        p = est["block_new_phrasing"][lang]
+        assert p["reports"] == len(new) > 0 and p["words"] > 200
+        assert p["coverage"] >= 0.91, (lang, p)
+        # holding entries out never helps: the full glossary covers the block at least as well
+        full = glossary_coverage([c for e, c, lg in zip(ids, clean, langs) if lg == lang and e >= b["from_id"]], [lang] * n_block)
+        assert full[lang]["words"] == b["words"] and full[lang]["translated"] >= b["translated"]
+
+
+def test_provenance_is_never_earlier_than_first_use(prepared, database):
+    """An entry written from reports names the lowest ecg_id that uses or contains it; naming an
+    earlier one would let a block use an entry the block itself motivated."""
+    ids, clean, langs = prepared
+    uses = first_use(ids, clean, langs)
+    rows = glossary_entries()
+    provs = {p for *_, p in rows}
+    assert provs - {"catalogue", "language"} and all(p.isdigit() or p in ("catalogue", "language") for p in provs)
+    for lang, src, _, prov in rows:
+        if prov.isdigit() and (lang, src) in uses:
+            assert int(prov) >= uses[(lang, src)], (lang, src, prov, uses[(lang, src)])
+    for key, first in uses.items():  # every entry a report uses has a provenance no earlier than that report
+        provs = [p for lang, src, _, p in rows if (lang, src) == key]
+        assert provs and any(p in ("catalogue", "language") or int(p) >= first for p in provs), key
+    # and the file is exactly what the documented rule derives from the shared reports
+    assert derive_provenance(database["ecg_id"], database["report"].fillna("")) == GLOSSARY_PATH.read_text(encoding="utf-8")
+    assert usable("language", 5) and usable("catalogue", 5) and usable("4", 5) and not usable("5", 5)
+    assert usable("5", None) and not usable("unknown", 10**9) and usable("unknown", None)
+
+
+def test_glossary_provenance_column_errors(tmp_path):
+    from benchmark.errors import DataError
+
+    f = tmp_path / "g.tsv"
+    f.write_text("language\tsource phrase\tenglish\tprovenance\nde\tlinkstyp\tleft axis\tsomewhere\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"g.tsv:2: provenance must be catalogue, language or an ecg_id, got 'somewhere'"):
+        glossary_entries(str(f))
+    f.write_text("de\tlinkstyp\tleft axis\t12\textra\n", encoding="utf-8")
+    with pytest.raises(DataError, match="expected 3 or 4 tab-separated columns") as e:
+        glossary_entries(str(f))
+    assert "\n" not in str(e.value)
+    f.write_text("de\tlinkstyp\tleft axis\t12\nde\tsteiltyp\tvertical axis\tlanguage\n", encoding="utf-8")
+    assert load_glossary(str(f), upto=12) == {"de": {"steiltyp": "vertical axis"}, "sv": {}}
+    assert set(load_glossary(str(f), upto=13)["de"]) == {"linkstyp", "steiltyp"}
+    # under a cutoff, only usable entries translate (the block estimate's mechanism)
+    assert untranslated_words("linkstyp steiltyp", "de", str(f), upto=12) == ["linkstyp"]
+    assert untranslated_words("linkstyp steiltyp", "de", str(f)) == []
+
+
+@pytest.mark.parametrize(
+    "clean,english,left",
+    [
+        # a cut-off last word is completed: alone, or as the last part of a compound
+        ("sinusrhythmus wahrschei", "sinus rhythm probably", []),
+        ("sinusrhythmus linksschenkelbl", "sinus rhythm left bundle branch block", []),
+        ("sinusrhythmus vorhofflimm.", "sinus rhythm atrial fibrillation.", []),  # a letter run is last
+        # only the last word: the same cut-off word earlier in the report stays
+        ("wahrschei sinusrhythmus wahrschei", "wahrschei sinus rhythm probably", ["wahrschei"]),
+        ("linksschenkelbl sinusrhythmus", "linksschenkelbl sinus rhythm", ["linksschenkelbl"]),
+        # ambiguous (verlängert / verlängerung / verlangsamt ...) or too short: kept as it is
+        ("sinusrhythmus verl", "sinus rhythm verl", ["verl"]),
+        ("sinusrhythmus lin", "sinus rhythm lin", ["lin"]),
+        ("sinusrytm vänster kammarhypertr", "sinus rhythm left ventricular hypertrophy", []),
+    ],
+)
+def test_cut_off_last_word(clean, english, left):
+    lang = detect_language(clean)
+    assert _translate(clean, lang)[0] == english
+    assert untranslated_words(clean, lang) == left
+
+
+def test_unknown_word_fallback():
+    """Unknown words stay in the English text where they stood, verbatim, and count as untranslated;
+    nothing is guessed from a part of them (a known modifier glued to an unknown rest stays whole)."""
+    clean = "sinusrhythmus xqzvwpfk linksqzrt linkstyp"
+    assert _translate(clean, "de")[0] == "sinus rhythm xqzvwpfk linksqzrt left axis"
+    assert untranslated_words(clean, "de") == ["xqzvwpfk", "linksqzrt"]
+    cov = glossary_coverage([clean], ["de"])
+    assert cov["de"] == {"words": 4, "translated": 2, "coverage": 0.5}
+    assert translate_word("linksqzrt", "de") is None and translate_word("linksqzrt", "de", last=True) is None
+    # an unknown last word that begins no table word is not completed either
+    assert untranslated_words("sinusrhythmus qzrtx", "de") == ["qzrtx"]

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmark.errors import UserError
-from benchmark.metrics import evaluate
+from benchmark.stats.metrics import evaluate
 from benchmark.results import (
     ROW_COLUMNS,
     ResultStore,

@@ -58,7 +58,7 @@ def tracker_from_args(args, out, experiment: str | None = None):
 
 def next_step_text(*outs, tracker=None) -> str:
     """The exact command that makes the report of what a run just wrote (and where the tracker is)."""
-    from benchmark.report import report_command
+    from benchmark.report.index import report_command
 
     paths = [Path(o) for o in outs]
     parent = paths[0].parent

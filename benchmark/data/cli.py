@@ -21,10 +21,14 @@
              with columns ``ecg_id`` and ``report``): language mix, labelling annotations removed
              by kind, translation coverage per language OUT OF SAMPLE (reports whose ecg_id is not
              among those the glossary was written from, ``glossary_seen.txt``) next to in-sample
-             coverage, and the most frequent untranslated words out of sample. ``--json`` prints
-             ``benchmark.data.reports_text.text_summary`` (keys ``coverage`` -> language ->
-             fraction, out of sample; ``coverage_detail``; ``languages``; ``annotations_removed``;
-             ``untranslated``); ``--write FILE`` writes a CSV ``ecg_id, language, clean, english``.
+             coverage, the block and unseen-phrase held-out estimates (each language's highest-id
+             fifth of reports, translated with only the glossary entries it did not motivate), and
+             the most frequent untranslated words out of sample. ``--json`` prints
+             ``benchmark.data.report_coverage.text_summary`` (keys ``coverage`` -> language ->
+             fraction, out of sample; ``coverage_detail``; ``held_out`` -> ``block`` /
+             ``block_new_phrasing`` -> language -> ``{from_id, reports, words, translated,
+             coverage}``; ``languages``; ``annotations_removed``; ``untranslated``);
+             ``--write FILE`` writes a CSV ``ecg_id, language, clean, english``.
              Reads no signals: it takes seconds.
 ``prepare``  builds the stores with progress bars and prints where they are.
 ``download`` fetches a database from PhysioNet (``benchmark.data.download``).
@@ -230,7 +234,7 @@ def _read_reports(args) -> tuple[list, list, str]:
 
 
 def _text(args) -> int:
-    from benchmark.data.reports_text import text_summary
+    from benchmark.data.report_coverage import text_summary
     from benchmark.io import atomic_write_csv
 
     if args.top < 0:
@@ -259,6 +263,13 @@ def _text(args) -> int:
             continue
         print(f"  translation coverage {label} ({n} reports): "
               + "; ".join(f"{k} {v['coverage']:.1%} of {v['words']} words" for k, v in cov.items()))
+    for part, label in (("block", "held out by ecg_id block"), ("block_new_phrasing", "held out by block, unseen phrasings")):
+        est = s["held_out"][part]
+        if est:
+            print(f"  translation coverage {label}: " + "; ".join(
+                f"{k} {v['coverage']:.1%} of {v['words']} words ({v['reports']} reports, "
+                f"ecg_id >= {v['from_id']}, rules from ids < {v['rules_below']})" if v["words"] else f"{k} no words"
+                for k, v in est.items()))
     if s["untranslated"]:
         print("  most frequent untranslated words out of sample: "
               + ", ".join(f"{u['word']} ({u['language']}, {u['count']})" for u in s["untranslated"]))

@@ -151,7 +151,8 @@ class PTBXL:
 
     @classmethod
     def source_files(cls, root: Path, params: PrepareParams) -> list[Path]:
-        from benchmark.data.reports_text import GLOSSARY_PATH, SEEN_PATH
+        from benchmark.data.report_coverage import SEEN_PATH
+        from benchmark.data.reports_text import GLOSSARY_PATH
 
         col, _ = file_rate(params.fs)
         df = cls._database(root, params)
@@ -163,12 +164,11 @@ class PTBXL:
 
     @classmethod
     def scan(cls, root: Path, params: PrepareParams) -> Scan:
+        from benchmark.data.report_coverage import glossary_coverage, in_sample
         from benchmark.data.reports_text import (
             annotation_counts,
             clean_report,
             detect_language,
-            glossary_coverage,
-            in_sample,
             to_english,
             untranslated_words,
         )

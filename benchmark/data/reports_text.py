@@ -34,23 +34,24 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
     match their ASCII transliterations (``ueberdrehter linkstyp``). Every word left over goes
     through ``translate_word``: the word table, inflection endings, compound splitting with
     modifier entries (``links-``), spelling variants and one-letter typos. Words nothing matches
-    stay as they are (the documented fallback: free text, cut-off words). English text is
-    returned unchanged. Method and measurements: ``docs/report_text.md``.
+    stay as they are (the documented fallback: free text, drug names), counted as untranslated;
+    a report's cut-off last word is completed when it begins table words of one English
+    meaning. English text is returned unchanged. Method and measurements: ``docs/report_text.md``.
 
-``glossary_coverage``
-    the share of the words of non-English reports that were translated, overall and per
-    language. A *word* is a run of letters; language-neutral tokens (single letters, roman
-    numerals, lead names, ECG abbreviations such as ``qrs``/``st``/``qt``, see ``_NEUTRAL``) are
-    not counted; a word counts as translated when a matched phrase covers it or
-    ``translate_word`` translated it.
+``glossary.tsv``
+    columns ``language``, ``source phrase``, ``english``, ``provenance`` (``catalogue``, ``language``
+    or the lowest ecg_id whose report the entry was written from; see ``usable``). Every function
+    of the translation takes ``upto``: translate with only the entries usable when the ids below it
+    were read, which is how ``report_coverage`` measures coverage on a block no entry came from.
 
-``text_summary`` / ``in_sample``
-    what ``python -m benchmark data text`` reports; coverage *out of sample* is measured on the
-    reports whose ecg_id is not in ``glossary_seen.txt`` (the ids read while writing the glossary).
+Coverage, the fold split of ``glossary_seen.txt`` and the block and unseen-phrase held-out
+estimates are in ``report_coverage`` (``glossary_coverage``, ``in_sample``, ``text_summary`` are
+still importable from here).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections import Counter
@@ -234,6 +235,16 @@ def detect_language(text: str) -> str:
 
 
 # -- glossary -----------------------------------------------------------------------------------
+# Provenance of a glossary entry (4th column): where it came from, so that coverage can be measured
+# with only the entries a held-out block of reports did not motivate (``report_coverage``).
+#   catalogue  a German/Swedish rendering of an SCP statement of scp_statements.csv or of the
+#              device's standard statement vocabulary, written from the catalogue, not from a report
+#   language   general German/Swedish vocabulary (function words, negations, hedges, units,
+#              measurement words), written from knowledge of the language
+#   an ecg_id  the lowest PTB-XL ecg_id whose report uses the entry (the report that motivated it)
+GENERAL_PROVENANCE = ("catalogue", "language")
+
+
 def _transliterations(phrase: str) -> set[str]:
     """German spelling variants the device used: ü->ue, ö->oe, ä->ae, ß->ss (and ß->s)."""
     out = {phrase}
@@ -251,36 +262,65 @@ def fold(word: str, language: str) -> str:
     return word.replace("ü", "ue").replace("ö", "oe").replace("ä", "ae").replace("ß", "ss")
 
 
-@functools.lru_cache(maxsize=None)
-def load_glossary(path: str | None = None) -> dict[str, dict[str, str]]:
-    """language -> {source phrase -> english}; lines starting with '#' are comments.
+def usable(provenance: str, upto: int | None) -> bool:
+    """Whether an entry of this provenance may be used when only ids below ``upto`` were read
+    (``upto=None``: every entry). A file without a provenance column gives 'unknown': never usable
+    under a cutoff."""
+    if upto is None or provenance in GENERAL_PROVENANCE:
+        return True
+    return provenance.isdigit() and int(provenance) < upto
 
-    Source phrases ending in ``-`` (``links-``) are compound modifiers, used only inside words
-    (``linksschenkelblock``); see ``translate_word``."""
+
+@functools.lru_cache(maxsize=None)
+def glossary_entries(path: str | None = None) -> tuple[tuple[str, str, str, str], ...]:
+    """The rows of the glossary file: (language, source phrase as normalised, english, provenance).
+
+    Columns: language, source phrase, english, and optionally provenance (``GENERAL_PROVENANCE`` or
+    an ecg_id; a file with three columns gives 'unknown'). Lines starting with '#' are comments."""
     from benchmark.errors import DataError
 
     p = Path(path) if path else GLOSSARY_PATH
     if not p.is_file():
         raise DataError(f"report glossary '{p}' is missing: reinstall the package")
-    table: dict[str, dict[str, str]] = {"de": {}, "sv": {}}
+    rows = []
     header_seen = False
     for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        parts = line.split("\t")
-        if len(parts) != 3:
-            raise DataError(f"{p}:{lineno}: expected 3 tab-separated columns (language, source phrase, english)")
-        lang, src, en = (x.strip() for x in parts)
+        parts = [x.strip() for x in line.split("\t")]
+        if len(parts) not in (3, 4):
+            raise DataError(f"{p}:{lineno}: expected 3 or 4 tab-separated columns (language, source phrase, english, provenance)")
+        lang, src, en = parts[:3]
+        prov = parts[3] if len(parts) == 4 else "unknown"
         if not header_seen and lang == "language":
             header_seen = True
             continue
-        if lang not in table:
+        if lang not in ("de", "sv"):
             raise DataError(f"{p}:{lineno}: unknown language '{lang}' (use de or sv)")
-        src = normalise_chars(src)
-        variants = _transliterations(src) if lang == "de" else {src}
-        for v in variants:
-            table[lang].setdefault(v, en)
+        if len(parts) == 4 and not (prov in GENERAL_PROVENANCE or prov.isdigit()):
+            raise DataError(f"{p}:{lineno}: provenance must be catalogue, language or an ecg_id, got '{prov}'")
+        rows.append((lang, normalise_chars(src), en, prov))
+    return tuple(rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _table(path: str | None = None, upto: int | None = None) -> dict[str, dict[str, tuple[str, tuple[str, str]]]]:
+    """language -> {phrase or spelling variant -> (english, (language, source phrase))}."""
+    table: dict[str, dict[str, tuple[str, tuple[str, str]]]] = {"de": {}, "sv": {}}
+    for lang, src, en, prov in glossary_entries(path):
+        if usable(prov, upto):
+            for v in _transliterations(src) if lang == "de" else {src}:
+                table[lang].setdefault(v, (en, (lang, src)))
     return table
+
+
+def load_glossary(path: str | None = None, upto: int | None = None) -> dict[str, dict[str, str]]:
+    """language -> {source phrase -> english} (German phrases also under their ASCII spellings);
+    ``upto``: only entries usable when the ids below it were read (``usable``).
+
+    Source phrases ending in ``-`` (``links-``) are compound modifiers, used only inside words
+    (``linksschenkelblock``); see ``translate_word``."""
+    return {lang: {k: v[0] for k, v in t.items()} for lang, t in _table(path, upto).items()}
 
 
 def _orders(language: str) -> tuple[str, ...]:
@@ -288,15 +328,15 @@ def _orders(language: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _pattern(language: str, path: str | None = None) -> tuple[re.Pattern, dict[str, str]]:
-    table = load_glossary(path)
-    mapping: dict[str, str] = {}
+def _pattern(language: str, path: str | None = None, upto: int | None = None) -> tuple[re.Pattern, dict]:
+    table = _table(path, upto)
+    mapping: dict[str, tuple[str, tuple[str, str]]] = {}
     for lang in _orders(language):
         for k, v in table[lang].items():
             if not k.endswith("-"):
                 mapping.setdefault(k, v)
     phrases = sorted(mapping, key=lambda s: (-len(s), s))
-    alt = "|".join(re.escape(p) for p in phrases)
+    alt = "|".join(re.escape(p) for p in phrases) or r"(?!x)x"
     return re.compile(rf"(?<![\wäöüåß])(?:{alt})(?![\wäöüåß])"), mapping
 
 
@@ -307,24 +347,26 @@ _ENDINGS = {
 }
 # spelling variants (applied to the folded word when it is still unknown): c/k, th/t, ph/f, y/i
 _VARIANTS = (("c", "k"), ("k", "c"), ("th", "t"), ("ph", "f"), ("y", "i"), ("i", "y"), ("kk", "k"))
+MIN_PREFIX = 4  # a cut-off last word must keep at least this many letters to be completed
 
 
 @functools.lru_cache(maxsize=None)
-def _lexicon(language: str, path: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """(folded single word -> english, folded compound modifier -> english) for one language."""
-    table = load_glossary(path)
-    words: dict[str, str] = {}
-    mods: dict[str, str] = {}
+def _lexicon(language: str, path: str | None = None, upto: int | None = None) -> tuple[dict, dict, tuple[str, ...]]:
+    """(folded single word -> (english, key), folded compound modifier -> (english, key), the
+    folded words sorted, for prefix look-up) for one language."""
+    table = _table(path, upto)
+    words: dict[str, tuple[str, tuple[str, str]]] = {}
+    mods: dict[str, tuple[str, tuple[str, str]]] = {}
     for lang in _orders(language):
         for k, v in table[lang].items():
             if k.endswith("-") and " " not in k:
                 mods.setdefault(fold(k[:-1], lang), v)
             elif re.fullmatch(r"[a-zäöüåß]+", k):
                 words.setdefault(fold(k, lang), v)
-    return words, mods
+    return words, mods, tuple(sorted(words))
 
 
-def _lookup(w: str, words: dict[str, str], endings: tuple[str, ...]) -> str | None:
+def _lookup(w: str, words: dict, endings: tuple[str, ...]):
     if w in words:
         return words[w]
     for e in endings:
@@ -333,13 +375,29 @@ def _lookup(w: str, words: dict[str, str], endings: tuple[str, ...]) -> str | No
     return None
 
 
-def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[str, ...]) -> list[str] | None:
+def _prefix(w: str, words: dict, ordered: tuple[str, ...]):
+    """The entry a cut-off word is the beginning of: every word of the table starting with ``w``
+    (at least ``MIN_PREFIX`` letters) must have the same English, else None (ambiguous)."""
+    if len(w) < MIN_PREFIX:
+        return None
+    i = bisect.bisect_left(ordered, w)
+    found = None
+    while i < len(ordered) and ordered[i].startswith(w):
+        v = words[ordered[i]]
+        if found is not None and v[0] != found[0]:
+            return None
+        found = found or v
+        i += 1
+    return found
+
+
+def _split(w: str, words: dict, mods: dict, endings: tuple[str, ...], last_piece=None) -> list | None:
     """Fewest-part split of a compound into glossary parts: modifiers/words, then a final word
-    (which may carry an inflection ending); a linking ``s`` between parts is allowed. Among
-    splits of equal length, the one using modifier entries before the last part wins
-    (``förmaks-`` + ``takykardi`` over ``förmak`` + s + ``takykardi``)."""
+    (which may carry an inflection ending, or, with ``last_piece``, be cut off); a linking ``s``
+    between parts is allowed. Among splits of equal length, the one using modifier entries before
+    the last part wins (``förmaks-`` + ``takykardi`` over ``förmak`` + s + ``takykardi``)."""
     n = len(w)
-    best: dict[int, tuple[tuple[int, int], list[str]]] = {0: ((0, 0), [])}
+    best: dict[int, tuple[tuple[int, int], list]] = {0: ((0, 0), [])}
     for i in range(n):
         if i not in best:
             continue
@@ -349,6 +407,8 @@ def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[s
             en, from_words = None, 0
             if j == n:
                 en = _lookup(piece, words, endings)
+                if en is None and last_piece is not None:
+                    en = last_piece(piece)
             if en is None:
                 en = mods.get(piece)
                 if en is None and piece in words:
@@ -364,34 +424,47 @@ def _split(w: str, words: dict[str, str], mods: dict[str, str], endings: tuple[s
 
 
 @functools.lru_cache(maxsize=200_000)
-def translate_word(word: str, language: str, path: str | None = None) -> str | None:
+def _word_parts(word: str, language: str, path: str | None = None, upto: int | None = None, last: bool = False):
+    """The glossary entries (english, key) one word translates to, or None (see ``translate_word``)."""
+    for lang in _orders(language):
+        words, mods, ordered = _lexicon(lang, path, upto)
+        endings = _ENDINGS[lang]
+        base = fold(word, lang)
+        forms = [base] + [base.replace(a, b) for a, b in _VARIANTS if a in base]
+        for f in forms:
+            en = _lookup(f, words, endings)
+            parts = [en] if en is not None else _split(f, words, mods, endings)
+            if parts:
+                return tuple(parts)
+        if len(base) >= 7:  # one letter dropped, added, or two swapped ("progrssion", "hgersidigt")
+            for f in _edits1(base):
+                en = _lookup(f, words, endings)
+                if en is not None:
+                    return (en,)
+        if last:  # the report was cut off inside its last word: "rechtsschenkelbl", "wahrschei"
+            cut = functools.partial(_prefix, words=words, ordered=ordered)
+            en = cut(base)
+            parts = [en] if en is not None else _split(base, words, mods, endings, last_piece=cut)
+            if parts:
+                return tuple(parts)
+    return None
+
+
+def translate_word(word: str, language: str, path: str | None = None, upto: int | None = None, last: bool = False) -> str | None:
     """English for one word the phrase table did not match, or None (kept as it is).
 
     In order, on the folded word (``fold``): the word table (single-word glossary entries), the
     same after stripping an inflection ending (``unspezifischer`` -> ``unspezifisch``), a split
     into compound parts (``linksschenkelblock`` -> ``links-`` + ``schenkelblock``, English parts in
     the same order: modifier first), and the same three again for spelling variants (c/k, th/t,
-    ph/f, y/i: ``tachycardie``, ``hyperthrophie``); last, for words of 7 letters or more, the
-    word table for every spelling one letter away (a dropped, added or swapped letter:
-    ``progrssion``, ``hgersidigt``). Unknown words give None."""
-    for lang in _orders(language):
-        words, mods = _lexicon(lang, path)
-        endings = _ENDINGS[lang]
-        base = fold(word, lang)
-        forms = [base] + [base.replace(a, b) for a, b in _VARIANTS if a in base]
-        for f in forms:
-            en = _lookup(f, words, endings)
-            if en is None:
-                parts = _split(f, words, mods, endings)
-                en = " ".join(parts) if parts else None
-            if en is not None:
-                return en
-        if len(base) >= 7:  # one letter dropped, added, or two swapped ("progrssion", "hgersidigt")
-            for f in _edits1(base):
-                en = _lookup(f, words, endings)
-                if en is not None:
-                    return en
-    return None
+    ph/f, y/i: ``tachycardie``, ``hyperthrophie``); for words of 7 letters or more, the word
+    table for every spelling one letter away (a dropped, added or swapped letter: ``progrssion``,
+    ``hgersidigt``). Last, only for the last word of a report (``last=True``, a report cut off at
+    a length limit): the word as the beginning of a table word, alone or as the final part of a
+    compound (``wahrschei``, ``rechtsschenkelbl``), when every table word it begins has the same
+    English. Unknown words give None. ``upto``: see ``usable``."""
+    parts = _word_parts(word, language, path, upto, last)
+    return " ".join(p[0] for p in parts) if parts else None
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzß"
@@ -407,42 +480,46 @@ def _edits1(w: str) -> list[str]:
 _TOKEN = re.compile(r"[a-zäöüåß]+")
 
 
-def _translate(text: str, language: str, path: str | None = None, words: bool = True) -> tuple[str, list[tuple[int, int]]]:
-    """English text and the spans of the input that were translated (phrases, then single words).
+def _translate(text: str, language: str, path: str | None = None, words: bool = True, upto: int | None = None):
+    """(English text, the spans of the input that were translated (phrases, then single words),
+    the glossary keys ``(language, source phrase)`` used).
 
     ``words=False`` gives the phrase table alone (the method before issue 11, kept for comparison)."""
     if language == "en" or not text:
-        return text, []
-    pattern, mapping = _pattern(language, path)
-    spans: list[tuple[int, int]] = []
+        return text, [], []
+    pattern, mapping = _pattern(language, path, upto)
+    ends = [m.end() for m in _TOKEN.finditer(text)]
+    state = {"spans": [], "used": [], "last_end": ends[-1] if ends else -1}
     pieces: list[str] = []
     last = 0
     for m in pattern.finditer(text):
-        spans.append(m.span())
+        state["spans"].append(m.span())
         gap = text[last : m.start()]
-        pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
-        pieces.append(mapping[m.group(0)])
+        pieces.append(_translate_gap(gap, last, language, path, upto, state) if words else gap)
+        en, key = mapping[m.group(0)]
+        pieces.append(en)
+        state["used"].append(key)
         last = m.end()
     gap = text[last:]
-    pieces.append(_translate_gap(gap, last, language, path, spans) if words else gap)
-    spans.sort()
-    return _WS.sub(" ", "".join(pieces)).strip(), spans
+    pieces.append(_translate_gap(gap, last, language, path, upto, state) if words else gap)
+    return _WS.sub(" ", "".join(pieces)).strip(), sorted(state["spans"]), state["used"]
 
 
-def _translate_gap(gap: str, offset: int, language: str, path, spans: list) -> str:
+def _translate_gap(gap: str, offset: int, language: str, path, upto, state: dict) -> str:
     out = []
     last = 0
     for m in _TOKEN.finditer(gap):
         w = m.group(0)
         if w in _NEUTRAL:
             continue
-        en = translate_word(w, language, path)
-        if en is None:
-            continue
+        parts = _word_parts(w, language, path, upto, offset + m.end() == state["last_end"])
+        if parts is None:
+            continue  # the fallback: the word stays as it is, and counts as untranslated
         out.append(gap[last : m.start()])
-        out.append(en)
+        out.append(" ".join(p[0] for p in parts))
         last = m.end()
-        spans.append((offset + m.start(), offset + m.end()))
+        state["spans"].append((offset + m.start(), offset + m.end()))
+        state["used"].extend(p[1] for p in parts)
     out.append(gap[last:])
     return "".join(out)
 
@@ -453,11 +530,13 @@ def to_english(text: str, language: str) -> str:
     return _translate(clean_report(text), language)[0]
 
 
-def untranslated_words(text: str, language: str, path: str | None = None, words: bool = True) -> list[str]:
+def untranslated_words(
+    text: str, language: str, path: str | None = None, words: bool = True, upto: int | None = None
+) -> list[str]:
     """The counted words of a (cleaned) report that the translation left as they are."""
     if language == "en" or not text:
         return []
-    _, spans = _translate(text, language, path, words)
+    _, spans, _ = _translate(text, language, path, words, upto)
     return [
         m.group(0)
         for m in _LETTERS.finditer(text)
@@ -465,7 +544,11 @@ def untranslated_words(text: str, language: str, path: str | None = None, words:
     ]
 
 
-# -- coverage -----------------------------------------------------------------------------------
+def used_entries(text: str, language: str, path: str | None = None) -> set[tuple[str, str]]:
+    """The glossary keys ``(language, source phrase)`` the translation of a cleaned report used."""
+    return set(_translate(text, language, path)[2])
+
+
 _NEUTRAL = frozenset(
     """a b c d e f g h i j k l m n o p q r s t u v w x y z ii iii iv avr avl avf qrs qt qtc pq pr st
     av rr wpw lvh rvh lahb lphb rsr mm mv ms hf""".split()
@@ -473,108 +556,13 @@ _NEUTRAL = frozenset(
 _LETTERS = re.compile(r"[a-zäöüåß]+")
 
 
-def glossary_coverage(texts, languages=None, path: str | None = None, words: bool = True) -> dict:
-    """Share of non-English report words the translation covered, overall and per language.
-
-    ``texts``: raw or cleaned reports; ``languages``: their languages (detected when omitted);
-    ``words=False`` measures the phrase table alone (the method before issue 11).
-    Returns ``{"overall": {"words", "translated", "coverage"}, "de": {...}, "sv": {...}, ...}``.
-    """
-    texts = list(texts)
-    if languages is None:
-        languages = [detect_language(t) for t in texts]
-    n_words: Counter = Counter()
-    done: Counter = Counter()
-    for text, lang in zip(texts, languages):
-        if lang == "en":
-            continue
-        clean = clean_report(text)
-        if not clean:
-            continue
-        total = sum(1 for m in _LETTERS.finditer(clean) if m.group(0) not in _NEUTRAL)
-        n_words[lang] += total
-        done[lang] += total - len(untranslated_words(clean, lang, path, words))
-    out = {}
-    for lang in sorted(n_words):
-        out[lang] = {"words": n_words[lang], "translated": done[lang], "coverage": round(done[lang] / n_words[lang], 4)}
-    tw, td = sum(n_words.values()), sum(done.values())
-    out["overall"] = {"words": tw, "translated": td, "coverage": round(td / tw, 4) if tw else 1.0}
-    return out
+# coverage and the held-out measurements live in report_coverage (imported lazily: it imports this)
+_MOVED = frozenset({"SEEN_PATH", "SEEN_RULE", "glossary_coverage", "seen_ids", "in_sample", "text_summary"})
 
 
-# -- out-of-sample measurement ------------------------------------------------------------------
-SEEN_PATH = Path(__file__).with_name("glossary_seen.txt")
-SEEN_RULE = "ecg_id 1-500 (any fold) and ecg_id 501-1999 of strat_fold 1-8 (glossary_seen.txt)"
+def __getattr__(name: str):
+    if name in _MOVED:
+        from benchmark.data import report_coverage
 
-
-@functools.lru_cache(maxsize=None)
-def seen_ids(path: str | None = None) -> frozenset[int]:
-    """ecg_ids of the reports read while writing the glossary (``glossary_seen.txt``)."""
-    from benchmark.errors import DataError
-
-    p = Path(path) if path else SEEN_PATH
-    if not p.is_file():
-        raise DataError(f"'{p}' is missing: reinstall the package")
-    out: set[int] = set()
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            a, _, b = line.partition("-")
-            out.update(range(int(a), int(b or a) + 1))
-        except ValueError:
-            raise DataError(f"{p}:{lineno}: expected an ecg_id or a range a-b, got '{line}'") from None
-    return frozenset(out)
-
-
-def in_sample(ecg_ids) -> list[bool]:
-    """Whether each report (by PTB-XL ecg_id) was read while writing the glossary."""
-    seen = seen_ids()
-    out = []
-    for e in ecg_ids:
-        try:
-            out.append(int(e) in seen)
-        except (TypeError, ValueError):
-            out.append(False)
-    return out
-
-
-def text_summary(ecg_ids, reports, top: int = 15) -> tuple[dict, list[dict]]:
-    """What ``data text`` prints: language mix, annotations removed by kind, translation coverage
-    (``coverage``: out of sample, language -> fraction; ``coverage_detail``: words and counts for
-    the out-of-sample, in-sample and all reports, and for the out-of-sample reports whose cleaned
-    text does not occur among the in-sample ones of the same input), the most frequent untranslated words out of
-    sample. Also returns one row per report (``ecg_id``, ``language``, ``clean``, ``english``)."""
-    ids = list(ecg_ids)
-    raw = ["" if (r is None or (isinstance(r, float) and r != r)) else str(r) for r in reports]
-    clean = [clean_report(t) for t in raw]
-    lang = [detect_language(t) for t in clean]
-    seen = in_sample(ids)
-    parts = {
-        "out_of_sample": [i for i, s in enumerate(seen) if not s],
-        "in_sample": [i for i, s in enumerate(seen) if s],
-        "all": list(range(len(ids))),
-    }
-    # stricter: out-of-sample reports whose cleaned text never occurs among the in-sample ones here
-    seen_texts = {clean[i] for i in parts["in_sample"]}
-    parts["out_of_sample_new_text"] = [i for i in parts["out_of_sample"] if clean[i] not in seen_texts]
-    detail = {k: glossary_coverage([clean[i] for i in v], [lang[i] for i in v]) for k, v in parts.items()}
-    missing: Counter = Counter()
-    for i in parts["out_of_sample"]:
-        for w in untranslated_words(clean[i], lang[i]):
-            missing[(lang[i], w)] += 1
-    summary = {
-        "reports": len(ids),
-        "languages": dict(sorted(Counter(lang).items())),
-        "annotations_removed": annotation_counts(raw),
-        "coverage": {k: v["coverage"] for k, v in detail["out_of_sample"].items()},
-        "coverage_detail": detail,
-        "sample": {**{k: len(v) for k, v in parts.items() if k != "all"}, "seen_rule": SEEN_RULE},
-        "untranslated": [{"language": lg, "word": w, "count": n} for (lg, w), n in missing.most_common(top)],
-    }
-    rows = [
-        {"ecg_id": e, "language": lg, "clean": c, "english": _translate(c, lg)[0]}
-        for e, lg, c in zip(ids, lang, clean)
-    ]
-    return summary, rows
+        return getattr(report_coverage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

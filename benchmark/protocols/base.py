@@ -109,6 +109,7 @@ class Protocol:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     order: ClassVar[int] = 100
+    report_order: ClassVar[int | None] = None  # position in report tables; None: as ``order``
 
     def jobs(self, spec: str, seed: int, traits: MethodTraits, ctx) -> list[Job]:
         """Jobs of this protocol for one method variant and seed. ``ctx`` offers ``cfg`` and

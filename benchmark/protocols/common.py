@@ -96,8 +96,8 @@ def score_rows(
     The per-example scores keep the prediction (``pred``) and weight of every test example, so
     paired comparisons (F1 as well as AUROC) can be recomputed from them alone.
     """
-    from benchmark.metrics import (aggregate_by_example, choose_offsets, choose_thresholds, evaluate,
-                                   predict_single_label)
+    from benchmark.stats.metrics import (aggregate_by_example, choose_offsets, choose_thresholds, evaluate,
+                                         predict_single_label)
 
     spec = data.task(task)
     y, _ = data.labels(task)

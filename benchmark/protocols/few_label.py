@@ -18,6 +18,7 @@ from benchmark.data.base import ECGSet
 from benchmark.paths import stable_hash
 from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
+from benchmark.stats.metrics import macro_auroc
 
 
 def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -46,16 +47,6 @@ def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int
     need = max(0, n_target - len(chosen))
     chosen.extend(rest[:need].tolist())
     return np.sort(train_idx[np.asarray(chosen, dtype=np.int64)])
-
-
-def _macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    vals = []
-    for c in range(y.shape[1]):
-        if 0 < y[:, c].sum() < len(y):
-            vals.append(roc_auc_score(y[:, c], s[:, c]))
-    return float(np.mean(vals)) if vals else float("nan")
 
 
 def linear_probe(
@@ -123,7 +114,7 @@ def linear_probe(
         warnings.simplefilter("ignore")  # convergence warnings on tiny subsets
         for C in Cs:
             models = fit(C)
-            auc = _macro_auroc(y_val, predict_with(models, xv)) if len(y_val) else float("nan")
+            auc = macro_auroc(y_val, predict_with(models, xv)) if len(y_val) else float("nan")
             tried[float(C)] = auc
             if best is None or (np.isfinite(auc) and auc > best_auc):
                 best, best_auc, best_C = models, auc, float(C)

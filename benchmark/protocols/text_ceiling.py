@@ -166,7 +166,7 @@ class _SingleLead:
 
 
 def _binary_rows(y: np.ndarray, s: np.ndarray, classes: list[str], n_boot: int, seed: int) -> list[dict]:
-    from benchmark.metrics import evaluate
+    from benchmark.stats.metrics import evaluate
 
     return evaluate(y, s, classes, multilabel=False, thresholds=None, n_boot=n_boot, seed=seed)
 
@@ -308,6 +308,7 @@ class TextCeiling(Protocol):
     description = ("the test reports classified with the class prompts (trained text tower / bare LM), beside "
                    "zero-shot; PVC/AF diagnostics for the cross-dataset prompts (text-tower methods only)")
     order = 25  # planned after few-label, before cross-dataset
+    report_order = 40  # reported last, after cross-dataset: a diagnostic of the zero-shot results
 
     def jobs(self, spec, seed, traits, ctx):
         if not traits.has_text_tower:

@@ -3,13 +3,14 @@ multiplicity.
 
 Four pieces, each a pure function of arrays (no I/O, no display order):
 
-* **Cluster resampling** (:func:`cluster_resample_weights`). Where test examples share a subject
+* **Cluster resampling** (:func:`benchmark.stats.bootstrap.resample_weights` with ``groups``;
+  :func:`unit_groups` numbers the units). Where test examples share a subject
   (MIT-BIH beats share a record, i.e. a patient), resampling examples as if independent
   understates the variance. A resample draws *units* (records) with replacement; every example
   of a drawn unit enters with the unit's count, times its own weight (the majority-cap weights
   stay as they are, so each resample still represents the full test split by record). The same
   ``[B, N]`` weighting is applied to both methods: the comparison stays paired.
-* **Seeds** (:func:`two_level_draws`). A difference averaged over pretraining seeds generalises
+* **Seeds** (:func:`benchmark.stats.bootstrap.two_level_draws`). A difference averaged over pretraining seeds generalises
   over seeds only if its interval carries their variance. The two-level bootstrap draws, for each
   resample, ``k`` seeds with replacement from the ``k`` seeds both methods share, and averages
   their differences under that resample's test units (level two, the same units for every seed
@@ -24,7 +25,7 @@ Four pieces, each a pure function of arrays (no I/O, no display order):
 * **Multiplicity** (:func:`holm`): Holm's step-down adjustment of a family of p-values (controls
   the family-wise error rate under any dependence between the tests).
 
-P-values from bootstrap draws (:func:`bootstrap_p`) are the two-sided percentile p-values that
+P-values from bootstrap draws (:func:`benchmark.stats.bootstrap.bootstrap_p`) are the two-sided percentile p-values that
 match the percentile interval: ``p < 1 - ci`` iff the interval excludes 0 (up to the +1 correction).
 """
 
@@ -35,8 +36,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["unit_groups", "cluster_resample_weights", "two_level_draws", "bootstrap_p", "holm", "midranks",
-           "delong_components", "delong_macro"]
+__all__ = ["unit_groups", "holm", "midranks", "delong_components", "delong_macro"]
 
 
 def unit_groups(units) -> tuple[np.ndarray, int]:
@@ -48,50 +48,6 @@ def unit_groups(units) -> tuple[np.ndarray, int]:
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     return rank[inverse.ravel()], len(first)
-
-
-def cluster_resample_weights(groups: np.ndarray, n_groups: int, n_boot: int, seed: int,
-                             chunk_cells: int = 1_000_000):
-    """Yield ``[b, N]`` weightings: each resample draws ``n_groups`` units with replacement and
-    every example gets the count of its unit. The same stream for every caller with one seed."""
-    groups = np.asarray(groups, dtype=np.int64)
-    n = len(groups)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, chunk_cells // max(n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n_groups, size=(b, n_groups))
-        flat = (idx + (np.arange(b) * n_groups)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=b * n_groups).reshape(b, n_groups).astype(np.float64)
-        yield counts[:, groups]
-        done += b
-
-
-def two_level_draws(per_seed: np.ndarray, seed: int) -> np.ndarray:
-    """Two-level bootstrap draws of a seed-averaged difference.
-
-    ``per_seed`` is ``[k, B]``: the difference of seed ``i`` under test-unit resample ``b`` (all
-    seeds and both methods scored under the same resamples). Draw ``b`` averages ``k`` seeds
-    drawn with replacement (their own stream, ``default_rng([seed, 1])``) under resample ``b``.
-    NaN (an undefined resample of a drawn seed) propagates: that draw is skipped later."""
-    per_seed = np.asarray(per_seed, dtype=np.float64)
-    k, n_boot = per_seed.shape
-    rng = np.random.default_rng([seed, 1])
-    pick = rng.integers(0, k, size=(n_boot, k))
-    return per_seed[pick, np.arange(n_boot)[:, None]].mean(axis=1)
-
-
-def bootstrap_p(draws: np.ndarray) -> float:
-    """Two-sided percentile p-value for 'the difference is 0': twice the smaller tail share of
-    the draws at or beyond 0, with the +1 correction; NaN draws are ignored."""
-    d = np.asarray(draws, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        return math.nan
-    lo = (1 + np.count_nonzero(d <= 0)) / (d.size + 1)
-    hi = (1 + np.count_nonzero(d >= 0)) / (d.size + 1)
-    return float(min(1.0, 2 * min(lo, hi)))
 
 
 def holm(pvalues) -> np.ndarray:

@@ -5,8 +5,9 @@ every method drawn with its own colour *and* marker, line style and bar hatch, s
 readable when printed in greyscale. A method keeps the same look in every figure
 (:class:`MethodStyles`). Each figure is written as PNG (200 dpi) and PDF, atomically.
 
-All functions take the summary frames built by :mod:`benchmark.report` and return the written
-paths; they use the headless Agg backend and never import torch.
+All functions take the summary frames built by :mod:`benchmark.report.tables` and return the
+written paths; they use the headless Agg backend and never import torch. (This module imports
+matplotlib, so :mod:`benchmark.report.build` imports it only when it draws.)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.io import atomic_write  # noqa: E402
+from benchmark.report.order import DATASET_LABEL  # noqa: E402
 
 # Okabe-Ito colour-blind-safe palette, ordered so neighbours differ in lightness too.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -58,7 +60,6 @@ STYLE = {
 }
 
 MODE_LABEL = {"zero-shot": "zero-shot", "linear-probe": "linear probe", "fine-tune": "fine-tune"}
-DATASET_LABEL = {"ptbxl": "PTB-XL", "mitbih": "MIT-BIH", "cinc2017": "CinC 2017"}
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 No server, no internet, no third-party JavaScript: the figures are embedded as base64 PNGs (or,
 with ``embed=False``, linked from ``figures/`` beside the page), the tables are real HTML tables
-built from the same :class:`benchmark.report.Table` objects as the Markdown/LaTeX/CSV files, and a
+built from the same :class:`benchmark.report.table.Table` grid as the Markdown/LaTeX/CSV files, and a
 small inline script of our own sorts a table when its header is clicked (numbers: best first,
 click again to reverse; empty cells always last) and filters its rows by a text box.
 
@@ -16,12 +16,10 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from benchmark.io import atomic_write_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from benchmark.report import Section, Table
+from benchmark.report.index import Section
+from benchmark.report.table import Table
 
 _CODE = re.compile(r"`([^`]+)`")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
@@ -58,31 +56,24 @@ def _num(x) -> str:
     return "" if math.isnan(v) else repr(v)
 
 
-def table_html(t: "Table") -> str:
-    from benchmark.report import _cell_parts, _grid_cells
-
-    cells, best = _grid_cells(t), t.best_mask()
+def table_html(t: Table) -> str:
     head = [f'<th data-type="text" scope="col">{html.escape(t.row_header)}</th>']
     head += [f'<th data-type="num" scope="col">{html.escape(h)}</th>' for h in t.extra_cols]
     head += [f'<th data-type="num" scope="col">{html.escape(c)}</th>' for c in t.col_labels]
     body = []
-    for row in t.row_labels:
-        tds = [f'<td class="rowh">{html.escape(row)}</td>']
-        for h in t.extra_cols:
-            txt = t.extra_cols[h].get(row, "")
-            tds.append(f'<td data-v="{_num(txt)}">{html.escape(txt)}</td>')
-        for col in t.col_labels:
-            r = cells.get((row, col))
-            if r is None:
+    for g in t.grid():
+        tds = [f'<td class="rowh">{html.escape(g.label)}</td>']
+        tds += [f'<td data-v="{_num(txt)}">{html.escape(txt)}</td>' for txt in g.extras]
+        for c in g.cells:
+            if c.record is None:
                 tds.append('<td data-v="" class="na">–</td>')
                 continue
-            mean, rest = _cell_parts(r)
-            m = html.escape(mean)
+            m = html.escape(c.mean)
             cls = ""
-            if (row, col) in best:
+            if c.best:
                 m, cls = f"<strong>{m}</strong>", ' class="best"'
-            extra = f' <span class="ci">{html.escape(rest)}</span>' if rest else ""
-            tds.append(f'<td data-v="{_num(r["mean"])}"{cls}>{m}{extra}</td>')
+            extra = f' <span class="ci">{html.escape(c.rest)}</span>' if c.rest else ""
+            tds.append(f'<td data-v="{_num(c.record["mean"])}"{cls}>{m}{extra}</td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     return (f'<div class="tablewrap"><input type="search" class="filter" placeholder="filter rows" '
             f'aria-label="filter rows of {html.escape(t.name)}">\n'
@@ -211,7 +202,7 @@ SCRIPT = """
 """
 
 
-def page_html(heading: str, command: str, notes: list[str], sections: list["Section"], out: Path, *,
+def page_html(heading: str, command: str, notes: list[str], sections: list[Section], out: Path, *,
               embed: bool = True) -> str:
     """The whole page as a string (see the module docstring)."""
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -250,7 +241,23 @@ def page_html(heading: str, command: str, notes: list[str], sections: list["Sect
     return "\n".join(parts)
 
 
-def write_html(path: Path, heading: str, command: str, notes: list[str], sections: list["Section"], out: Path, *,
+def write_html(path: Path, heading: str, command: str, notes: list[str], sections: list[Section], out: Path, *,
                embed: bool = True) -> Path:
     atomic_write_text(page_html(heading, command, notes, sections, out, embed=embed), path)
     return path
+
+
+def landing_html(rows: list[tuple[str, str, str, int, str, str]]) -> str:
+    """The page listing the reports made from a folder of result folders: one line per
+    ``(results folder, relative report folder, page, rows, methods, seeds)``."""
+    rows_html = [f'<tr><td><code>{html.escape(d)}</code></td><td><a href="{html.escape(page)}">'
+                 f'{html.escape(rel)}</a> (<a href="{html.escape(rel)}/index.md">Markdown</a>)</td>'
+                 f'<td data-v="{n}">{n}</td><td>{html.escape(methods)}</td>'
+                 f"<td>{html.escape(seeds)}</td></tr>" for d, rel, page, n, methods, seeds in rows]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ECG benchmark reports</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>ECG benchmark reports</h1>"
+            "<p>One report per results folder.</p><div class=\"tablewrap\"><table class=\"sortable\" id=\"table-reports\">"
+            "<thead><tr><th data-type=\"text\">results folder</th><th data-type=\"text\">report</th>"
+            "<th data-type=\"num\">rows</th><th data-type=\"text\">methods</th><th data-type=\"text\">seeds</th></tr>"
+            "</thead><tbody>" + "".join(rows_html) + f"</tbody></table></div></main><script>{SCRIPT}</script>"
+            "</body></html>\n")

@@ -53,13 +53,12 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+
+from benchmark.stats.bootstrap import percentile_interval, resample_weights, resamples_note
 
 ABSENT_NOTE = "absent in test"
 ROW_KEYS = ("metric", "class", "value", "ci_low", "ci_high", "n_pos", "n", "n_classes", "note")
-
-# Bootstrap weights are processed in chunks of about this many (resample x example) cells, so a
-# 50k-beat MIT-BIH test split does not allocate a [1000, 50000] float matrix at once.
-_CHUNK_CELLS = 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,9 +269,8 @@ def evaluate(
             raise ValueError(f"weights must be {n} positive finite numbers")
     n_pos = y.sum(axis=0).astype(int)
     present = (n_pos > 0) & (n_pos < n)
-    point = _all_stats(wvec[None, :], y, s, pred, present)
+    point = all_stats(wvec[None, :], y, s, pred, present)
     boot = _bootstrap(n, n_boot, seed, y, s, pred, present, wvec)
-    lo_q, hi_q = 100 * (1 - ci) / 2, 100 * (1 + ci) / 2
 
     rows: list[dict] = []
     absent_names = [c for c, p in zip(classes, present) if not p]
@@ -287,12 +285,8 @@ def evaluate(
         value = float(point[key][0])
         lo = hi = math.nan
         if boot is not None and not math.isnan(value):
-            draws = boot[key]
-            ok = draws[~np.isnan(draws)]
-            if ok.size:
-                lo, hi = (float(v) for v in np.percentile(ok, [lo_q, hi_q]))
-            if ok.size < 0.9 * n_boot:
-                note = "; ".join(x for x in (note, f"CI from {ok.size}/{n_boot} resamples") if x)
+            lo, hi, used = percentile_interval(boot[key], ci)
+            note = "; ".join(x for x in (note, resamples_note(used, n_boot)) if x)
         rows.append(_row(metric, cls, value, lo, hi, npos, n, ncl, note))
 
     add("auroc", "", ("auroc_macro",), min_pos, n_present, macro_note)
@@ -321,28 +315,16 @@ def _row(metric, cls, value, lo, hi, n_pos, n, n_classes, note) -> dict:
             "n_pos": int(n_pos), "n": int(n), "n_classes": int(n_classes), "note": note}
 
 
-def _bootstrap(n, n_boot, seed, y, s, pred, present, wvec=None) -> dict | None:
-    """Statistics of every resample, concatenated over chunks: key -> [n_boot] arrays."""
+def _bootstrap(n, n_boot, seed, y, s, pred, present, wvec) -> dict | None:
+    """Statistics of every resample (:func:`benchmark.stats.bootstrap.resample_weights`),
+    concatenated over chunks: key -> [n_boot] arrays."""
     if n_boot <= 0:
         return None
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, _CHUNK_CELLS // n))
-    parts: list[dict] = []
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        # weights[r, i] = how many times example i was drawn in resample r
-        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
-        weights = np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-        if wvec is not None:
-            weights *= wvec[None, :]
-        parts.append(_all_stats(weights, y, s, pred, present))
-        done += b
+    parts = [all_stats(w, y, s, pred, present) for w in resample_weights(n, n_boot, seed, wvec)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | None,
+def all_stats(w: np.ndarray, y: np.ndarray, s: np.ndarray, pred: np.ndarray | None,
                present: np.ndarray, auroc: bool = True) -> dict:
     """Every metric for a batch of example weightings ``w`` [B, N] (all-ones row = the point
     estimate). Returns key -> [B] arrays; keys are ('auroc', c), ('auroc_macro',), etc.
@@ -412,6 +394,17 @@ def _weighted_auroc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
         return num / (wp * wn)
 
 
+def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mean one-vs-rest AUROC (scikit-learn's ``roc_auc_score``) over the classes that have both
+    positives and negatives in ``y`` [N, C]; NaN when no class has. No CI: for choosing on the
+    validation split (the probe's regularisation, the tuning objective)."""
+    # local: scikit-learn takes about a second to import, and every CLI start-up imports this module
+    from sklearn.metrics import roc_auc_score
+
+    vals = [roc_auc_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 # --------------------------------------------------------------------------------------------
 # several rows per example (CinC crops)
 # --------------------------------------------------------------------------------------------
@@ -424,8 +417,6 @@ def aggregate_by_example(
     Labels of rows sharing an id must agree (raises ``ValueError`` naming the example).
     Returns ``(examples_u, y_u, scores_u)`` with examples in order of first appearance.
     """
-    import pandas as pd  # local: keeps `import benchmark.metrics` light
-
     ex = np.asarray(examples)
     y = np.asarray(y)
     s = np.asarray(scores, dtype=np.float64)

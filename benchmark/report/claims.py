@@ -1,6 +1,6 @@
 """Report sections that compare and judge: MIT-BIH AAMI per-class metrics as that literature
 reports them, paired differences between methods, and the METS paper's claims beside what a run
-measured. Results only (no torch), like :mod:`benchmark.report`.
+measured. Results only (no torch), like the rest of :mod:`benchmark.report`.
 
 Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a table):
 
@@ -8,10 +8,12 @@ Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a tabl
   predictive value (+P = precision) and F1, with their macro means and macro AUROC, mean ± SD over
   seeds [mean 95 % CI]; and the beat counts per class and split (train/validation are DS1 patients,
   test is DS2; capped test splits show kept and represented counts).
-* **Paired differences** (``tables/paired.csv``, columns in :data:`benchmark.paired.PAIRED_COLUMNS`):
+* **Paired differences** (``tables/paired.csv``, columns in :data:`benchmark.stats.paired.PAIRED_COLUMNS`):
   every pair of methods on every setting of the tables, per seed and averaged over seeds, with
   paired-bootstrap 95 % intervals; the index shows the headline pairs (METS against each other
-  method on the main table's settings) and whether each interval excludes zero.
+  method on the main table's settings) and whether each interval excludes zero; and the variant
+  comparisons (:func:`comparison_pairs`: each variant against its method's reference variant,
+  merl against mets).
 * **Paper comparison**: each claim of Li et al. (2023) beside the measured paired difference, the
   scale of the run and whether the interval supports the claim.
 """
@@ -19,21 +21,21 @@ Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a tabl
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark.io import atomic_write_csv
-from benchmark.report import DATASET_LABEL, MODE_ABBR, Table, _method_sort_key, macro
+from benchmark.report.order import (DATASET_LABEL, FEW_LABEL, MODE_ABBR, ZERO_SHOT, col_sort_key, column_label,
+                                    method_sort_key)
+from benchmark.report.table import Table, fmt
+from benchmark.report.tables import macro
+from benchmark.stats.inference import holm
+from benchmark.stats.paired import cross_pair
 
 AAMI = ("N", "S", "V", "F", "Q")
 MLIT = {"recall": "Se", "precision": "+P", "f1": "F1", "auroc": "AUROC"}
-
-
-def _fmt(x, d=3):
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,7 +53,7 @@ def mitbih_tables(summary: pd.DataFrame) -> list[Table]:
     cols += [f"macro {MLIT[m]}" for m in ("recall", "precision", "f1", "auroc")]
     modes = {"zero-shot": 0, "linear-probe": 1, "fine-tune": 2}
     order = (s[["row", "method", "mode"]].drop_duplicates()
-             .assign(k=lambda d: [(modes.get(m, 9), _method_sort_key(x)) for x, m in zip(d["method"], d["mode"])])
+             .assign(k=lambda d: [(modes.get(m, 9), method_sort_key(x)) for x, m in zip(d["method"], d["mode"])])
              .sort_values("k")["row"].tolist())
     return [Table("mitbih_aami", "MIT-BIH AAMI beat classes, inter-patient DS1 -> DS2 (de Chazal 2004; paced records "
                   "excluded): sensitivity Se (recall), positive predictive value +P (precision) and F1 per class, "
@@ -96,13 +98,13 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
     p["other_value"] = np.where(ref_is_a, p["value_b"], p["value_a"])
     p["other"] = np.where(ref_is_a, p["method_b"], p["method_a"])
     m = macro(summary)
-    fl = m[m["protocol"] == "few-label"]
+    fl = m[m["protocol"] == FEW_LABEL]
     top = fl.groupby(["mode", "dataset", "task"])["label_fraction"].transform("max") if not fl.empty else None
     keep_fl = set(map(tuple, fl[fl["label_fraction"] == top][["mode", "dataset", "task", "label_fraction"]]
                       .drop_duplicates().to_numpy().tolist())) if top is not None else set()
     ok = []
     for _, r in p.iterrows():
-        if r["protocol"] == "few-label":
+        if r["protocol"] == FEW_LABEL:
             ok.append((r["mode"], r["dataset"], r["task"], r["label_fraction"]) in keep_fl)
         else:
             ok.append(True)
@@ -126,14 +128,60 @@ def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
              "| seeds |",
              "|---|---|---|---|---|---|---|"]
     for _, r in h.sort_values(["protocol", "dataset", "task", "mode", "metric", "other"]).iterrows():
-        lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != "few-label" else f" {100 * r['label_fraction']:g}%"
+        lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != FEW_LABEL else f" {100 * r['label_fraction']:g}%"
         setting = f"{MODE_ABBR.get(r['mode'], r['mode'])}{lf} {DATASET_LABEL.get(r['dataset'], r['dataset'])} {r['task']}"
         verdict = ("yes: better" if r["excludes_zero"] and r["diff"] > 0 else
                    "yes: worse" if r["excludes_zero"] else "no")
-        lines.append(f"| {setting} | {r['metric']} | {_fmt(r['ref_value'])} vs {_fmt(r['other_value'])} | {r['other']} | "
-                     f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {verdict} | "
+        lines.append(f"| {setting} | {r['metric']} | {fmt(r['ref_value'])} vs {fmt(r['other_value'])} | {r['other']} | "
+                     f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {verdict} | "
                      f"{int(r['n_seeds']) if not pd.isna(r['n_seeds']) else 1} |")
     return "\n".join(lines)
+
+
+def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """(variant, reference) pairs the paired-difference table compares: within each method run in
+    several variants, every variant against the reference one (``lm_train=frozen`` if present, else
+    the plain method, else the first); across methods, merl against mets."""
+    pairs = []
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(m.split("[", 1)[0], []).append(m)
+    for base, variants in groups.items():
+        if len(variants) < 2:
+            continue
+        ref = next((v for v in variants if "lm_train=frozen" in v), base if base in variants else variants[0])
+        pairs += [(v, ref) for v in variants if v != ref]
+    if "merl" in methods and "mets" in methods:
+        pairs.append(("merl", "mets"))
+    return pairs
+
+
+def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
+    """Markdown list of :func:`comparison_pairs` (variant − reference, merl − mets) picked out of
+    the paired table (``benchmark.stats.paired``: diff = method_b − method_a), macro AUROC, seed mean
+    where several seeds ran; '' when there is no such pair."""
+    pairs = comparison_pairs(methods)
+    if not pairs or paired.empty:
+        return ""
+    p = paired[(paired["metric"] == "auroc") & paired["diff"].notna()]
+    lines = []
+    for v, ref in pairs:
+        sel = p[((p["method_a"] == ref) & (p["method_b"] == v)) | ((p["method_a"] == v) & (p["method_b"] == ref))]
+        for key, g in sel.groupby(["protocol", "mode", "dataset", "task", "label_fraction"], dropna=False, sort=False):
+            r = g[g["seed"].astype(str) == "mean"]
+            r = (r if len(r) else g).iloc[0]
+            sign = 1.0 if r["method_b"] == v else -1.0
+            d, lo, hi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            col = dict(zip(["protocol", "mode", "dataset", "task", "label_fraction"], key), metric="auroc")
+            verdict = "no" if not (lo > 0 or hi < 0) else ("yes: variant better" if d > 0 else "yes: variant worse")
+            lines.append((method_sort_key(v), col_sort_key(col),
+                          f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{fmt(lo)}, {fmt(hi)}] | {verdict} |"))
+    if not lines:
+        return ""
+    head = ["**Variant comparisons** (macro AUROC, variant − reference on the same test examples, 95 % paired "
+            "CI; seed mean where several seeds ran):", "",
+            "| comparison | setting | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|"]
+    return "\n".join(head + [t for *_, t in sorted(lines, key=lambda x: (x[0], x[1]))])
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,11 +224,8 @@ def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int =
     seed-aware interval and p-value, the family of tests it belongs to (``family``,
     ``family_size``) and its Holm-adjusted p-value (``p_holm``); rows outside a family are shown
     for context and carry no verdict."""
-    from benchmark.paired import cross_pair
-    from benchmark.stats.inference import holm
-
     out = []
-    methods = sorted(set(rows["method"]) - {reference}, key=_method_sort_key)
+    methods = sorted(set(rows["method"]) - {reference}, key=method_sort_key)
     if reference not in set(rows["method"]):
         return pd.DataFrame()
     zs = rows[(rows["method"] == reference) & (rows["mode"] == "zero-shot") & (rows["dataset"] == "ptbxl")]
@@ -201,11 +246,11 @@ def paper_comparison(rows: pd.DataFrame, summary: pd.DataFrame, *, n_boot: int =
     # one family per label budget and baseline group, on the primary task and metric (macro AUROC)
     tasks = [t for t in ("superdiagnostic", "subdiagnostic", "form", "rhythm") if t in set(zs["task"])]
     for task in tasks:
-        fl = rows[(rows["protocol"] == "few-label") & (rows["task"] == task) & (rows["method"].isin(methods))]
+        fl = rows[(rows["protocol"] == FEW_LABEL) & (rows["task"] == task) & (rows["method"].isin(methods))]
         for (m, mode, lf), _ in fl.groupby(["method", "mode", "label_fraction"], sort=False):
-            a = {"method": m, "protocol": "few-label", "mode": mode, "dataset": "ptbxl", "task": task,
+            a = {"method": m, "protocol": FEW_LABEL, "mode": mode, "dataset": "ptbxl", "task": task,
                  "label_fraction": lf}
-            b = {"method": reference, "protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl", "task": task}
+            b = {"method": reference, "protocol": ZERO_SHOT, "mode": "zero-shot", "dataset": "ptbxl", "task": task}
             for metric in ("auroc", "f1"):
                 family = (f"C1 {100 * float(lf):g}% labels, {_group(m)}"
                           if task == tasks[0] and metric == "auroc" else "")
@@ -312,8 +357,8 @@ def paper_markdown(pc: pd.DataFrame, scale: str, budgets: dict | None = None) ->
                 lines.append(f"| {r['comparison']} | {r['metric']} | – | – | {r.get('note') or 'n/a'} | – | – |")
                 continue
             p = "–" if pd.isna(r.get("p_holm")) else f"{r['p_holm']:.3f}" + (" *" if r["significant"] else "")
-            lines.append(f"| {r['comparison']} | {r['metric']} | {_fmt(r['mets_value'])} | {_fmt(r['other_value'])} | "
-                         f"{r['diff']:+.3f} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] | {p} | "
+            lines.append(f"| {r['comparison']} | {r['metric']} | {fmt(r['mets_value'])} | {fmt(r['other_value'])} | "
+                         f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {p} | "
                          f"{r['family'] or 'context'} |")
         lines.append("")
     return "\n".join(lines)

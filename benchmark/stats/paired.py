@@ -15,7 +15,7 @@ and every pair of methods evaluated on it:
   evaluations, with a 95 % percentile paired-bootstrap interval;
 * one row with ``seed = 'mean'``: the mean over the seeds both methods share of the per-seed
   differences and ``sd_seeds`` the SD of the per-seed differences. Its interval is **seed-aware**:
-  a two-level bootstrap (:func:`benchmark.stats.inference.two_level_draws`) draws the seeds with
+  a two-level bootstrap (:func:`benchmark.stats.bootstrap.two_level_draws`) draws the seeds with
   replacement and, under each draw, the same test units for every seed and both methods, so the
   interval carries seed variance as well as test-set variance; ``excludes_zero`` and ``p_value``
   are decided on it. With 3 seeds its power is low and it is still somewhat optimistic.
@@ -28,9 +28,8 @@ per record before scoring (one example = one record); PTB-XL examples are ECGs (
 (the sum of the cap weights).
 
 A second test (``delong_p``): on per-seed macro-AUROC rows with example units and no weights, the
-DeLong test of the same difference (:func:`benchmark.stats.inference.delong_macro`), as a
-cross-check of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own
-two-sided p-value.
+DeLong test of the same difference (:func:`benchmark.stats.inference.delong_macro`), a cross-check
+of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own two-sided p-value.
 
 Metrics: ``auroc`` (macro) and ``f1`` (macro, from the saved validation-chosen predictions
 ``pred``; rows written before predictions were saved have AUROC only). Example weights saved
@@ -47,12 +46,15 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from benchmark.stats.inference import (bootstrap_p, cluster_resample_weights, delong_macro, two_level_draws,
-                                       unit_groups)
+from benchmark.stats.bootstrap import (bootstrap_p, percentile_interval, resample_weights, resamples_note,
+                                       two_level_draws)
+from benchmark.stats.inference import delong_macro, unit_groups
+from benchmark.stats.metrics import all_stats
 
 PAIRED_COLUMNS = ("method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric",
                   "seed", "diff", "ci_low", "ci_high", "excludes_zero", "p_value", "delong_p", "value_a", "value_b",
@@ -119,11 +121,6 @@ def test_units(dataset: str, examples) -> tuple[str, np.ndarray, int]:
     return unit, groups, n_units
 
 
-def unit_weights(groups: np.ndarray, n_units: int, n_boot: int, seed: int):
-    """Resample weightings over test units (for example units: the example bootstrap's stream)."""
-    return cluster_resample_weights(groups, n_units, n_boot, seed)
-
-
 def _present(ev: Scored) -> np.ndarray:
     n_pos = ev.y.sum(axis=0)
     return (n_pos > 0) & (n_pos < len(ev.y))
@@ -138,11 +135,9 @@ def _delong_p(a: Scored, b: Scored, unit: str) -> float:
 
 def _stats(weights: np.ndarray, ev: Scored, metric: str) -> np.ndarray:
     """Macro metric under a batch of example weightings [B, N] -> [B]."""
-    from benchmark.metrics import _all_stats
-
     present = _present(ev)
     pred = ev.pred if metric != "auroc" else None
-    out = _all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
+    out = all_stats(weights, ev.y.astype(bool), ev.s, pred, present, auroc=metric == "auroc")
     return out[("auroc_macro",) if metric == "auroc" else (metric + "_macro",)]
 
 
@@ -178,8 +173,7 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     vb = np.array([_stats(w_point, b, metric)[0] for _, b in ordered])
     per_pair = vb - va
     draws = []  # [n_pairs, b] per chunk: each pair's difference under the shared resamples
-    for cw in unit_weights(groups, n_units, n_boot, seed):
-        cw = cw * ref.w[None, :]
+    for cw in resample_weights(n, n_boot, seed, ref.w, groups=groups):
         draws.append(np.stack([_stats(cw, b, metric) - _stats(cw, a, metric) for a, b in ordered]))
     per_boot = np.concatenate(draws, axis=1) if draws else np.zeros((len(ordered), 0))
     mean_draws = two_level_draws(per_boot, seed) if len(ordered) > 1 else per_boot[0]
@@ -213,19 +207,21 @@ def _row(a_name, b_name, setting: dict, metric, seed, res, **extra) -> dict:
             "value_a": res["value_a"], "value_b": res["value_b"], "n": res["n"], "note": res["note"], **extra}
 
 
-def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progress: bool = False,
+                 method_key: Callable[[str], object] | None = None) -> pd.DataFrame:
     """Every pair of methods evaluated on a common setting (see the module docstring).
+
+    ``method_key`` orders the methods of a setting (the first of a pair is ``method_a``); the
+    report passes its display order, the default is the names' order.
 
     Within a setting every evaluation is put in one example order and scored once under the
     shared resamples (the same generator seed for all), so each pair's difference is a difference
     of cached arrays: the same numbers :func:`paired_diff` gives, at a fraction of the cost."""
     jobs = _scores_index(rows)
     out: list[dict] = []
-    from benchmark.report import _method_sort_key
-
     for key, g in jobs.groupby(list(SETTING), dropna=False, sort=False):
         setting = dict(zip(SETTING, key))
-        methods = sorted(g["method"].unique(), key=_method_sort_key)
+        methods = sorted(g["method"].unique(), key=method_key)
         if len(methods) < 2:
             continue
         evals = {(r.method, r.seed): load_scored(r.path) for r in g.itertuples(index=False)}
@@ -246,8 +242,8 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
             if (k, metric) not in cache:
                 ev = evals[k]
                 point = _stats(ref.w[None, :], ev, metric)[0]
-                boot = np.concatenate([_stats(cw * ref.w[None, :], ev, metric)
-                                       for cw in unit_weights(groups, n_units, n_boot, seed)])
+                boot = np.concatenate([_stats(cw, ev, metric) for cw in
+                                       resample_weights(len(ref.examples), n_boot, seed, ref.w, groups=groups)])
                 cache[(k, metric)] = (point, boot)
             return cache[(k, metric)]
 
@@ -290,11 +286,8 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
 
 
 def _interval(boot: np.ndarray, n_boot: int, ci: float = 0.95) -> tuple[float, float, str]:
-    ok = boot[~np.isnan(boot)]
-    lo = hi = math.nan
-    if ok.size:
-        lo, hi = (float(v) for v in np.percentile(ok, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]))
-    return lo, hi, (f"CI from {ok.size}/{n_boot} resamples" if ok.size < 0.9 * n_boot else "")
+    lo, hi, used = percentile_interval(boot, ci)
+    return lo, hi, resamples_note(used, n_boot)
 
 
 def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int = 1000, seed: int = 0) -> dict | None:
