@@ -2,7 +2,7 @@
 
 Everything under the cache dir (prepared stores, text embeddings, pretrained encoders and their
 epoch checkpoints) can be rebuilt from the data root, so a damaged entry is a cache *miss*, not an
-error: :func:`quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
+error: :func:`~benchmark.io.quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
 never read again) with one warning line naming it, and the caller rebuilds it. Only user data (a
 results folder, the data root, a file the user passed by name) produces errors.
 
@@ -17,21 +17,14 @@ check instead of loading damaged weights.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import logging
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.io import atomic_write_bytes, atomic_write_text
-
-log = logging.getLogger("benchmark.heal")
-
-SIDECAR = ".sha256"
+from benchmark.io import SIDECAR, atomic_write_bytes, atomic_write_text, quarantine  # noqa: F401 (quarantine: part of the healing API)
 
 
 class CorruptCacheEntry(UserError):
@@ -42,29 +35,6 @@ class CorruptCacheEntry(UserError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"'{path}' is damaged or unsafe ({reason})")
-
-
-def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
-    """Move a damaged cache entry (file or folder, plus a torch file's sidecar) aside and warn once.
-
-    Returns the new path (None if the entry had vanished: another worker moved it first)."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
-    try:
-        os.replace(path, dest)
-    except FileNotFoundError:
-        return None
-    sidecar = path.with_name(path.name + SIDECAR)
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
-    log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt", path, _short(reason), dest.name)
-    return dest
-
-
-def _short(reason: str, limit: int = 160) -> str:
-    line = " ".join(str(reason).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def sha256_bytes(data: bytes) -> str:

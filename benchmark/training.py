@@ -43,9 +43,10 @@ import torch
 from torch import nn
 
 from benchmark import distributed as dist_
-from benchmark.heal import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
 from benchmark.device import resolve_device
 from benchmark.errors import UserError
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
+from benchmark.io import quarantine
 
 log = logging.getLogger(__name__)
 

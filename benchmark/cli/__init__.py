@@ -18,14 +18,14 @@ from benchmark.errors import UserError
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
-    "data": ("benchmark.data.cli", "inspect, prepare or download the ECG databases"),
-    "list": ("benchmark.listing", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
+    "data": ("benchmark.cli.data", "inspect, prepare or download the ECG databases"),
+    "list": ("benchmark.cli.list", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
     "run": ("benchmark.harness", "pretrain methods and evaluate them under the protocols"),
     "report": ("benchmark.report", "tables and figures from result folders"),
     "tune": ("benchmark.tune", "Optuna hyper-parameter study on validation data"),
-    "ablate": ("benchmark.ablate", "run a named ablation grid through the harness"),
-    "bench": ("benchmark.bench", "measure speed and memory ratios on this machine"),
-    "cache": ("benchmark.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),
+    "ablate": ("benchmark.cli.ablate", "run a named ablation grid through the harness"),
+    "bench": ("benchmark.cli.bench", "measure speed and memory ratios on this machine"),
+    "cache": ("benchmark.cli.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),
 }
 
 
