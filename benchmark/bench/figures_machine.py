@@ -19,7 +19,7 @@ from benchmark.training import fit, resolve_precision
 FULL_N = 21_799  # PTB-XL records
 
 
-def arithmeticrow(fs: int, prec: str, r: dict, peaks: dict, n: int) -> dict:
+def arithmetic_row(fs: int, prec: str, r: dict, peaks: dict, n: int) -> dict:
     """Figure 3's row for one (rate, precision) measurement ``r`` of :func:`encoder_throughput`."""
     frac = r["gflops"] / peaks[prec]
     ok, why = reference_check(prec, peaks[prec], peaks["fp32"], r["gflops"])
@@ -45,7 +45,7 @@ class MachineFigures:
                 resolve_precision(prec, self.device)
                 r = encoder_throughput(self.encoder, fs, prec, self.device, batch, self.steps)
                 self.raw["encoder_throughput"].append(r)
-                self.rows.append(arithmeticrow(fs, prec, r, peaks, n))
+                self.rows.append(arithmetic_row(fs, prec, r, peaks, n))
         self.raw["reference_checks"] = {p: reference_check(p, peaks[p], peaks["fp32"])[1] or "ok" for p in peaks}
         self.train_ecgs_per_s_100 = next(
             r["ecgs_per_s"] for r in self.raw["encoder_throughput"] if r["fs"] == 100 and r["precision"] == "fp32")
