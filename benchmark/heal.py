@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.io import SIDECAR, atomic_write_bytes, atomic_write_text, quarantine  # noqa: F401 (quarantine: part of the healing API)
+# quarantine lives in io (the data stores below this floor heal through it); it stays part of
+# this module's healing API (__all__)
+from benchmark.io import SIDECAR, atomic_write_bytes, atomic_write_text, quarantine
 
 
 class CorruptCacheEntry(UserError):
@@ -44,6 +47,8 @@ def sha256_bytes(data: bytes) -> str:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` into memory, write the SHA-256 sidecar, then the file via a temp file and
     ``os.replace`` (never half-written; the sidecar is in place before the file appears)."""
+    # torch is imported here, not at module level: the engine imports this module on the path of
+    # every command, and `python -m benchmark --help` must stay light (CLI start-up time)
     import torch
 
     path = Path(path)
@@ -60,9 +65,7 @@ def safe_torch_load(path: str | os.PathLike, *, verify: bool = True) -> Any:
 
     Raises :class:`CorruptCacheEntry` if the sidecar is missing or does not match (``verify``),
     or if the file does not unpickle as plain data (damage, or a pickle that would run code)."""
-    import pickle
-
-    import torch
+    import torch  # here, not at module level: see atomic_torch_save
 
     path = Path(path)
     try:

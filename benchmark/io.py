@@ -138,7 +138,8 @@ def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
     sidecar = path.with_name(path.name + SIDECAR)
     with contextlib.suppress(FileNotFoundError):
         os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
-    heal_log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt", path, _short(reason), dest.name)
+    heal_log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt",
+                     path, _short(reason), dest.name)
     return dest
 
 

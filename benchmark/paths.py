@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from platformdirs import user_cache_dir
+
 from benchmark.errors import UserError
 
 DATA_ROOT_ENV = "ECGBENCH_DATA_ROOT"
@@ -44,8 +46,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("ecgbench"))
 
 

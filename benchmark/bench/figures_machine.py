@@ -32,6 +32,9 @@ def arithmetic_row(fs: int, prec: str, r: dict, peaks: dict, n: int) -> dict:
 
 
 class MachineFigures:
+    """Figures 1, 3, 4, 5 of :class:`~benchmark.bench.runner.Bench` (its settings: ``quick``, ``device``,
+    ``encoder``, ``b100``/``b500``/``steps``, ``cache_dir``, ``data_root``; output: ``rows``, ``raw``)."""
+
     # -- 3: arithmetic ------------------------------------------------------------------------
     def arithmetic(self) -> None:
         peaks = {}

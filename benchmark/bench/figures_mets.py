@@ -21,6 +21,9 @@ log = logging.getLogger("benchmark.bench")
 
 
 class MetsFigures:
+    """Figures 2 and 7 of :class:`~benchmark.bench.runner.Bench` (on its PTB-XL slice, device, encoder
+    and cache dir; output: ``rows``, ``raw``)."""
+
     # -- 2: frozen LM -------------------------------------------------------------------------
     def frozen_lm(self) -> None:
         for lm in ("minilm", "random-bert"):

@@ -31,6 +31,9 @@ def _quiet():
 
 
 class RunFigures:
+    """Figures 6 and 8 of :class:`~benchmark.bench.runner.Bench` (whole runs in a scratch out/cache dir
+    that links the real cache's prepared stores; output: ``rows``, ``raw``)."""
+
     # -- 6: end to end ------------------------------------------------------------------------
     def end_to_end(self) -> None:
         if self.profile_timings:

@@ -14,7 +14,7 @@ import os
 import sys
 
 from benchmark import __version__
-from benchmark.errors import UserError
+from benchmark.errors import UserError, resource_error
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
@@ -65,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:  # disk full, permission denied, CUDA out of memory
-        from benchmark.errors import resource_error
-
         err = resource_error(exc)
         if err is None or args.verbose or os.environ.get("ECGBENCH_TRACEBACK"):
             raise
