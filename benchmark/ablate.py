@@ -150,7 +150,7 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
 def main(args) -> int:
     from benchmark.config import build_config
     from benchmark.cli.common import overrides_from_args
-    from benchmark.harness import Runner
+    from benchmark.engine.runner import Runner
     from benchmark.registry import load_plugin
 
     if args.list or not args.name:

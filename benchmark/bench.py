@@ -749,7 +749,7 @@ class Bench:
         The scratch cache links the real cache's prepared stores (so 'data' is opening them, as
         in every run after the first) but nothing else: pretraining and the LM run for real."""
         from benchmark.config import build_config
-        from benchmark.harness import Runner
+        from benchmark.engine.runner import Runner
 
         overrides = {}
         label = "quick profile, default methods"

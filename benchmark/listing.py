@@ -16,11 +16,11 @@ def add_arguments(p) -> None:
 
 def collect(pattern: str = "*") -> dict:
     from benchmark.config import PROFILE_DOCS, PROFILES
-    from benchmark.protocols import PROTOCOLS
+    from benchmark.protocols import descriptions as protocol_descriptions
     from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins
 
     load_builtin_plugins()
-    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": PROTOCOLS,
+    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": protocol_descriptions(),
                  "profiles": {k: PROFILE_DOCS.get(k, "") for k in PROFILES}}
     for name in METHODS.list(pattern):
         e = METHODS.entry(name)

@@ -54,6 +54,30 @@ from benchmark.training import Batch, autocast, fit, resolve_precision
 SAVE_FORMAT = 2  # 2: plain data only (loads with weights_only=True), SHA-256 sidecar
 
 
+class TextTower:
+    """The text-tower interface, declared by methods with a text side trained beside the ECG encoder
+    (METS, MERL): what zero-shot and the text-ceiling protocol use besides ``Method``. A method
+    declares it by deriving from it (``class METS(Method, TextTower)``)."""
+
+    has_text_tower: ClassVar[bool] = True
+
+    def report_texts(self, data, idx) -> list[str]:
+        """The reports of rows ``idx`` as the text tower saw them in training ('' for none)."""
+        raise NotImplementedError
+
+    def bare_lm_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Raw embeddings [n, D] of the language model before any ECG training."""
+        raise NotImplementedError
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised embeddings [n, proj_dim] in the joint ECG-text space."""
+        raise NotImplementedError
+
+    def class_weights(self, class_prompts: dict[str, list[str]]) -> np.ndarray:
+        """Zero-shot classifier [C, proj_dim] of the classes' prompts, in the joint space."""
+        raise NotImplementedError
+
+
 class Method(nn.Module):
     """Base of all methods: see the module docstring."""
 

@@ -30,7 +30,7 @@ from torch import nn
 from benchmark.data.base import TEXT_KINDS
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import clip_loss
-from benchmark.method import Method, register_method_class
+from benchmark.method import Method, TextTower, register_method_class
 from benchmark.training import Batch, autocast
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
@@ -54,7 +54,7 @@ def _timed_encode(text_encoder, texts) -> np.ndarray:
 
 
 @register_method_class("mets")
-class METS(Method):
+class METS(Method, TextTower):
     """METS: ECG encoder + frozen language model, CLIP-style contrastive pretraining (zero-shot capable)."""
 
     has_text_tower = True
@@ -355,56 +355,3 @@ def _identity(text_encoder) -> Any:
     except Exception:  # an unfitted TF-IDF has no identity yet
         return None
     return ident if isinstance(ident, (str, int, float, tuple, list, dict)) else str(ident)
-
-
-def zero_shot_check(
-    data=None,
-    *,
-    task: str = "superdiagnostic",
-    template_set: str = "all",
-    progress: bool = False,
-    **settings,
-) -> dict[str, Any]:
-    """Pretrain METS on the training split (PTB-XL folds 1-8), keep the best state on the
-    validation split (fold 9), and score zero-shot AUROC on the test split (fold 10).
-
-    A quick, honest end-to-end check of the method (not the benchmark's protocol, which adds
-    thresholds, F1 and bootstrap CIs): returns macro AUROC over the classes present in the test
-    split, per-class AUROC (``"absent"`` where a class has no positive or no negative test
-    example), the history and wall times. ``settings`` go to METS (e.g. ``encoder="resnet1d-10"``).
-    """
-    import time
-
-    from sklearn.metrics import roc_auc_score
-
-    from benchmark.data.store import prepare
-    from methods.prompts import load_prompts
-
-    t0 = time.perf_counter()
-    data = data if data is not None else prepare("ptbxl", progress=progress)
-    t_data = time.perf_counter() - t0
-    y, valid = data.labels(task)
-    train, val, test = (data.split_indices(s) for s in ("train", "val", "test"))
-    test = test[valid[test]]
-    model = METS(**settings)
-    t1 = time.perf_counter()
-    history = model.pretrain(data, train, val, progress=progress)
-    t_train = time.perf_counter() - t1
-    classes = data.task(task).classes
-    prompts = load_prompts(data.name, task, template_set=template_set)
-    scores = model.zero_shot_scores(data, test, {c: prompts[c] for c in classes})
-    per_class: dict[str, Any] = {}
-    for j, c in enumerate(classes):
-        col = y[test, j]
-        per_class[c] = float(roc_auc_score(col, scores[:, j])) if 0 < col.sum() < len(col) else "absent"
-    present = [v for v in per_class.values() if v != "absent"]
-    return {
-        "macro_auroc": float(np.mean(present)) if present else None,
-        "per_class_auroc": per_class,
-        "positives": {c: int(y[test, j].sum()) for j, c in enumerate(classes)},
-        "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
-        "history": history,
-        "seconds": {"data": t_data, "pretrain": t_train, "total": time.perf_counter() - t0},
-        "config": model.config(),
-        "stats": model.stats,
-    }

@@ -20,9 +20,9 @@ from benchmark.errors import UserError
 COMMANDS = {
     "data": ("benchmark.data.cli", "inspect, prepare or download the ECG databases"),
     "list": ("benchmark.listing", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
-    "run": ("benchmark.harness", "pretrain methods and evaluate them under the protocols"),
+    "run": ("benchmark.cli.run", "pretrain methods and evaluate them under the protocols"),
     "report": ("benchmark.report", "tables and figures from result folders"),
-    "tune": ("benchmark.tune", "Optuna hyper-parameter study on validation data"),
+    "tune": ("benchmark.cli.tune", "Optuna hyper-parameter study on validation data"),
     "ablate": ("benchmark.ablate", "run a named ablation grid through the harness"),
     "bench": ("benchmark.bench", "measure speed and memory ratios on this machine"),
     "cache": ("benchmark.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),

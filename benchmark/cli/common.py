@@ -22,7 +22,7 @@ def add_common_arguments(p) -> None:
     p.add_argument("--cache-dir", help="prepared stores, text embeddings, pretrained encoders (default: user cache dir)")
     p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from benchmark.tracking import add_arguments as add_tracking_arguments
+    from benchmark.engine.tracking import add_arguments as add_tracking_arguments
 
     add_tracking_arguments(p)
 
@@ -51,7 +51,7 @@ def overrides_from_args(args) -> dict:
 
 def tracker_from_args(args, out, experiment: str | None = None):
     """The ``--log`` tracker of a command (None without ``--log``)."""
-    from benchmark.tracking import make_tracker
+    from benchmark.engine.tracking import make_tracker
 
     return make_tracker(getattr(args, "log", None), out, uri=getattr(args, "log_uri", None), experiment=experiment)
 

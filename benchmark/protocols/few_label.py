@@ -15,9 +15,12 @@ import warnings
 import numpy as np
 
 from benchmark.data.base import ECGSet
+from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
 from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, macro_auroc, score_rows, task_indices
+
+MODES = ("linear-probe", "fine-tune")
 
 
 def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -46,16 +49,6 @@ def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int
     need = max(0, n_target - len(chosen))
     chosen.extend(rest[:need].tolist())
     return np.sort(train_idx[np.asarray(chosen, dtype=np.int64)])
-
-
-def _macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    vals = []
-    for c in range(y.shape[1]):
-        if 0 < y[:, c].sum() < len(y):
-            vals.append(roc_auc_score(y[:, c], s[:, c]))
-    return float(np.mean(vals)) if vals else float("nan")
 
 
 def linear_probe(
@@ -123,7 +116,7 @@ def linear_probe(
         warnings.simplefilter("ignore")  # convergence warnings on tiny subsets
         for C in Cs:
             models = fit(C)
-            auc = _macro_auroc(y_val, predict_with(models, xv)) if len(y_val) else float("nan")
+            auc = macro_auroc(y_val, predict_with(models, xv)) if len(y_val) else float("nan")
             tried[float(C)] = auc
             if best is None or (np.isfinite(auc) and auc > best_auc):
                 best, best_auc, best_C = models, auc, float(C)
@@ -233,6 +226,16 @@ class FewLabel(Protocol):
     name = "few-label"
     description = "linear probe and fine-tune on 1/10/100 % of the PTB-XL training labels"
     order = 20
+    report_order = 20
+    objectives = ("linear-probe",)
+
+    def validate(self, cfg):
+        for f in cfg["label_fractions"]:
+            if not (0 < float(f) <= 1):
+                raise UserError(f"label fraction {f} must be in (0, 1]")
+        for m in cfg["few_label_modes"]:
+            if m not in MODES:
+                raise unknown_name("few-label mode", m, list(MODES))
 
     def jobs(self, spec, seed, traits, ctx):
         cfg = ctx.cfg
@@ -263,3 +266,24 @@ class FewLabel(Protocol):
         ev.info["subset_hash"] = stable_hash(subset.tolist())
         ev.info["subset_size"] = int(len(subset))
         return ev
+
+    def validation_score(self, objective, method, data, task, *, template_set="all", probe_Cs=(0.01, 0.1, 1.0),
+                         probe_max_iter=1000, seed=0):
+        """The best validation macro AUROC over the probe's C values, a linear probe fit on the
+        whole labelled training split (``tune --objective linear-probe``)."""
+        if objective not in self.objectives:
+            return super().validation_score(objective, method, data, task)
+        y, _ = data.labels(task)
+        val_idx = task_indices(data, task, "val")
+        if len(val_idx) == 0:
+            raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+        with data.forbid("test"):
+            train_idx = task_indices(data, task, "train")
+            z_train = method.encode_ecg(data, train_idx)
+            z_val = method.encode_ecg(data, val_idx)
+            _, info = linear_probe(z_train, y[train_idx], z_val, y[val_idx], multilabel=data.task(task).multilabel,
+                                   Cs=probe_Cs, max_iter=probe_max_iter, seed=seed)
+            vals = [v for v in info["val_auroc_by_C"].values() if np.isfinite(v)]
+            if not vals:
+                raise UserError("linear probe gave no finite validation AUROC")
+            return float(max(vals))

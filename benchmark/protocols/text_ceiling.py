@@ -58,9 +58,10 @@ def is_negated(description: str) -> bool:
 
 
 def _check(method) -> None:
-    for attr in ("report_texts", "bare_lm_embeddings", "encode_text", "class_weights"):
-        if not hasattr(method, attr):
-            raise UserError(f"method '{method.name}' has no text tower with reports: the text-ceiling protocol does not apply")
+    from benchmark.method import TextTower  # local: benchmark.method imports torch (config imports this module)
+
+    if not isinstance(method, TextTower):
+        raise UserError(f"method '{method.name}' has no text tower with reports: the text-ceiling protocol does not apply")
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -308,6 +309,10 @@ class TextCeiling(Protocol):
     description = ("the test reports classified with the class prompts (trained text tower / bare LM), beside "
                    "zero-shot; PVC/AF diagnostics for the cross-dataset prompts (text-tower methods only)")
     order = 25  # planned after few-label, before cross-dataset
+    report_order = 40  # last in the default list and the report (its own section)
+
+    def applies(self, job, data):
+        return True  # its tasks are its own (proxies, -no-negation variants), not the dataset's
 
     def jobs(self, spec, seed, traits, ctx):
         if not traits.has_text_tower:
