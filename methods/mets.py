@@ -32,6 +32,7 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.losses import clip_loss
 from benchmark.method import Method, TextTower, register_method_class
 from benchmark.training import Batch, autocast
+from methods.prompts import class_vectors
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
 _LM_SECONDS = [0.0]  # wall time spent in the frozen LM (through its cache), this process
@@ -276,13 +277,7 @@ class METS(Method, TextTower):
 
     def class_weights(self, class_prompts: dict[str, list[str]]) -> np.ndarray:
         """[C, proj_dim]: per class, mean of its normalised prompt embeddings, re-normalised."""
-        rows = []
-        for cls, prompts in class_prompts.items():
-            if not prompts:
-                raise UserError(f"zero-shot: class '{cls}' has no prompts")
-            mean = self.encode_text(list(prompts)).mean(axis=0)
-            rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        return np.stack(rows).astype(np.float32)
+        return class_vectors(self.encode_text, class_prompts)
 
     def encode_ecg_joint(self, data, idx, batch_size: int = 256) -> np.ndarray:
         """L2-normalised projected ECG embeddings [N, proj_dim] (the space text lives in)."""
