@@ -15,7 +15,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from benchmark.errors import UserError, unknown_name
+from benchmark.io import atomic_write_text
 from benchmark.protocols import descriptions, protocols_in_order, protocols_in_report_order
 from benchmark.registry import parse_value, split_top_level
 
@@ -172,8 +175,6 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def load_config_file(path: str | Path) -> dict:
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file '{p}' not found")
@@ -226,8 +227,4 @@ def validate(cfg: dict) -> None:
 
 
 def dump_yaml(cfg: dict, path: str | Path) -> None:
-    import yaml
-
-    from benchmark.io import atomic_write_text
-
     atomic_write_text(yaml.safe_dump(cfg, sort_keys=True), Path(path))

@@ -46,7 +46,7 @@ from torch import nn
 from benchmark.encoders import create_encoder
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
-from benchmark.registry import register_method
+from benchmark.registry import METHODS, load_builtin_plugins, register_method
 from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
 from benchmark.device import resolve_device
 from benchmark.training import Batch, autocast, fit, resolve_precision
@@ -339,8 +339,6 @@ def _read_saved(path) -> dict:
 
 def load_method(path: str | os.PathLike, **runtime) -> Method:
     """Rebuild a saved method from its stored settings (``runtime``: device=..., cache_dir=...)."""
-    from benchmark.registry import METHODS, load_builtin_plugins
-
     load_builtin_plugins()
     ck = _read_saved(path)
     cfg = {k: v for k, v in ck["config"].items() if k != "method"}

@@ -44,6 +44,7 @@ import logging
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.heal import quarantine
 from benchmark.paths import resolve_cache_dir, text_cache_dir
 from benchmark.registry import TEXT_ENCODERS, parse_spec
 
@@ -175,8 +176,6 @@ class CachedTextEncoder:
         raise AssertionError("unreachable")
 
     def _heal(self, reason: str) -> None:
-        from benchmark.heal import quarantine
-
         self.close()
         dest = quarantine(self.db_path, reason)
         for suffix in ("-wal", "-shm"):  # the journal of the damaged file belongs with it

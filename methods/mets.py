@@ -19,7 +19,9 @@ What comes from the paper and what is our choice is written down in docs/methods
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,9 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.losses import clip_loss
 from benchmark.method import Method, TextTower, register_method_class
 from benchmark.training import Batch, autocast
+from methods.embedding_cache import create_text_encoder
 from methods.prompts import class_vectors
+from methods.text_encoders import TransformerTextEncoder
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
 _LM_SECONDS = [0.0]  # wall time spent in the frozen LM (through its cache), this process
@@ -45,8 +49,6 @@ def lm_seconds() -> float:
 
 
 def _timed_encode(text_encoder, texts) -> np.ndarray:
-    import time
-
     t0 = time.perf_counter()
     try:
         return np.asarray(text_encoder.encode(texts), dtype=np.float32)
@@ -75,8 +77,6 @@ class METS(Method, TextTower):
     }
 
     def build(self) -> None:
-        from methods.embedding_cache import create_text_encoder
-
         s = self.settings
         if s["report_text"] not in TEXT_KINDS:
             raise unknown_name("report_text for mets", str(s["report_text"]), TEXT_KINDS)
@@ -110,10 +110,6 @@ class METS(Method, TextTower):
         """A trainable copy of the LM (a submodule: it is saved, checkpointed and optimised) whose
         last N transformer layers (or all of it) require grad. The cached frozen LM (``self.text``)
         stays untouched: it is the "bare LM" of the text-ceiling protocol."""
-        import copy
-
-        from methods.text_encoders import TransformerTextEncoder
-
         base = self.text.encoder
         spec = self.settings["lm_train"]
         if not isinstance(base, TransformerTextEncoder):

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
+import subprocess
+import tempfile
 
 from benchmark.errors import UserError
 
@@ -26,7 +30,7 @@ def set_worker_threads(threads: str | int | None) -> None:
     n = int(threads)
     torch.set_num_threads(n)
     try:
-        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+        from threadpoolctl import threadpool_limits  # local: comes with scikit-learn (start-up time)
     except ImportError:
         return
     threadpool_limits(limits=n)  # persists for the process (not used as a context manager)
@@ -74,9 +78,7 @@ def _slurm_settings(log_directory: str | None = None) -> dict:
     (``ECGBENCH_WORKER_THREADS`` from the submitting environment wins). The jobs' output goes to
     ``jobqueue.slurm.log-directory``, else to ``log_directory`` (not SLURM's ``slurm-<id>.out`` in
     the current folder)."""
-    import shlex
-
-    import dask
+    import dask  # local: optional extra
 
     def get(key):
         return dask.config.get(f"jobqueue.slurm.{key}", None)
@@ -113,9 +115,6 @@ def _sbatch_test_only(script: str) -> None:
     """Let SLURM check one job script without queueing it (``sbatch --test-only``): a wrong
     partition, account, memory or time limit becomes one clear error here instead of a traceback
     in Dask's event loop and workers that never come."""
-    import subprocess
-    import tempfile
-
     with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="ecgbench-slurm-", delete=False) as f:
         f.write(script)
     try:
@@ -133,10 +132,8 @@ def _sbatch_test_only(script: str) -> None:
 
 def check_slurm() -> None:
     """What --cluster slurm needs before anything is built: dask-jobqueue, sbatch, cores and memory."""
-    import shutil
-
     try:
-        import dask_jobqueue  # noqa: F401
+        import dask_jobqueue  # noqa: F401  (local: optional extra)
     except ImportError as exc:
         raise UserError("--cluster slurm needs dask-jobqueue: pip install -e '.[workers]'") from exc
     if shutil.which("sbatch") is None:
@@ -150,7 +147,7 @@ def slurm_cluster(n_workers: int, log_directory: str | None = None):
     ['--gres=gpu:1']``), cores, memory and walltime come from Dask's config (``~/.config/dask/
     jobqueue.yaml`` or ``DASK_JOBQUEUE__SLURM__*``; docs/workers.md)."""
     check_slurm()
-    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue import SLURMCluster  # local: optional extra
 
     kwargs = _slurm_settings(log_directory)
     try:
@@ -171,8 +168,6 @@ def slurm_cluster(n_workers: int, log_directory: str | None = None):
 
 def _slurm_jobs_text(cluster) -> str:
     """'SLURM jobs 12 (PENDING, Resources), 13 (...)' for the jobs of ``cluster`` (squeue)."""
-    import subprocess
-
     ids = [str(j.job_id) for j in getattr(cluster, "workers", {}).values() if getattr(j, "job_id", None)]
     if not ids:
         return "no SLURM job was submitted (sbatch failed; its error is in the log above)"
@@ -207,7 +202,7 @@ def wait_for_first_worker(client, cluster, timeout: float, what: str) -> None:
 def client_for(workers: int, scheduler: str | None, cluster: str | None, device: str,
                log_directory: str | None = None):
     try:
-        from distributed import Client
+        from distributed import Client  # local: optional extra
     except ImportError as exc:
         raise UserError("--workers/--scheduler/--cluster need Dask: pip install -e '.[workers]'") from exc
     # after the import, which sets up distributed's logging (its "distributed" logger at INFO)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmark import distributed
 from benchmark.data.datasets import prepare_options, run_tasks
 from benchmark.device import resolve_device
 from benchmark.engine import panel
 from benchmark.engine.claims import Busy
-from benchmark.engine.executors import LocalExecutor
+from benchmark.engine.executors import DaskExecutor, LocalExecutor
 from benchmark.engine.pretrain import NON_SEMANTIC, PRETRAIN_FORMAT, PretrainCache  # noqa: F401 (re-exported)
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
 from benchmark.errors import UserError, resource_error
@@ -283,8 +284,6 @@ class Runner:
 
     def _save_history(self, spec: str, seed: int, h: str, history) -> None:
         """Write a pretraining's per-epoch history to the results folder's ``history/``."""
-        import pandas as pd
-
         if not history:
             return
         df = pd.DataFrame(history)
@@ -312,8 +311,6 @@ class Runner:
         default: :class:`LocalExecutor`, this process's cooperative loop). ``parallel``
         (``{"workers": N, ...}``) is shorthand for ``executors.DaskExecutor(**parallel)``."""
         if parallel is not None:
-            from benchmark.engine.executors import DaskExecutor
-
             executor = DaskExecutor(**parallel)
         rank, world = distributed.world()
         self.begin()

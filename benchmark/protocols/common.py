@@ -26,7 +26,7 @@ class Evaluation:
 def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
     """Mean one-vs-rest AUROC over the classes that have both positives and negatives in ``y``
     (NaN when none has)."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # local: start-up time (scikit-learn takes seconds)
 
     vals = [roc_auc_score(y[:, c], s[:, c]) for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
     return float(np.mean(vals)) if vals else float("nan")

@@ -68,7 +68,7 @@ def linear_probe(
     chosen C with every candidate's validation AUROC. Classes without a positive (or without a
     negative) in the training subset get a constant score (their AUROC is then 0.5).
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # local: start-up time (scikit-learn takes seconds)
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(z_train)
@@ -106,7 +106,7 @@ def linear_probe(
                 out[:, m.classes_] = m.predict_proba(x)
         return out
 
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # local: comes with scikit-learn (start-up time)
 
     best, best_auc, tried = None, -np.inf, {}
     # One BLAS thread: each L-BFGS iteration multiplies an [n, D] matrix (D <= 512), too small to

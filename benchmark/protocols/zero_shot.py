@@ -13,7 +13,7 @@ from benchmark.protocols.common import Evaluation, capped_indices, macro_auroc, 
 
 def class_prompts_for(data: ECGSet, task: str, template_set: str = "all") -> dict[str, list[str]]:
     """The task's classes (in the dataset's order) -> prompt texts, from methods/prompts/*.json."""
-    from methods.prompts import load_prompts
+    from methods.prompts import load_prompts  # local: the methods package imports torch
 
     prompts = load_prompts(data.name, task, template_set=template_set)
     classes = data.task(task).classes

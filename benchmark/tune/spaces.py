@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from benchmark.errors import UserError, unknown_name
+from benchmark.registry import parse_value
 from benchmark.protocols import objectives
 
 OBJECTIVES = objectives()  # what the protocols score on validation data: zero-shot, linear-probe
@@ -173,8 +174,6 @@ def parse_space_item(item: str, *, scope: str = "method") -> tuple[str, Param | 
     ``lr=1e-5..1e-2:log``  float range (log scale)      ``depth=2..8``   int range (both ints)
     ``lm=minilm|tfidf``    categorical                  ``proj_dim=128`` fixed value (not searched)
     """
-    from benchmark.registry import parse_value
-
     if "=" not in item:
         raise UserError(f"--space '{item}': expected NAME=SPEC (a|b, lo..hi, lo..hi:log or a value)")
     name, spec = (s.strip() for s in item.split("=", 1))
