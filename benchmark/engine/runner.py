@@ -39,7 +39,7 @@ from benchmark.device import resolve_device
 from benchmark.engine import panel
 from benchmark.engine.claims import Busy
 from benchmark.engine.executors import DaskExecutor, LocalExecutor
-from benchmark.engine.pretrain import NON_SEMANTIC, PRETRAIN_FORMAT, PretrainCache  # noqa: F401 (re-exported)
+from benchmark.engine.pretrain import PretrainCache
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
 from benchmark.errors import UserError, resource_error
 from benchmark.io import atomic_write_text

@@ -27,7 +27,7 @@ gets that model in a :class:`JobContext` and returns the rows and per-example sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
