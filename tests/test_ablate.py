@@ -11,7 +11,7 @@ from benchmark.errors import UserError
 def test_every_set_expands_to_valid_variants(tmp_path):
     from benchmark.ablate import ABLATIONS, plan
     from benchmark.config import build_config
-    from benchmark.harness import method_specs
+    from benchmark.engine.runner import method_specs
 
     for name in ABLATIONS:
         parts = plan(name, tmp_path / name)

@@ -23,7 +23,7 @@ def filled(tmp_path, ptbxl_copy):
     from benchmark.bench.synthetic import synthetic_store
     from benchmark.config import build_config
     from benchmark.data.store import prepare
-    from benchmark.harness import Runner
+    from benchmark.engine.runner import Runner
     from methods.embedding_cache import create_text_encoder
 
     root = ptbxl_copy(tmp_path / "data", n=40)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmark.bench.table import row
 from benchmark.config import build_config
-from benchmark.harness import Runner
+from benchmark.engine.runner import Runner
 
 log = logging.getLogger("benchmark.bench")
 

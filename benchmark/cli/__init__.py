@@ -20,9 +20,9 @@ from benchmark.errors import UserError, resource_error
 COMMANDS = {
     "data": ("benchmark.cli.data", "inspect, prepare or download the ECG databases"),
     "list": ("benchmark.cli.list", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
-    "run": ("benchmark.harness", "pretrain methods and evaluate them under the protocols"),
+    "run": ("benchmark.cli.run", "pretrain methods and evaluate them under the protocols"),
     "report": ("benchmark.cli.report", "tables and figures from result folders"),
-    "tune": ("benchmark.tune", "Optuna hyper-parameter study on validation data"),
+    "tune": ("benchmark.cli.tune", "Optuna hyper-parameter study on validation data"),
     "ablate": ("benchmark.cli.ablate", "run a named ablation grid through the harness"),
     "bench": ("benchmark.cli.bench", "measure speed and memory ratios on this machine"),
     "cache": ("benchmark.cli.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),

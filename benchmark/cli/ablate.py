@@ -9,7 +9,7 @@ from benchmark.ablate import ABLATIONS, plan
 from benchmark.cli.common import add_common_arguments, next_step_text, overrides_from_args, tracker_from_args
 from benchmark.config import build_config
 from benchmark.errors import UserError, unknown_name
-from benchmark.harness import Runner
+from benchmark.engine.runner import Runner
 from benchmark.registry import load_plugin
 
 log = logging.getLogger("benchmark.ablate")

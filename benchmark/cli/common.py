@@ -13,8 +13,8 @@ from typing import Any
 from benchmark.config import PROFILES
 from benchmark.errors import UserError
 from benchmark.report.index import report_command
-from benchmark.tracking import add_arguments as add_tracking_arguments
-from benchmark.tracking import make_tracker
+from benchmark.engine.tracking import add_arguments as add_tracking_arguments
+from benchmark.engine.tracking import make_tracker
 
 
 DATA_ROOT_HELP = "folder holding ptb-xl/, mitdb/, cinc2017/ (default $ECGBENCH_DATA_ROOT or ../shared/data)"

@@ -6,7 +6,7 @@ import importlib
 import json
 
 from benchmark.config import PROFILE_DOCS, PROFILES
-from benchmark.protocols import PROTOCOLS
+from benchmark.protocols import descriptions as protocol_descriptions
 from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins, load_plugin
 
 
@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 def collect(pattern: str = "*") -> dict:
     """What is registered (after the built-in plug-ins load), by section, for ``list`` and ``list --json``."""
     load_builtin_plugins()
-    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": PROTOCOLS,
+    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": protocol_descriptions(),
                  "profiles": {k: PROFILE_DOCS.get(k, "") for k in PROFILES}}
     for name in METHODS.list(pattern):
         e = METHODS.entry(name)
