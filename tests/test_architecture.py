@@ -32,22 +32,18 @@ def graph():
     return ig.analyse(REPO)
 
 
-@pytest.mark.xfail(strict=False, reason="until issue 18 branches merge")
 def test_no_import_cycles(graph):
     assert graph.cycles == []
 
 
-@pytest.mark.xfail(strict=False, reason="until issue 18 branches merge")
 def test_at_most_one_arrow_up_a_floor(graph):
     assert len(graph.upward) <= 1, graph.upward
 
 
-@pytest.mark.xfail(strict=False, reason="until issue 18 branches merge")
 def test_no_module_over_600_lines(graph):
     assert graph.big == []
 
 
-@pytest.mark.xfail(strict=False, reason="until issue 18 branches merge")
 def test_every_module_is_on_a_floor(graph):
     assert graph.unassigned == []
 
