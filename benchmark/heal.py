@@ -2,7 +2,7 @@
 
 Everything under the cache dir (prepared stores, text embeddings, pretrained encoders and their
 epoch checkpoints) can be rebuilt from the data root, so a damaged entry is a cache *miss*, not an
-error: :func:`quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
+error: :func:`~benchmark.io.quarantine` moves it aside (``<name>.corrupt-<UTC time>``, kept for a post-mortem,
 never read again) with one warning line naming it, and the caller rebuilds it. Only user data (a
 results folder, the data root, a file the user passed by name) produces errors.
 
@@ -17,21 +17,17 @@ check instead of loading damaged weights.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import logging
 import os
-from datetime import datetime, timezone
+import pickle
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.io import atomic_write_bytes, atomic_write_text
-
-log = logging.getLogger("benchmark.heal")
-
-SIDECAR = ".sha256"
+# quarantine lives in io (the data stores below this floor heal through it); it stays part of
+# this module's healing API (__all__)
+from benchmark.io import SIDECAR, atomic_write_bytes, atomic_write_text, quarantine
 
 
 class CorruptCacheEntry(UserError):
@@ -44,29 +40,6 @@ class CorruptCacheEntry(UserError):
         super().__init__(f"'{path}' is damaged or unsafe ({reason})")
 
 
-def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
-    """Move a damaged cache entry (file or folder, plus a torch file's sidecar) aside and warn once.
-
-    Returns the new path (None if the entry had vanished: another worker moved it first)."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
-    try:
-        os.replace(path, dest)
-    except FileNotFoundError:
-        return None
-    sidecar = path.with_name(path.name + SIDECAR)
-    with contextlib.suppress(FileNotFoundError):
-        os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
-    log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt", path, _short(reason), dest.name)
-    return dest
-
-
-def _short(reason: str, limit: int = 160) -> str:
-    line = " ".join(str(reason).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -74,6 +47,8 @@ def sha256_bytes(data: bytes) -> str:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` into memory, write the SHA-256 sidecar, then the file via a temp file and
     ``os.replace`` (never half-written; the sidecar is in place before the file appears)."""
+    # torch is imported here, not at module level: the engine imports this module on the path of
+    # every command, and `python -m benchmark --help` must stay light (CLI start-up time)
     import torch
 
     path = Path(path)
@@ -90,9 +65,7 @@ def safe_torch_load(path: str | os.PathLike, *, verify: bool = True) -> Any:
 
     Raises :class:`CorruptCacheEntry` if the sidecar is missing or does not match (``verify``),
     or if the file does not unpickle as plain data (damage, or a pickle that would run code)."""
-    import pickle
-
-    import torch
+    import torch  # here, not at module level: see atomic_torch_save
 
     path = Path(path)
     try:

@@ -8,21 +8,34 @@ under the process umask (``mkstemp`` alone gives 0600), so results, tables, figu
 stay readable by colleagues on a shared server. A full disk or a permission problem becomes a
 one-line :class:`~benchmark.errors.UserError` naming the path.
 
+:func:`quarantine` is the other file move of the suite: a damaged cache entry is moved aside
+(``<name>.corrupt-<UTC time>``) so that its owner rebuilds it (see :mod:`benchmark.heal`). It
+lives here, at the bottom, because the prepared stores (``benchmark.data``), the embedding cache
+and the checkpoints all heal through it.
+
 This module sits at the bottom of the layers: it imports only :mod:`benchmark.errors`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from benchmark.errors import resource_error
+
+# the cache-healing warnings keep the logger name users (and tests) filter on
+heal_log = logging.getLogger("benchmark.heal")
+
+SIDECAR = ".sha256"  # a torch file's SHA-256 checksum file: <file>.sha256
 
 
 def _file_mode() -> int:
@@ -111,5 +124,29 @@ def jsonable(v: Any) -> Any:
     return v
 
 
-__all__ = ["FILE_MODE", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_parquet",
+def quarantine(path: str | os.PathLike, reason: str) -> Path | None:
+    """Move a damaged cache entry (file or folder, plus a torch file's sidecar) aside and warn once.
+
+    Returns the new path (None if the entry had vanished: another worker moved it first)."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return None
+    sidecar = path.with_name(path.name + SIDECAR)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(sidecar, dest.with_name(dest.name + SIDECAR))
+    heal_log.warning("cache entry %s is damaged (%s): moved aside to %s and rebuilt",
+                     path, _short(reason), dest.name)
+    return dest
+
+
+def _short(reason: str, limit: int = 160) -> str:
+    line = " ".join(str(reason).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+__all__ = ["FILE_MODE", "SIDECAR", "quarantine", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_parquet",
            "atomic_write_csv", "atomic_write_json", "jsonable"]

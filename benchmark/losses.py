@@ -24,14 +24,15 @@ single-process ones.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+from benchmark.distributed import world
 
 
 # -- distributed helpers -------------------------------------------------------------------
 def _dist_world() -> tuple[int, int]:
     """(rank, world_size); (0, 1) when torch.distributed is not in use (or in ``local_only``)."""
-    from benchmark.distributed import world
-
     return world()
 
 
@@ -46,8 +47,6 @@ def gather_with_grad(x: torch.Tensor, *, full_grad: bool = False) -> torch.Tenso
     rank, world = _dist_world()
     if world == 1:
         return x
-    import torch.distributed as dist
-
     if full_grad:
         return _AllGatherGrad.apply(x)
     parts = [torch.zeros_like(x) for _ in range(world)]
@@ -62,8 +61,6 @@ class _AllGatherGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        import torch.distributed as dist
-
         rank, world = _dist_world()
         parts = [torch.empty_like(x) for _ in range(world)]
         dist.all_gather(parts, x.contiguous())
@@ -72,8 +69,6 @@ class _AllGatherGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        import torch.distributed as dist
-
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
@@ -154,8 +149,6 @@ def _gather_plain(x: torch.Tensor) -> torch.Tensor:
     rank, world = _dist_world()
     if world == 1:
         return x
-    import torch.distributed as dist
-
     parts = [torch.zeros_like(x) for _ in range(world)]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)

@@ -46,12 +46,36 @@ from torch import nn
 from benchmark.encoders import create_encoder
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
-from benchmark.registry import register_method
+from benchmark.registry import METHODS, load_builtin_plugins, register_method
 from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
 from benchmark.device import resolve_device
 from benchmark.training import Batch, autocast, fit, resolve_precision
 
 SAVE_FORMAT = 2  # 2: plain data only (loads with weights_only=True), SHA-256 sidecar
+
+
+class TextTower:
+    """The text-tower interface, declared by methods with a text side trained beside the ECG encoder
+    (METS, MERL): what zero-shot and the text-ceiling protocol use besides ``Method``. A method
+    declares it by deriving from it (``class METS(Method, TextTower)``)."""
+
+    has_text_tower: ClassVar[bool] = True
+
+    def report_texts(self, data, idx) -> list[str]:
+        """The reports of rows ``idx`` as the text tower saw them in training ('' for none)."""
+        raise NotImplementedError
+
+    def bare_lm_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Raw embeddings [n, D] of the language model before any ECG training."""
+        raise NotImplementedError
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised embeddings [n, proj_dim] in the joint ECG-text space."""
+        raise NotImplementedError
+
+    def class_weights(self, class_prompts: dict[str, list[str]]) -> np.ndarray:
+        """Zero-shot classifier [C, proj_dim] of the classes' prompts, in the joint space."""
+        raise NotImplementedError
 
 
 class Method(nn.Module):
@@ -315,8 +339,6 @@ def _read_saved(path) -> dict:
 
 def load_method(path: str | os.PathLike, **runtime) -> Method:
     """Rebuild a saved method from its stored settings (``runtime``: device=..., cache_dir=...)."""
-    from benchmark.registry import METHODS, load_builtin_plugins
-
     load_builtin_plugins()
     ck = _read_saved(path)
     cfg = {k: v for k, v in ck["config"].items() if k != "method"}

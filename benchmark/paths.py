@@ -1,4 +1,5 @@
-"""Every filesystem location the suite uses is built here, nowhere else."""
+"""Every filesystem location the suite uses is built here, nowhere else (with the small helpers
+every layer uses on them: ``touch``, ``stable_hash``, ``tree_size``, ``human_size``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from platformdirs import user_cache_dir
 
 from benchmark.errors import UserError
 
@@ -43,8 +46,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("ecgbench"))
 
 
@@ -91,3 +92,19 @@ def stable_hash(obj: Any, n: int = 12) -> str:
     """Short, order-independent hash of a JSON-able object (config hashes, job ids)."""
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (symlinks not followed)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def human_size(n: float) -> str:
+    """'5.2 GB' (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

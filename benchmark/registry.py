@@ -1,4 +1,4 @@
-"""One registry type for methods, text encoders and datasets.
+"""One registry type for methods, text encoders, ECG encoders, datasets and protocols.
 
 A factory is registered with a decorator; ``create("name[key=value,...]")`` builds it with
 overrides; ``list("res*")`` lists names by pattern. Variant names carry their settings
@@ -158,6 +158,10 @@ class Registry:
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a plug-in registering a new version of itself); no error if absent."""
+        self._entries.pop(name, None)
+
     def entry(self, name: str) -> Entry:
         if name in self._entries:
             return self._entries[name]
@@ -213,6 +217,7 @@ METHODS = Registry("method")
 TEXT_ENCODERS = Registry("text encoder")
 ECG_ENCODERS = Registry("ECG encoder")
 DATASETS = Registry("dataset")
+PROTOCOLS = Registry("protocol")  # entries: Protocol classes; meta["instance"]: the one instance
 
 register_method = METHODS.register
 register_text_encoder = TEXT_ENCODERS.register

@@ -53,8 +53,6 @@ TEXT_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in FLOAT_COLUMNS + INT_COLU
 KEY_COLUMNS: tuple[str, ...] = (
     "method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class",
 )
-PROTOCOLS = ("zero-shot", "few-label", "cross-dataset")
-MODES = ("zero-shot", "linear-probe", "fine-tune")
 SCORE_COLUMNS = ("example", "class", "label", "score")
 
 # Readable prefix of a job id: these key fields, in this order, when present.

@@ -32,20 +32,23 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from benchmark import distributed as dist_
-from benchmark.heal import CorruptCacheEntry, atomic_torch_save, quarantine, safe_torch_load  # noqa: F401 (re-exported)
 from benchmark.device import resolve_device
 from benchmark.errors import UserError
+from benchmark.heal import CorruptCacheEntry, atomic_torch_save, safe_torch_load
+from benchmark.io import quarantine
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +183,6 @@ class _StepModule(nn.Module):
 
 def _broadcast_buffers(module: nn.Module) -> None:
     """Rank 0's buffers (batch-norm statistics) on every rank."""
-    import torch.distributed as dist
-
     for buf in module.buffers():
         dist.broadcast(buf.data, src=0)
 
@@ -254,8 +255,6 @@ def fit(
     History rows: ``{epoch, train_loss, val_loss, seconds, lr, ecgs_per_s}`` (``ecgs_per_s``: training
     examples per second of the epoch's training phase, over all ranks).
     """
-    from tqdm.auto import tqdm
-
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     train_idx = np.asarray(list(train_idx) if not isinstance(train_idx, np.ndarray) else train_idx, dtype=np.int64)
@@ -319,8 +318,6 @@ def fit(
     # DDP: the step runs inside the wrapper's forward so DDP sees it (gradient sync, buffers)
     ddp = None
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         ddp = DistributedDataParallel(
             _StepModule(module, step), device_ids=[dev.index if dev.index is not None else torch.cuda.current_device()]
             if dev.type == "cuda" else None, find_unused_parameters=explicit_params,

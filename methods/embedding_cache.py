@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 from pathlib import Path
 from typing import Sequence
 
-import logging
-
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.io import quarantine
 from benchmark.paths import resolve_cache_dir, text_cache_dir
 from benchmark.registry import TEXT_ENCODERS, parse_spec
 
@@ -175,8 +175,6 @@ class CachedTextEncoder:
         raise AssertionError("unreachable")
 
     def _heal(self, reason: str) -> None:
-        from benchmark.heal import quarantine
-
         self.close()
         dest = quarantine(self.db_path, reason)
         for suffix in ("-wal", "-shm"):  # the journal of the damaged file belongs with it
@@ -342,8 +340,6 @@ def create_text_encoder(
     them. An encoder that must be fitted (tfidf) is fitted on ``fit_texts`` (the *training*
     reports only) before anything is cached; without them call ``.fit(texts)`` yourself.
     """
-    import methods.text_encoders  # noqa: F401  (registers the built-in encoders)
-
     accepted = _factory_params(spec)
     extra = {}
     if accepted is None or "device" in accepted:

@@ -19,7 +19,9 @@ What comes from the paper and what is our choice is written down in docs/methods
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -30,8 +32,11 @@ from torch import nn
 from benchmark.data.base import TEXT_KINDS
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import clip_loss
-from benchmark.method import Method, register_method_class
+from benchmark.method import Method, TextTower, register_method_class
 from benchmark.training import Batch, autocast
+from methods.embedding_cache import create_text_encoder
+from methods.prompts import class_vectors
+from methods.text_encoders import TransformerTextEncoder
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp on a learnable temperature (T >= 0.01)
 _LM_SECONDS = [0.0]  # wall time spent in the frozen LM (through its cache), this process
@@ -44,8 +49,6 @@ def lm_seconds() -> float:
 
 
 def _timed_encode(text_encoder, texts) -> np.ndarray:
-    import time
-
     t0 = time.perf_counter()
     try:
         return np.asarray(text_encoder.encode(texts), dtype=np.float32)
@@ -54,7 +57,7 @@ def _timed_encode(text_encoder, texts) -> np.ndarray:
 
 
 @register_method_class("mets")
-class METS(Method):
+class METS(Method, TextTower):
     """METS: ECG encoder + frozen language model, CLIP-style contrastive pretraining (zero-shot capable)."""
 
     has_text_tower = True
@@ -74,8 +77,6 @@ class METS(Method):
     }
 
     def build(self) -> None:
-        from methods.embedding_cache import create_text_encoder
-
         s = self.settings
         if s["report_text"] not in TEXT_KINDS:
             raise unknown_name("report_text for mets", str(s["report_text"]), TEXT_KINDS)
@@ -109,10 +110,6 @@ class METS(Method):
         """A trainable copy of the LM (a submodule: it is saved, checkpointed and optimised) whose
         last N transformer layers (or all of it) require grad. The cached frozen LM (``self.text``)
         stays untouched: it is the "bare LM" of the text-ceiling protocol."""
-        import copy
-
-        from methods.text_encoders import TransformerTextEncoder
-
         base = self.text.encoder
         spec = self.settings["lm_train"]
         if not isinstance(base, TransformerTextEncoder):
@@ -276,13 +273,7 @@ class METS(Method):
 
     def class_weights(self, class_prompts: dict[str, list[str]]) -> np.ndarray:
         """[C, proj_dim]: per class, mean of its normalised prompt embeddings, re-normalised."""
-        rows = []
-        for cls, prompts in class_prompts.items():
-            if not prompts:
-                raise UserError(f"zero-shot: class '{cls}' has no prompts")
-            mean = self.encode_text(list(prompts)).mean(axis=0)
-            rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        return np.stack(rows).astype(np.float32)
+        return class_vectors(self.encode_text, class_prompts)
 
     def encode_ecg_joint(self, data, idx, batch_size: int = 256) -> np.ndarray:
         """L2-normalised projected ECG embeddings [N, proj_dim] (the space text lives in)."""
@@ -355,56 +346,3 @@ def _identity(text_encoder) -> Any:
     except Exception:  # an unfitted TF-IDF has no identity yet
         return None
     return ident if isinstance(ident, (str, int, float, tuple, list, dict)) else str(ident)
-
-
-def zero_shot_check(
-    data=None,
-    *,
-    task: str = "superdiagnostic",
-    template_set: str = "all",
-    progress: bool = False,
-    **settings,
-) -> dict[str, Any]:
-    """Pretrain METS on the training split (PTB-XL folds 1-8), keep the best state on the
-    validation split (fold 9), and score zero-shot AUROC on the test split (fold 10).
-
-    A quick, honest end-to-end check of the method (not the benchmark's protocol, which adds
-    thresholds, F1 and bootstrap CIs): returns macro AUROC over the classes present in the test
-    split, per-class AUROC (``"absent"`` where a class has no positive or no negative test
-    example), the history and wall times. ``settings`` go to METS (e.g. ``encoder="resnet1d-10"``).
-    """
-    import time
-
-    from sklearn.metrics import roc_auc_score
-
-    from benchmark.data.store import prepare
-    from methods.prompts import load_prompts
-
-    t0 = time.perf_counter()
-    data = data if data is not None else prepare("ptbxl", progress=progress)
-    t_data = time.perf_counter() - t0
-    y, valid = data.labels(task)
-    train, val, test = (data.split_indices(s) for s in ("train", "val", "test"))
-    test = test[valid[test]]
-    model = METS(**settings)
-    t1 = time.perf_counter()
-    history = model.pretrain(data, train, val, progress=progress)
-    t_train = time.perf_counter() - t1
-    classes = data.task(task).classes
-    prompts = load_prompts(data.name, task, template_set=template_set)
-    scores = model.zero_shot_scores(data, test, {c: prompts[c] for c in classes})
-    per_class: dict[str, Any] = {}
-    for j, c in enumerate(classes):
-        col = y[test, j]
-        per_class[c] = float(roc_auc_score(col, scores[:, j])) if 0 < col.sum() < len(col) else "absent"
-    present = [v for v in per_class.values() if v != "absent"]
-    return {
-        "macro_auroc": float(np.mean(present)) if present else None,
-        "per_class_auroc": per_class,
-        "positives": {c: int(y[test, j].sum()) for j, c in enumerate(classes)},
-        "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
-        "history": history,
-        "seconds": {"data": t_data, "pretrain": t_train, "total": time.perf_counter() - t0},
-        "config": model.config(),
-        "stats": model.stats,
-    }

@@ -32,7 +32,14 @@ import argparse
 import json
 from pathlib import Path
 
+from wfdb.io.annotation import ann_label_table
+
+from benchmark.data.mitbih import AAMI
+from benchmark.data.ptbxl import read_statements
 from benchmark.errors import DataError, UserError
+from benchmark.io import atomic_write_text
+from benchmark.paths import resolve_data_root
+from methods.prompts import _read, available_prompt_sets
 
 CATALOGUE_DIR = Path(__file__).resolve().parent / "prompts" / "catalogue"
 # CinC 2017 class -> PTB-XL rhythm statements ('*' = every rhythm statement not listed for another class)
@@ -77,10 +84,6 @@ def ptbxl_catalogue(statements, task: str, classes) -> dict[str, list[str]]:
 
 
 def mitbih_catalogue(task: str, classes) -> dict[str, list[str]]:
-    from wfdb.io.annotation import ann_label_table
-
-    from benchmark.data.mitbih import AAMI
-
     label = dict(zip(ann_label_table["symbol"], ann_label_table["description"]))
     if task == "aami":
         groups = {c: AAMI[c] for c in classes}
@@ -110,11 +113,6 @@ def cinc_catalogue(statements, task: str, classes, hand: dict[str, list[str]]) -
 
 def generate(data_root: str | Path, out_dir: str | Path = CATALOGUE_DIR) -> list[Path]:
     """Write one catalogue prompt file per hand-written prompt file; return the paths."""
-    from benchmark.data.ptbxl import read_statements
-    from methods.prompts import _read, available_prompt_sets
-
-    from benchmark.io import atomic_write_text
-
     root = Path(data_root) / "ptb-xl"
     statements = read_statements(root)
     if "scp_code" in statements.columns:
@@ -148,8 +146,6 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="folder holding ptb-xl/ (default $ECGBENCH_DATA_ROOT or ../shared/data)")
     p.add_argument("--out", default=str(CATALOGUE_DIR), help="output folder (default methods/prompts/catalogue)")
     args = p.parse_args(argv)
-    from benchmark.paths import resolve_data_root
-
     for path in generate(resolve_data_root(args.data_root), args.out):
         print(path)
     return 0

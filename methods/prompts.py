@@ -114,33 +114,41 @@ def _l2(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
+def class_vectors(encode: Callable[[list[str]], np.ndarray], prompts: dict[str, list[str]]) -> np.ndarray:
+    """The zero-shot classifier ``[C, D]`` (rows in ``prompts`` order), as open_clip builds it: per
+    class, the mean of its prompts' L2-normalised embeddings (``encode(texts) -> [n, D]``, already
+    normalised), re-normalised. The score of an L2-normalised ECG embedding ``e`` for class ``c``
+    is then the cosine ``e @ W[c]``. The one implementation behind :func:`zero_shot_weights` and
+    METS's ``class_weights`` (``encode`` = its projected text tower)."""
+    if not prompts:
+        raise UserError("zero-shot needs at least one class with prompts")
+    rows = []
+    for cls, texts in prompts.items():
+        if not texts:
+            raise UserError(f"zero-shot: class '{cls}' has no prompts")
+        mean = np.asarray(encode(list(texts))).mean(axis=0)
+        rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    return np.stack(rows).astype(np.float32)
+
+
 def zero_shot_weights(
     text_encoder, prompts: dict[str, list[str]], project: Callable[[np.ndarray], Any] | None = None
 ) -> np.ndarray:
-    """Zero-shot classifier ``[C, D]`` (rows in ``prompts`` order), as open_clip builds it.
+    """:func:`class_vectors` of a text encoder's embeddings.
 
     Every prompt of a class is embedded (``text_encoder.encode``; a :class:`CachedTextEncoder`
     embeds each distinct prompt once, ever), optionally mapped by ``project`` (e.g. METS's
     text projection; it gets a float32 ``[n, D_text]`` array and may return an array or a torch
-    tensor), L2-normalised, averaged over the class's prompts and re-normalised. The score of an
-    ECG embedding ``e`` (L2-normalised) for class ``c`` is then the cosine ``e @ W[c]``.
+    tensor) and L2-normalised.
     """
-    if not prompts:
-        raise UserError("zero-shot needs at least one class with prompts")
-    names = list(prompts)
-    flat = [p for c in names for p in prompts[c]]
-    if any(len(prompts[c]) == 0 for c in names):
-        raise UserError(f"class '{next(c for c in names if not prompts[c])}' has no prompts")
-    emb = _to_numpy(text_encoder.encode(flat))
-    if project is not None:
-        emb = _to_numpy(project(emb))
-    emb = _l2(emb)
-    out, s = [], 0
-    for c in names:
-        n = len(prompts[c])
-        out.append(emb[s : s + n].mean(axis=0))
-        s += n
-    return _l2(np.stack(out)).astype(np.float32)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        emb = _to_numpy(text_encoder.encode(texts))
+        if project is not None:
+            emb = _to_numpy(project(emb))
+        return _l2(emb)
+
+    return class_vectors(encode, prompts)
 
 
 __all__ = [
@@ -149,6 +157,7 @@ __all__ = [
     "TEMPLATE_SETS",
     "PROMPT_DIR",
     "available_prompt_sets",
+    "class_vectors",
     "load_prompts",
     "prompt_templates",
     "zero_shot_weights",

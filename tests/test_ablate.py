@@ -11,7 +11,7 @@ from benchmark.errors import UserError
 def test_every_set_expands_to_valid_variants(tmp_path):
     from benchmark.ablate import ABLATIONS, plan
     from benchmark.config import build_config
-    from benchmark.harness import method_specs
+    from benchmark.engine.runner import method_specs
 
     for name in ABLATIONS:
         parts = plan(name, tmp_path / name)
@@ -41,7 +41,7 @@ def test_lm_set_skips_mpnet_with_a_note_when_not_installed(tmp_path):
     part = plan("lm", tmp_path)[0]
     assert {"mets[lm=minilm]", "mets[lm=tfidf]", "mets[lm=random-bert]"} <= set(part.methods)
     try:
-        from methods.text_encoders import find_mpnet_parts
+        from methods.lm_files import find_mpnet_parts
 
         find_mpnet_parts()
         assert "mets[lm=mpnet]" in part.methods
@@ -81,7 +81,7 @@ def test_unknown_set_and_list(capsys):
     with pytest.raises(UserError, match="varies"):
         from argparse import Namespace
 
-        from benchmark.ablate import main as ablate_main
+        from benchmark.cli.ablate import main as ablate_main
 
         ablate_main(Namespace(name="sampling-rate", list=False, plugin=[], set=["fs=250"], profile="quick",
                               config=None, out=None, seeds=None, protocols=None, tasks=None,

@@ -19,7 +19,7 @@ def _finite(x) -> bool:
 def test_flop_count_of_one_conv_is_analytic():
     """FlopCounterMode's forward+backward count of a bias-free conv equals 2*Cin*Cout*k*L*B per
     pass, three passes (forward, grad of input, grad of weight)."""
-    from benchmark.bench import train_step_flops
+    from benchmark.bench.timing import train_step_flops
 
     conv = torch.nn.Conv1d(4, 6, 3, padding=1, bias=False)
     x = torch.randn(2, 4, 50, requires_grad=True)
@@ -71,7 +71,9 @@ def _measure(gflops, batch=16):
 def test_emulated_bf16_peak_is_not_native_and_not_counted():
     """The AVX2 machine of issue 12: bf16 matmul 0.28 GFLOP/s (emulated) vs fp32 102; the encoder
     'reached' 15.7x that bf16 peak. The bf16 rows must say 'not native here' and not count as met."""
-    from benchmark.bench import NOT_NATIVE, arithmetic_row, met_summary, reference_check
+    from benchmark.bench.figures_machine import arithmetic_row
+    from benchmark.bench.table import met_summary
+    from benchmark.bench.timing import NOT_NATIVE, reference_check
 
     peaks = {"fp32": 102.0, "bf16": 0.28}
     ok, why = reference_check("bf16", 0.28, 102.0)
@@ -87,7 +89,8 @@ def test_emulated_bf16_peak_is_not_native_and_not_counted():
 
 
 def test_native_bf16_and_gpu_peaks_are_references():
-    from benchmark.bench import arithmetic_row, reference_check
+    from benchmark.bench.figures_machine import arithmetic_row
+    from benchmark.bench.timing import reference_check
 
     # AVX512-BF16 CPU (this project's dev machine): bf16 0.59x fp32 is native
     assert reference_check("bf16", 148.0, 249.0) == (True, "")
@@ -100,7 +103,8 @@ def test_native_bf16_and_gpu_peaks_are_references():
 
 
 def test_a_peak_beaten_by_the_encoder_is_no_peak():
-    from benchmark.bench import arithmetic_row, reference_check
+    from benchmark.bench.figures_machine import arithmetic_row
+    from benchmark.bench.timing import reference_check
 
     ok, why = reference_check("fp32", 50.0, 50.0, achieved=80.0)
     assert not ok and "not a peak" in why
@@ -113,7 +117,7 @@ def test_a_peak_beaten_by_the_encoder_is_no_peak():
 def test_a_figure_that_cannot_run_is_skipped_not_fatal(tmp_path, capsys, monkeypatch):
     """A figure needing something missing here (an optional LM) is skipped with its reason; the
     figures that ran are still written."""
-    from benchmark import bench
+    from benchmark.bench import runner as bench
     from benchmark.errors import UserError
 
     def missing(self):
@@ -135,7 +139,7 @@ def test_a_figure_that_cannot_run_is_skipped_not_fatal(tmp_path, capsys, monkeyp
 def test_lm_training_figure_measures_each_variant(data_root, session_cache):
     """Figure 7 on real reports: the trained variants hold more trainable state than the frozen LM
     (whose trainable part is the ECG side only) and last-2 less than all."""
-    from benchmark.bench import Bench
+    from benchmark.bench.runner import Bench
 
     b = Bench(quick=True, data_root=data_root, cache_dir=session_cache, device="cpu")
     frozen = b._lm_train_step("frozen", False)

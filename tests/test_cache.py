@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import cache as cachemod
+from benchmark import cachectl as cachemod
 from benchmark.cli import main
 
 
 @pytest.fixture
 def filled(tmp_path, ptbxl_copy):
     """A fresh cache dir holding one entry of every kind, made by the suite's own code."""
-    from benchmark.bench import synthetic_store
+    from benchmark.bench.synthetic import synthetic_store
     from benchmark.config import build_config
     from benchmark.data.store import prepare
-    from benchmark.harness import Runner
+    from benchmark.engine.runner import Runner
     from methods.embedding_cache import create_text_encoder
 
     root = ptbxl_copy(tmp_path / "data", n=40)
@@ -141,7 +141,7 @@ def test_parse_age(text, secs):
 
 
 def test_bench_says_where_its_synthetic_data_is(tmp_path, data_root, capsys):
-    from benchmark.bench import synthetic_store
+    from benchmark.bench.synthetic import synthetic_store
     from benchmark.paths import synthetic_dir
 
     cache = tmp_path / "cache"

@@ -89,7 +89,7 @@ def test_safe_load_refuses_code_and_round_trips_plain_data(tmp_path):
 # -- pretrained encoder (model.pt) --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runner_factory(tmp_path_factory, data_root):
-    from benchmark.harness import Runner
+    from benchmark.engine.runner import Runner
 
     cache = tmp_path_factory.mktemp("heal-cache")
     cfg = build_config("quick", None, {"method_settings.encoder": "resnet1d-tiny", "method_settings.epochs": "1",

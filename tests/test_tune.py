@@ -33,7 +33,7 @@ SPACE = ["lr=1e-4..1e-2:log", "temperature=0.03..0.2:log", "proj_dim=32|64", "wi
 
 
 def tiny_tuner(tmp_path, data_root, cache, **kw):
-    from benchmark.tune import Tuner
+    from benchmark.tune.tuner import Tuner
 
     kw.setdefault("space", SPACE)
     return Tuner("mets[lm=tfidf]", profile="quick", overrides=dict(TINY), out=tmp_path / "study",
@@ -55,7 +55,7 @@ def cli_args(out: Path, data_root, cache, trials: int, *extra: str) -> list[str]
 # cheap checks (no data)
 # ------------------------------------------------------------------------------------------
 def test_unknown_search_parameter_is_an_error(tmp_path):
-    from benchmark.tune import Tuner
+    from benchmark.tune.tuner import Tuner
 
     with pytest.raises(UserError, match="unknown search parameter for 'mets' 'temprature'.*temperature"):
         Tuner("mets", space=["temprature=0.01..0.1"], out=tmp_path)
@@ -64,9 +64,9 @@ def test_unknown_search_parameter_is_an_error(tmp_path):
 
 
 def test_registered_space_with_a_typo_is_an_error(tmp_path, monkeypatch):
-    from benchmark import search_spaces
-    from benchmark.search_spaces import Param
-    from benchmark.tune import Tuner
+    from benchmark.tune import spaces as search_spaces
+    from benchmark.tune.spaces import Param
+    from benchmark.tune.tuner import Tuner
 
     monkeypatch.setitem(search_spaces.SPACES, "simclr", lambda: [Param.float("nosie_std", 0.0, 0.2)])
     with pytest.raises(UserError, match="nosie_std.*noise_std"):
@@ -74,7 +74,7 @@ def test_registered_space_with_a_typo_is_an_error(tmp_path, monkeypatch):
 
 
 def test_nothing_to_tune(tmp_path):
-    from benchmark.tune import Tuner
+    from benchmark.tune.tuner import Tuner
 
     with pytest.raises(UserError, match="nothing to tune for 'random-init'"):
         Tuner("random-init", out=tmp_path)
@@ -83,7 +83,7 @@ def test_nothing_to_tune(tmp_path):
 
 
 def test_fixed_settings_leave_the_space(tmp_path):
-    from benchmark.tune import Tuner
+    from benchmark.tune.tuner import Tuner
 
     t = Tuner("mets[lm=tfidf,proj_dim=128]", space=["width=32", "lr=1e-3..1e-2"], out=tmp_path)
     names = {p.name for p in t.params}
@@ -97,7 +97,7 @@ def test_fixed_settings_leave_the_space(tmp_path):
 
 
 def test_parse_duration():
-    from benchmark.tune import parse_duration
+    from benchmark.cli.tune import parse_duration
 
     assert parse_duration("2h") == 7200 and parse_duration("90m") == 5400
     assert parse_duration("1h30m") == 5400 and parse_duration("45") == 45 and parse_duration(None) is None
@@ -110,9 +110,9 @@ def test_parse_duration():
 # ------------------------------------------------------------------------------------------
 def test_tuning_never_reads_test_and_best_config_reproduces(tmp_path, data_root, session_cache):
     from benchmark.config import build_config
-    from benchmark.harness import Runner
+    from benchmark.engine.runner import Runner
     from benchmark.paths import pretrained_dir
-    from benchmark.tune import validation_score
+    from benchmark.tune.objective import validation_score
 
     tuner = tiny_tuner(tmp_path, data_root, session_cache)
     data = tuner.runner({}).dataset("ptbxl")
@@ -143,7 +143,7 @@ def test_tuning_never_reads_test_and_best_config_reproduces(tmp_path, data_root,
 def test_objective_runs_inside_the_test_guard(tmp_path, data_root, session_cache, monkeypatch):
     """A scoring function that reaches for the test split makes the trial raise, not pass."""
     from benchmark.data.base import SplitAccessError
-    from benchmark.tune import Tuner
+    from benchmark.tune.tuner import Tuner
 
     def cheating_score(self, runner, method):
         data = runner.dataset("ptbxl")
@@ -162,7 +162,7 @@ def test_objective_runs_inside_the_test_guard(tmp_path, data_root, session_cache
 def _load(out: Path):
     import optuna
 
-    from benchmark.tune import make_storage
+    from benchmark.tune.storage import make_storage
 
     storage = make_storage(str(out / "journal.log"), heartbeat=1, grace=3)
     names = optuna.get_all_study_names(storage)

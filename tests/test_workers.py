@@ -135,7 +135,7 @@ def slurm_config():
 
 
 def test_slurm_without_sbatch_is_one_line_error(tmp_path, monkeypatch, slurm_config):
-    from benchmark.workers import slurm_cluster
+    from benchmark.engine.clusters import slurm_cluster
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     with pytest.raises(UserError, match="'sbatch' is not on PATH.*slurm-single-node.sh"):
@@ -146,7 +146,7 @@ def test_slurm_settings_need_cores_and_memory(monkeypatch):
     pytest.importorskip("dask_jobqueue")
     import dask
 
-    from benchmark.workers import _slurm_settings
+    from benchmark.engine.clusters import _slurm_settings
 
     with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
         with pytest.raises(UserError, match="set cores and memory.*jobqueue.yaml"):
@@ -155,7 +155,7 @@ def test_slurm_settings_need_cores_and_memory(monkeypatch):
 
 def test_slurm_settings_one_task_per_worker_process(monkeypatch, slurm_config):
     """cores: 4, processes: 2 -> SLURM gets 4 CPUs, Dask two single-threaded workers of 2 torch threads."""
-    from benchmark.workers import _slurm_settings
+    from benchmark.engine.clusters import _slurm_settings
 
     monkeypatch.delenv("ECGBENCH_WORKER_THREADS", raising=False)
     kw = _slurm_settings()
@@ -168,7 +168,7 @@ def test_slurm_settings_one_task_per_worker_process(monkeypatch, slurm_config):
 
 
 def test_slurm_refused_job_is_one_line_error(tmp_path, monkeypatch, slurm_config):
-    from benchmark.workers import slurm_cluster
+    from benchmark.engine.clusters import slurm_cluster
 
     _fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: invalid partition specified: gpu" >&2; exit 1')
     with pytest.raises(UserError, match="SLURM refuses the worker job .error: invalid partition specified: gpu.*"
@@ -181,7 +181,7 @@ def test_slurm_jobs_that_never_start_end_with_a_timeout_error(tmp_path, monkeypa
     """Jobs queued but never running: after worker_wait_seconds one line naming the jobs' state."""
     from distributed import Client
 
-    from benchmark.workers import slurm_cluster, wait_for_first_worker
+    from benchmark.engine.clusters import slurm_cluster, wait_for_first_worker
 
     _fake_slurm(tmp_path, monkeypatch, 'echo "Submitted batch job 99"')
     cluster = slurm_cluster(1)

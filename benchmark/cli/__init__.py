@@ -14,18 +14,18 @@ import os
 import sys
 
 from benchmark import __version__
-from benchmark.errors import UserError
+from benchmark.errors import UserError, resource_error
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
-    "data": ("benchmark.data.cli", "inspect, prepare or download the ECG databases"),
-    "list": ("benchmark.listing", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
-    "run": ("benchmark.harness", "pretrain methods and evaluate them under the protocols"),
+    "data": ("benchmark.cli.data", "inspect, prepare or download the ECG databases"),
+    "list": ("benchmark.cli.list", "list methods, variants, text encoders, datasets, tasks, protocols, profiles"),
+    "run": ("benchmark.cli.run", "pretrain methods and evaluate them under the protocols"),
     "report": ("benchmark.cli.report", "tables and figures from result folders"),
-    "tune": ("benchmark.tune", "Optuna hyper-parameter study on validation data"),
-    "ablate": ("benchmark.ablate", "run a named ablation grid through the harness"),
-    "bench": ("benchmark.bench", "measure speed and memory ratios on this machine"),
-    "cache": ("benchmark.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),
+    "tune": ("benchmark.cli.tune", "Optuna hyper-parameter study on validation data"),
+    "ablate": ("benchmark.cli.ablate", "run a named ablation grid through the harness"),
+    "bench": ("benchmark.cli.bench", "measure speed and memory ratios on this machine"),
+    "cache": ("benchmark.cli.cache", "list or clean the cache (prepared stores, pretrained encoders, embeddings, ...)"),
 }
 
 
@@ -65,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:  # disk full, permission denied, CUDA out of memory
-        from benchmark.errors import resource_error
-
         err = resource_error(exc)
         if err is None or args.verbose or os.environ.get("ECGBENCH_TRACEBACK"):
             raise

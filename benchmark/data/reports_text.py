@@ -45,8 +45,8 @@ three versions are kept per record (``report_raw``, ``report_clean``, ``report_e
     were read, which is how ``report_coverage`` measures coverage on a block no entry came from.
 
 Coverage, the fold split of ``glossary_seen.txt`` and the block and unseen-phrase held-out
-estimates are in ``report_coverage`` (``glossary_coverage``, ``in_sample``, ``text_summary`` are
-still importable from here).
+estimates are in :mod:`benchmark.data.report_coverage`, which builds on this module (never the
+other way round).
 """
 
 from __future__ import annotations
@@ -554,15 +554,3 @@ _NEUTRAL = frozenset(
     av rr wpw lvh rvh lahb lphb rsr mm mv ms hf""".split()
 )
 _LETTERS = re.compile(r"[a-zäöüåß]+")
-
-
-# coverage and the held-out measurements live in report_coverage (imported lazily: it imports this)
-_MOVED = frozenset({"SEEN_PATH", "SEEN_RULE", "glossary_coverage", "seen_ids", "in_sample", "text_summary"})
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from benchmark.data import report_coverage
-
-        return getattr(report_coverage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

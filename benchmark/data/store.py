@@ -52,7 +52,8 @@ import pandas as pd
 
 from benchmark.data.base import SPLITS, ECGSet, PrepareParams, TaskSpec
 from benchmark.errors import DataError, UserError, unknown_name
-from benchmark.paths import resolve_cache_dir, resolve_data_root, store_dir
+from benchmark.io import quarantine
+from benchmark.paths import resolve_cache_dir, resolve_data_root, store_dir, touch
 
 FORMAT_VERSION = 1
 STD_FLOOR = 1e-3
@@ -175,14 +176,10 @@ def prepare(
     if not path.exists():
         _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)
     else:
-        from benchmark.paths import touch
-
         touch(path / MANIFEST)  # `benchmark cache` ages stores by last use
     try:
         ds = open_store(path)
     except DataError as exc:  # a damaged store is a cache miss: move it aside, build it again
-        from benchmark.heal import quarantine
-
         quarantine(path, str(exc))
         if not path.exists():
             _build(dataset, cls, root, params, path, key, fp, strict=strict, progress=progress)

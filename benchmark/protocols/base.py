@@ -11,6 +11,7 @@ in a plugin module (``--plugin``)::
         name = "my-protocol"
         description = "one line for `list`"
         order = 40                                   # position in the plan
+        report_order = 40                            # position in the default list and the report
 
         def jobs(self, spec, seed, traits, ctx):     # -> [Job, ...] for one method variant and seed
             return [Job(spec, seed, self.name, "linear-probe", "ptbxl", t) for t in ctx.cfg["few_label_tasks"]]
@@ -26,12 +27,13 @@ gets that model in a :class:`JobContext` and returns the rows and per-example sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from benchmark.errors import unknown_name
+from benchmark.errors import UserError
+from benchmark.registry import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,19 @@ class Protocol:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    order: ClassVar[int] = 100
-    report_order: ClassVar[int | None] = None  # position in report tables; None: as ``order``
+    order: ClassVar[int] = 100  # position in the plan (and in `list`)
+    report_order: ClassVar[int] = 100  # position in config's default ``protocols`` list and the report
+    objectives: ClassVar[tuple[str, ...]] = ()  # validation objectives it scores for ``tune``
 
     def jobs(self, spec: str, seed: int, traits: MethodTraits, ctx) -> list[Job]:
         """Jobs of this protocol for one method variant and seed. ``ctx`` offers ``cfg`` and
         ``dataset_tasks(name)``."""
         raise NotImplementedError
+
+    def applies(self, job: Job, data) -> bool:
+        """Whether ``job`` can run on ``data`` as configured (default: the dataset has the job's
+        task; a job that does not apply is skipped with a warning)."""
+        return job.task in data.tasks
 
     def pretraining(self, job: Job, traits: MethodTraits, ctx) -> Pretraining:
         """The pretrained model ``job`` needs (default: the variant's own pretraining for the
@@ -129,31 +137,60 @@ class Protocol:
         """Evaluate ``job`` -> ``Evaluation(rows, scores, info)`` (``benchmark.protocols.common``)."""
         raise NotImplementedError
 
+    def validate(self, cfg: dict) -> None:
+        """Check this protocol's own settings in a built config (raise ``UserError``)."""
 
-_REGISTRY: dict[str, Protocol] = {}
-PROTOCOLS: dict[str, str] = {}  # name -> description, in plan order (what `list` and config show)
+    def validation_score(self, objective: str, method, data, task: str, *, template_set: str = "all",
+                         probe_Cs=(0.01, 0.1, 1.0), probe_max_iter: int = 1000, seed: int = 0) -> float:
+        """Validation macro AUROC of ``method`` for ``objective`` (one of ``objectives``); reads
+        the train and validation splits only (``tune``'s objective)."""
+        raise UserError(f"protocol '{self.name}' scores no validation objective '{objective}'")
 
 
 def register_protocol(cls: type[Protocol]) -> type[Protocol]:
-    """Class decorator: register a :class:`Protocol` subclass under ``cls.name``."""
+    """Class decorator: register a :class:`Protocol` subclass under ``cls.name`` in
+    ``benchmark.registry.PROTOCOLS`` (its one instance is the entry's factory result, kept in
+    ``meta['instance']``). Registering a name again replaces it (a reloaded plug-in)."""
     if not (isinstance(cls, type) and issubclass(cls, Protocol)) or not cls.name:
         raise TypeError("register_protocol decorates Protocol subclasses that set a name")
-    _REGISTRY[cls.name] = cls()
-    ordered = sorted(_REGISTRY.values(), key=lambda p: (p.order, p.name))
-    PROTOCOLS.clear()
-    PROTOCOLS.update({p.name: p.description for p in ordered})
+    PROTOCOLS.unregister(cls.name)
+    PROTOCOLS.register(cls.name, description=cls.description, instance=cls())(cls)
     return cls
 
 
 def get_protocol(name: str) -> Protocol:
-    if name not in _REGISTRY:
-        raise unknown_name("protocol", name, _REGISTRY)
-    return _REGISTRY[name]
+    return PROTOCOLS.entry(name).meta["instance"]
 
 
 def protocols_in_order() -> list[Protocol]:
-    return [_REGISTRY[n] for n in PROTOCOLS]
+    """Every registered protocol in plan order (``order``, then name)."""
+    found = [PROTOCOLS.entry(n).meta["instance"] for n in PROTOCOLS.names()]
+    return sorted(found, key=lambda p: (p.order, p.name))
+
+
+def protocols_in_report_order() -> list[Protocol]:
+    """Every registered protocol in report order (``report_order``, then name): config's default
+    ``protocols`` list and the report's tables."""
+    return sorted(protocols_in_order(), key=lambda p: (p.report_order, p.name))
+
+
+def protocol_for_objective(objective: str) -> Protocol:
+    """The protocol that scores the validation ``objective`` (``tune --objective``)."""
+    for p in protocols_in_order():
+        if objective in p.objectives:
+            return p
+    raise UserError(f"unknown objective '{objective}'")
+
+
+def objectives() -> tuple[str, ...]:
+    """Every validation objective a registered protocol scores, in plan order."""
+    return tuple(o for p in protocols_in_order() for o in p.objectives)
+
+
+def descriptions() -> dict[str, str]:
+    """name -> description, in plan order (what `list` shows)."""
+    return {p.name: p.description for p in protocols_in_order()}
 
 
 __all__ = ["Job", "Pretraining", "MethodTraits", "JobContext", "Protocol", "register_protocol", "get_protocol",
-           "protocols_in_order", "PROTOCOLS"]
+           "protocols_in_order", "protocols_in_report_order", "protocol_for_objective", "objectives", "descriptions"]

@@ -23,6 +23,11 @@ class Evaluation:
     history: list[dict] = field(default_factory=list)  # per-epoch rows of a fine-tune (for --log)
 
 
+def scorable(y: np.ndarray) -> bool:
+    """Whether some class of ``y`` has both positives and negatives (a macro AUROC exists)."""
+    return any(0 < y[:, c].sum() < len(y) for c in range(y.shape[1]))
+
+
 def task_indices(data: ECGSet, task: str, split: str, limit: int = 0, seed: int = 0) -> np.ndarray:
     """Positions of labelled examples of ``split`` (optionally a stratified, seeded cap)."""
     y, valid = data.labels(task)

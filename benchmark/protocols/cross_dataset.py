@@ -11,6 +11,8 @@ weigh the rest). Single-label jobs record the class counts per split in their me
 
 from __future__ import annotations
 
+from benchmark.data.datasets import cross_targets
+from benchmark.errors import unknown_name
 from benchmark.protocols import few_label, zero_shot
 from benchmark.protocols.base import Job, Protocol, register_protocol
 from benchmark.protocols.common import capped_indices
@@ -32,6 +34,15 @@ class CrossDataset(Protocol):
     name = "cross-dataset"
     description = "PTB-XL-pretrained encoders on MIT-BIH (DS1 -> DS2) and CinC 2017: probe and zero-shot"
     order = 30
+    report_order = 30
+
+    def validate(self, cfg):
+        for m in cfg["cross_modes"]:
+            if m not in few_label.MODES:
+                raise unknown_name("cross-dataset mode", m, list(few_label.MODES))
+        for d in cfg["cross_datasets"]:
+            if d not in cross_targets():
+                raise unknown_name("cross-dataset target", d, cross_targets())
 
     def jobs(self, spec, seed, traits, ctx):
         cfg, out = ctx.cfg, []

@@ -15,10 +15,13 @@ import warnings
 import numpy as np
 
 from benchmark.data.base import ECGSet
+from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
 from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
 from benchmark.stats.metrics import macro_auroc
+
+MODES = ("linear-probe", "fine-tune")
 
 
 def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -66,7 +69,7 @@ def linear_probe(
     chosen C with every candidate's validation AUROC. Classes without a positive (or without a
     negative) in the training subset get a constant score (their AUROC is then 0.5).
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # local: start-up time (scikit-learn takes seconds)
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(z_train)
@@ -104,7 +107,7 @@ def linear_probe(
                 out[:, m.classes_] = m.predict_proba(x)
         return out
 
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # local: comes with scikit-learn (start-up time)
 
     best, best_auc, tried = None, -np.inf, {}
     # One BLAS thread: each L-BFGS iteration multiplies an [n, D] matrix (D <= 512), too small to
@@ -224,6 +227,16 @@ class FewLabel(Protocol):
     name = "few-label"
     description = "linear probe and fine-tune on 1/10/100 % of the PTB-XL training labels"
     order = 20
+    report_order = 20
+    objectives = ("linear-probe",)
+
+    def validate(self, cfg):
+        for f in cfg["label_fractions"]:
+            if not (0 < float(f) <= 1):
+                raise UserError(f"label fraction {f} must be in (0, 1]")
+        for m in cfg["few_label_modes"]:
+            if m not in MODES:
+                raise unknown_name("few-label mode", m, list(MODES))
 
     def jobs(self, spec, seed, traits, ctx):
         cfg = ctx.cfg
@@ -254,3 +267,24 @@ class FewLabel(Protocol):
         ev.info["subset_hash"] = stable_hash(subset.tolist())
         ev.info["subset_size"] = int(len(subset))
         return ev
+
+    def validation_score(self, objective, method, data, task, *, template_set="all", probe_Cs=(0.01, 0.1, 1.0),
+                         probe_max_iter=1000, seed=0):
+        """The best validation macro AUROC over the probe's C values, a linear probe fit on the
+        whole labelled training split (``tune --objective linear-probe``)."""
+        if objective not in self.objectives:
+            return super().validation_score(objective, method, data, task)
+        y, _ = data.labels(task)
+        val_idx = task_indices(data, task, "val")
+        if len(val_idx) == 0:
+            raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+        with data.forbid("test"):
+            train_idx = task_indices(data, task, "train")
+            z_train = method.encode_ecg(data, train_idx)
+            z_val = method.encode_ecg(data, val_idx)
+            _, info = linear_probe(z_train, y[train_idx], z_val, y[val_idx], multilabel=data.task(task).multilabel,
+                                   Cs=probe_Cs, max_iter=probe_max_iter, seed=seed)
+            vals = [v for v in info["val_auroc_by_C"].values() if np.isfinite(v)]
+            if not vals:
+                raise UserError("linear probe gave no finite validation AUROC")
+            return float(max(vals))

@@ -34,11 +34,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
-from benchmark.data.base import ECGSet
+from benchmark.data.base import ECGSet, lead_index
 from benchmark.errors import UserError
 from benchmark.protocols.base import Job, Protocol, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
+from benchmark.protocols.zero_shot import calibrate, class_prompts_for
 
 MODES = ("text-tower", "bare-lm")
 PROXY_MODES = ("text-tower", "bare-lm", "ecg", "ecg-single-lead")
@@ -58,9 +60,10 @@ def is_negated(description: str) -> bool:
 
 
 def _check(method) -> None:
-    for attr in ("report_texts", "bare_lm_embeddings", "encode_text", "class_weights"):
-        if not hasattr(method, attr):
-            raise UserError(f"method '{method.name}' has no text tower with reports: the text-ceiling protocol does not apply")
+    from benchmark.method import TextTower  # local: benchmark.method imports torch (config imports this module)
+
+    if not isinstance(method, TextTower):
+        raise UserError(f"method '{method.name}' has no text tower with reports: the text-ceiling protocol does not apply")
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -71,7 +74,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 def _class_matrix(method, mode: str, prompts: dict[str, list[str]]) -> np.ndarray:
     if mode == "text-tower":
         return np.asarray(method.class_weights(prompts), dtype=np.float64)
-    from methods.prompts import zero_shot_weights
+    from methods.prompts import zero_shot_weights  # local: the methods package imports torch
 
     class _Bare:
         encode = staticmethod(method.bare_lm_embeddings)
@@ -88,8 +91,6 @@ def _text_matrix(method, mode: str, texts: list[str]) -> np.ndarray:
 def text_scores(method, mode: str, texts: list[str], prompts: dict[str, list[str]], multilabel: bool) -> np.ndarray:
     """[n, C] scores of ``texts`` for the classes of ``prompts`` in text space ``mode`` (cosines;
     for single-label tasks the same softmax zero-shot applies)."""
-    from benchmark.protocols.zero_shot import calibrate
-
     if mode not in MODES:
         raise UserError(f"text-ceiling mode must be one of {', '.join(MODES)}, got '{mode}'")
     if not texts:
@@ -114,8 +115,6 @@ def run(method, data: ECGSet, task: str, *, mode: str, template_set: str = "all"
         return _proxy(method, data, task, mode=mode, template_set=template_set, n_boot=n_boot, seed=seed)
     if mode not in MODES:
         raise UserError(f"text-ceiling mode for task '{task}' must be one of {', '.join(MODES)}, got '{mode}'")
-    from benchmark.protocols.zero_shot import class_prompts_for
-
     prompts = class_prompts_for(data, task, template_set)
     multilabel = data.task(task).multilabel
     val_idx, val_texts, val_empty = _with_report(method, data, task_indices(data, task, "val"))
@@ -133,7 +132,7 @@ def proxy_prompts(target: str, target_task: str, classes: list[str], template_se
                   no_negation: bool) -> dict[str, list[str]]:
     """The target data set's prompts (classes in ``classes`` order), negated descriptions dropped
     with ``no_negation`` (a class left without any description is an error)."""
-    from methods.prompts import _read, prompt_templates
+    from methods.prompts import _read, prompt_templates  # local: the methods package imports torch
 
     table = _read(target, target_task)["classes"]
     templates = prompt_templates(target, target_task, template_set)
@@ -151,8 +150,6 @@ class _SingleLead:
     fill the 12-lead layout)."""
 
     def __init__(self, data: ECGSet, lead: str):
-        from benchmark.data.base import lead_index
-
         self._data, self._lead = data, lead_index(lead)
 
     def batch(self, idx, device=None, dtype=None):
@@ -172,13 +169,11 @@ def _binary_rows(y: np.ndarray, s: np.ndarray, classes: list[str], n_boot: int, 
 
 
 def _proxy(method, data: ECGSet, task: str, *, mode: str, template_set: str, n_boot: int, seed: int) -> Evaluation:
-    import pandas as pd
-
     cosine = task.endswith("-negation-cosine")
     no_neg = task.endswith(NO_NEGATION)
     base = task.removesuffix(NO_NEGATION).removesuffix("-negation-cosine")
     target, target_task, statement, ptb_task, positive, lead = PROXIES[base]
-    from methods.prompts import _read
+    from methods.prompts import _read  # local: the methods package imports torch
 
     classes = list(_read(target, target_task)["classes"])
     if positive not in classes or len(classes) != 2:
@@ -198,8 +193,6 @@ def _proxy(method, data: ECGSet, task: str, *, mode: str, template_set: str, n_b
         info["empty_reports_excluded"] = empty
         s = text_scores(method, mode, texts, prompts, multilabel=False)
     elif mode in ("ecg", "ecg-single-lead"):
-        from benchmark.protocols.zero_shot import calibrate
-
         view = data if mode == "ecg" else _SingleLead(data, lead)
         info["lead"] = "all" if mode == "ecg" else lead
         s = calibrate(np.asarray(method.zero_shot_scores(view, test_idx, prompts), dtype=np.float64), False)
@@ -222,8 +215,6 @@ def run_target(method, target_data: ECGSet, task: str, *, template_set: str = "a
                seed: int = 0, max_eval: int = 0, embed=None) -> Evaluation:
     """Zero-shot on the target data set itself (``mitbih``/``cinc2017``) with the ``-no-negation``
     prompts of ``task`` (e.g. ``pvc-no-negation``): does dropping negations fix the ranking?"""
-    from benchmark.protocols.zero_shot import calibrate
-
     base = task.removesuffix(NO_NEGATION)
     spec = target_data.task(base)
     prompts = proxy_prompts(target_data.name, base, list(spec.classes), template_set, no_negation=True)
@@ -254,9 +245,7 @@ def _negation_cosines(method, mode: str, target: str, target_task: str, classes:
     """Per description of the negative class: cosine of its prompts' class vector with the positive
     class's vector, in text space ``mode`` (a negation that embeds next to what it negates shows
     as a cosine near the positive class's own descriptions)."""
-    import pandas as pd
-
-    from methods.prompts import _read, prompt_templates
+    from methods.prompts import _read, prompt_templates  # local: the methods package imports torch
 
     if mode not in MODES:
         raise UserError(f"negation cosines need a text space ({', '.join(MODES)}), got '{mode}'")
@@ -308,7 +297,10 @@ class TextCeiling(Protocol):
     description = ("the test reports classified with the class prompts (trained text tower / bare LM), beside "
                    "zero-shot; PVC/AF diagnostics for the cross-dataset prompts (text-tower methods only)")
     order = 25  # planned after few-label, before cross-dataset
-    report_order = 40  # reported last, after cross-dataset: a diagnostic of the zero-shot results
+    report_order = 40  # last in the default list and the report (its own section)
+
+    def applies(self, job, data):
+        return True  # its tasks are its own (proxies, -no-negation variants), not the dataset's
 
     def jobs(self, spec, seed, traits, ctx):
         if not traits.has_text_tower:

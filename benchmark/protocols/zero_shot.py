@@ -8,12 +8,13 @@ import numpy as np
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
 from benchmark.protocols.base import Job, Protocol, register_protocol
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows
+from benchmark.protocols.common import Evaluation, capped_indices, score_rows, scorable, task_indices
+from benchmark.stats.metrics import macro_auroc
 
 
 def class_prompts_for(data: ECGSet, task: str, template_set: str = "all") -> dict[str, list[str]]:
     """The task's classes (in the dataset's order) -> prompt texts, from methods/prompts/*.json."""
-    from methods.prompts import load_prompts
+    from methods.prompts import load_prompts  # local: the methods package imports torch
 
     prompts = load_prompts(data.name, task, template_set=template_set)
     classes = data.task(task).classes
@@ -86,6 +87,8 @@ class ZeroShot(Protocol):
     name = "zero-shot"
     description = "class prompts -> cosine scores on the test split (text-tower methods only)"
     order = 10
+    report_order = 10
+    objectives = ("zero-shot",)
 
     def jobs(self, spec, seed, traits, ctx):
         if not traits.has_text_tower:
@@ -96,3 +99,23 @@ class ZeroShot(Protocol):
         cfg = ctx.cfg
         return run(ctx.model, ctx.data, job.task, template_set=cfg["prompt_templates"], n_boot=cfg["n_boot"],
                    seed=job.seed, max_eval=0, embed=ctx.embed)
+
+    def validation_score(self, objective, method, data, task, *, template_set="all", probe_Cs=(0.01, 0.1, 1.0),
+                         probe_max_iter=1000, seed=0):
+        """Validation macro AUROC of the raw zero-shot cosines (``tune --objective zero-shot``)."""
+        if objective not in self.objectives:
+            return super().validation_score(objective, method, data, task)
+        y, _ = data.labels(task)
+        val_idx = task_indices(data, task, "val")
+        if len(val_idx) == 0:
+            raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+        with data.forbid("test"):
+            prompts = class_prompts_for(data, task, template_set)
+            s = np.asarray(method.zero_shot_scores(data, val_idx, prompts), dtype=np.float64)
+            return _validation_auroc(y[val_idx], s)
+
+
+def _validation_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    if not scorable(y):
+        raise UserError("no class has both positives and negatives on the validation split: cannot score")
+    return macro_auroc(y, s)

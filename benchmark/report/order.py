@@ -2,7 +2,7 @@
 and how a table column is named.
 
 The protocol order is not a list kept here: it is the registered protocols' own
-(``report_order``, else their plan ``order``; see :mod:`benchmark.protocols.base`), so a new
+(``report_order``; see :mod:`benchmark.protocols.base`), so a new
 protocol takes its place in every table by declaring it.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmark.protocols import protocols_in_order
+from benchmark.protocols import protocols_in_report_order
 from benchmark.protocols.cross_dataset import CrossDataset
 from benchmark.protocols.few_label import FewLabel
 from benchmark.protocols.text_ceiling import TextCeiling
@@ -32,9 +32,7 @@ UNLISTED = 9  # rank of a protocol, dataset or mode not in the order above
 
 def protocol_order() -> tuple[str, ...]:
     """Names of the registered protocols in report order."""
-    ranked = sorted(protocols_in_order(), key=lambda p: (p.order if p.report_order is None else p.report_order,
-                                                          p.name))
-    return tuple(p.name for p in ranked)
+    return tuple(p.name for p in protocols_in_report_order())
 
 
 def method_sort_key(method: str) -> tuple:

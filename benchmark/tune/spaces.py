@@ -8,7 +8,7 @@ prompt template set means nothing to a linear probe, so it is not searched there
 
 A plug-in method declares its own space next to its code::
 
-    from benchmark.search_spaces import Param, register_space
+    from benchmark.tune.spaces import Param, register_space
 
     @register_space("my-method")
     def _space():
@@ -25,8 +25,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from benchmark.errors import UserError, unknown_name
+from benchmark.registry import parse_value
+from benchmark.protocols import objectives
 
-OBJECTIVES = ("zero-shot", "linear-probe")
+OBJECTIVES = objectives()  # what the protocols score on validation data: zero-shot, linear-probe
 # run settings that say *what* to run rather than *how*: never searched
 NOT_SEARCHABLE = {"methods", "protocols", "seeds", "zero_shot_tasks", "few_label_tasks", "label_fractions",
                   "few_label_modes", "cross_datasets", "device", "method_settings", "panel_examples"}
@@ -172,8 +174,6 @@ def parse_space_item(item: str, *, scope: str = "method") -> tuple[str, Param | 
     ``lr=1e-5..1e-2:log``  float range (log scale)      ``depth=2..8``   int range (both ints)
     ``lm=minilm|tfidf``    categorical                  ``proj_dim=128`` fixed value (not searched)
     """
-    from benchmark.registry import parse_value
-
     if "=" not in item:
         raise UserError(f"--space '{item}': expected NAME=SPEC (a|b, lo..hi, lo..hi:log or a value)")
     name, spec = (s.strip() for s in item.split("=", 1))

@@ -1,9 +1,11 @@
-"""``python -m benchmark tune``: an Optuna study of one method's settings, on validation data only.
+"""The tuner behind ``python -m benchmark tune``: an Optuna study of one method's settings, on
+validation data only.
 
-Each trial samples the method's search space (``benchmark.search_spaces``), turns the sample into
-a variant name (``mets[lr=0.0003,temperature=0.05,...]``), pretrains it through the harness
+Each trial samples the method's search space (``benchmark.tune.spaces``), turns the sample into
+a variant name (``mets[lr=0.0003,temperature=0.05,...]``), pretrains it through the engine
 (``Runner.pretrained``: the same code, cache and checkpoints as ``run``) and scores it on the
-*validation* split: macro AUROC of zero-shot, or of a linear probe fit on the training split.
+*validation* split through the protocols' own scoring (``Runner.validation_score``): macro AUROC
+of zero-shot, or of a linear probe fit on the training split.
 The whole trial runs inside ``data.forbid("test")``: a read of the test split raises.
 
 Pruning: after every pretraining epoch the objective is computed on the current weights and
@@ -17,252 +19,46 @@ too. Start N workers by running the same command N times with the same ``--study
 A worker killed mid-trial stops sending heartbeats; once its trial is older than the grace period
 the next trial start marks it FAIL and queues a retry with the same parameters
 (``RetryHeartbeatStaleTrialCallback``); the retry resumes from the epoch checkpoint. Optuna's
-journal storage has no heartbeat of its own, so :class:`HeartbeatJournalStorage` adds one.
+journal storage has no heartbeat of its own, so ``benchmark.tune.storage`` adds one.
 
 Outputs (in ``--out``): ``best.yaml`` (a config for ``run``), ``trials.csv`` / ``trials.md``,
 ``figures/*.png`` and ``study.json``.
+
+Optuna (and its matplotlib figures, yaml, pandas) are imported inside the methods that use them:
+optional dependency of ``tune`` and start-up time of the CLI, which imports this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 import os
-import re
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from benchmark.config import DEFAULTS, build_config
+from benchmark.data.base import SplitAccessError
+from benchmark.data.datasets import data_settings
+from benchmark.engine.runner import Runner
 from benchmark.errors import UserError
-from benchmark.stats.metrics import macro_auroc
+from benchmark.io import atomic_write, atomic_write_csv, atomic_write_json, atomic_write_text
+from benchmark.paths import stable_hash
+from benchmark.registry import METHODS, format_spec, load_builtin_plugins, parse_spec
+from benchmark.results import safe_name
+from benchmark.tune.spaces import resolve_space
+from benchmark.tune.storage import make_storage
 
 log = logging.getLogger("benchmark.tune")
 
-HEARTBEAT_KEY = "ecgbench:heartbeat"
 SKIPPED_ATTR = "skipped"
 ERROR_ATTR = "error"
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-# ------------------------------------------------------------------------------------------
-# command line
-# ------------------------------------------------------------------------------------------
-def add_arguments(p) -> None:
-    from benchmark.cli.common import add_common_arguments
-
-    p.add_argument("--method", required=False, help="method or variant to tune, e.g. mets or 'mets[lm=tfidf]' "
-                   "(settings in brackets are fixed, not searched)")
-    p.add_argument("--trials", type=int, default=20, help="COMPLETE+PRUNED trials the study should hold in "
-                   "total, over all workers (default 20)")
-    p.add_argument("--timeout", help="stop starting new trials after this long, e.g. 90m, 2h, 3600 (seconds)")
-    p.add_argument("--study", help="study name (default: <method>-<objective>-<task>)")
-    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a "
-                   "journal file path (*.log); default: <out>/journal.log")
-    p.add_argument("--objective", default="auto", choices=("auto", "zero-shot", "linear-probe"),
-                   help="validation macro AUROC of zero-shot or of a linear probe (auto: zero-shot for "
-                   "methods with a text tower)")
-    p.add_argument("--task", default="superdiagnostic", help="PTB-XL task of the objective (default superdiagnostic)")
-    p.add_argument("--seed", type=int, help="pretraining seed of every trial (default: the profile's first seed)")
-    p.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
-                   help="change the search space: lr=1e-5..1e-2:log, proj_dim=64|128, width=32 (fixed)")
-    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
-    p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random per worker)")
-    p.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's heartbeats (default 60)")
-    p.add_argument("--grace", type=int, help="seconds without heartbeat before a RUNNING trial counts as dead "
-                   "and is retried (default 3 x heartbeat)")
-    p.add_argument("--max-retry", type=int, default=3, help="retries of a trial whose worker died (default 3)")
-    p.add_argument("--out", help="study folder (default results/tune/<study>)")
-    p.add_argument("--summary-only", action="store_true", help="write best.yaml, tables and figures; run no trial")
-    p.add_argument("--list-space", action="store_true", help="print the method's search space and exit")
-    add_common_arguments(p)
-
-
-def parse_duration(text: str | None) -> float | None:
-    """'2h' -> 7200, '90m' -> 5400, '45s' / '45' -> 45, '1h30m' -> 5400."""
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
-    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
-        raise UserError(f"--timeout '{text}': expected a duration like 2h, 90m, 1h30m or seconds")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def main(args) -> int:
-    from benchmark.cli.common import overrides_from_args
-    from benchmark.registry import load_builtin_plugins, load_plugin
-
-    for mod in args.plugin:
-        load_plugin(mod)
-    load_builtin_plugins()
-    if not args.method:
-        raise UserError("tune needs --method, e.g. --method mets")
-    tuner = Tuner.from_args(args, overrides_from_args(args))
-    if args.list_space:
-        for p in tuner.params:
-            print(p.describe())
-        for k, v in {**tuner.fixed_method, **tuner.fixed_run}.items():
-            print(f"{k}={v} (fixed)")
-        return 0
-    if not args.summary_only:
-        tuner.attach_tracker(args)
-        tuner.optimize(args.trials, timeout=parse_duration(args.timeout))
-        if tuner.tracker is not None:
-            print(tuner.tracker.hint())
-    paths = tuner.write_outputs()
-    print(tuner.summary_text())
-    for what, path in paths.items():
-        print(f"{what}: {path}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------
-# storage
-# ------------------------------------------------------------------------------------------
-def _heartbeat_journal_class():
-    """JournalStorage + optuna's heartbeat interface (the journal storage has none in optuna 5).
-
-    The heartbeat is a trial system attribute holding the worker's wall-clock time; a RUNNING
-    trial whose last heartbeat (or start, before the first beat) is older than ``grace_period``
-    is stale. Optuna's own machinery (``HeartbeatThread``, ``fail_stale_trials`` at every trial
-    start, the stale-trial callback) then works unchanged. Clocks of machines that share one
-    journal file must agree to within a fraction of the grace period.
-    """
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.trial import TrialState
-
-    class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
-        def __init__(self, backend, *, heartbeat_interval: int, grace_period: int, stale_trial_callback=None):
-            super().__init__(backend)
-            self._hb_interval = int(heartbeat_interval)
-            self._hb_grace = int(grace_period)
-            self._hb_callback = stale_trial_callback
-
-        def record_heartbeat(self, trial_id: int) -> None:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            now = time.time()
-            stale = []
-            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-                last = t.system_attrs.get(HEARTBEAT_KEY)
-                if last is None:
-                    last = t.datetime_start.timestamp() if t.datetime_start else now
-                if now - float(last) > self._hb_grace:
-                    stale.append(t._trial_id)
-            return stale
-
-        def get_heartbeat_interval(self) -> int | None:
-            return self._hb_interval
-
-        def get_heartbeat_stale_trial_callback(self):
-            return self._hb_callback
-
-    return HeartbeatJournalStorage
-
-
-def is_journal(storage: str) -> bool:
-    return "://" not in storage
-
-
-def make_storage(storage: str, *, heartbeat: int = 60, grace: int | None = None, max_retry: int = 3):
-    """An Optuna storage with heartbeats and retry of dead workers' trials.
-
-    ``storage``: a journal file path, or an RDB URL (``sqlite:///``, ``postgresql://``, ``mysql://``).
-    """
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    if heartbeat < 1:
-        raise UserError(f"--heartbeat must be >= 1 second, got {heartbeat}")
-    grace = int(grace if grace is not None else 3 * heartbeat)
-    if grace <= heartbeat:
-        raise UserError(f"--grace ({grace} s) must be longer than --heartbeat ({heartbeat} s)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        if is_journal(storage):
-            from optuna.storages.journal import JournalFileBackend
-
-            path = Path(storage.removeprefix("journal:")).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return _heartbeat_journal_class()(
-                JournalFileBackend(str(path)), heartbeat_interval=heartbeat, grace_period=grace,
-                stale_trial_callback=retry,
-            )
-        if storage.startswith("sqlite:///"):
-            Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return optuna.storages.RDBStorage(
-                storage, heartbeat_interval=heartbeat, grace_period=grace,
-                heartbeat_stale_trial_callback=retry,
-                engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None,
-            )
-        except ImportError as exc:
-            raise UserError(f"storage '{storage}' needs a database driver: {exc}") from exc
-        except Exception as exc:  # sqlalchemy errors: bad URL, server down, no permission
-            raise UserError(f"cannot open Optuna storage '{storage}': {str(exc).splitlines()[0]}") from exc
-
-
-# ------------------------------------------------------------------------------------------
-# the objective (shared with tests and the reproducibility check)
-# ------------------------------------------------------------------------------------------
-def validation_score(
-    method,
-    data,
-    *,
-    objective: str,
-    task: str,
-    template_set: str = "all",
-    probe_Cs=(0.01, 0.1, 1.0),
-    probe_max_iter: int = 1000,
-    seed: int = 0,
-) -> float:
-    """The tuning objective: validation macro AUROC. Reads the train and val splits only."""
-    from benchmark.protocols.common import task_indices
-
-    y, _ = data.labels(task)
-    val_idx = task_indices(data, task, "val")
-    if len(val_idx) == 0:
-        raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
-    with data.forbid("test"):
-        if objective == "zero-shot":
-            from benchmark.protocols.zero_shot import class_prompts_for
-
-            prompts = class_prompts_for(data, task, template_set)
-            s = np.asarray(method.zero_shot_scores(data, val_idx, prompts), dtype=np.float64)
-            value = macro_auroc(y[val_idx], s)
-            if math.isnan(value):
-                raise UserError("no class has both positives and negatives on the validation split: cannot score")
-            return value
-        if objective == "linear-probe":
-            from benchmark.protocols.few_label import linear_probe
-
-            train_idx = task_indices(data, task, "train")
-            z_train = method.encode_ecg(data, train_idx)
-            z_val = method.encode_ecg(data, val_idx)
-            _, info = linear_probe(z_train, y[train_idx], z_val, y[val_idx], multilabel=data.task(task).multilabel,
-                                   Cs=probe_Cs, max_iter=probe_max_iter, seed=seed)
-            vals = [v for v in info["val_auroc_by_C"].values() if np.isfinite(v)]
-            if not vals:
-                raise UserError("linear probe gave no finite validation AUROC")
-            return float(max(vals))
-    raise UserError(f"unknown objective '{objective}'")
-
-
-# ------------------------------------------------------------------------------------------
-# the study
-# ------------------------------------------------------------------------------------------
 class BudgetReached(Exception):
     """The study already holds its COMPLETE+PRUNED trials (other workers got there first)."""
 
@@ -298,11 +94,6 @@ class Tuner:
         progress: bool = True,
         tracker=None,
     ):
-        from benchmark.config import DEFAULTS, build_config
-        from benchmark.registry import METHODS, format_spec, load_builtin_plugins, parse_spec
-        from benchmark.results import safe_name
-        from benchmark.search_spaces import resolve_space
-
         load_builtin_plugins()
         self.base_name, base_params = parse_spec(method)
         entry = METHODS.entry(self.base_name)
@@ -333,7 +124,7 @@ class Tuner:
         self.pruner_name, self.sampler_seed = pruner, sampler_seed
         self.heartbeat, self.grace, self.max_retry = heartbeat, grace, max_retry
         self._runners: dict[str, Any] = {}
-        self.tracker = tracker  # benchmark.tracking: one tracked run per trial; None: off
+        self.tracker = tracker  # benchmark.engine.tracking: one tracked run per trial; None: off
         self._study = None
         self._failures = 0
 
@@ -347,16 +138,8 @@ class Tuner:
             max_retry=args.max_retry, progress=not args.no_progress,
         )
 
-    def attach_tracker(self, args) -> None:
-        """``--log``: one tracked run per trial, in an experiment named after the study."""
-        from benchmark.cli.common import tracker_from_args
-
-        self.tracker = tracker_from_args(args, self.out, experiment=self.study_name)
-
     # -- identity of the study --------------------------------------------------------------
     def study_meta(self) -> dict:
-        from benchmark.paths import stable_hash
-
         return {
             "method": self.base_name,
             "fixed": {k: str(v) for k, v in sorted({**self.fixed_method, **self.fixed_run}.items())},
@@ -371,7 +154,7 @@ class Tuner:
     @property
     def study(self):
         if self._study is None:
-            import optuna
+            import optuna  # local: optional dependency
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             storage = make_storage(self.storage_url, heartbeat=self.heartbeat, grace=self.grace,
@@ -403,37 +186,25 @@ class Tuner:
 
     # -- data / pretraining through the harness -----------------------------------------------
     def runner(self, run_settings: dict):
-        """A harness Runner for the run-level settings of a trial (one per distinct setting)."""
-        from benchmark.config import build_config
-        from benchmark.paths import stable_hash
-        from benchmark.harness import Runner
-        from benchmark.results import ResultStore
-
+        """An engine Runner for the run-level settings of a trial (one per distinct setting)."""
         key = stable_hash(run_settings)
         if key not in self._runners:
             cfg = build_config(self.profile, self.config_file, {**self.overrides, **self.fixed_run, **run_settings})
             r = Runner(cfg, data_root=self.data_root, cache_dir=self.cache_dir, out=self.out, progress=self.progress)
-            r.store = ResultStore(self.out)  # pretraining histories land in <out>/history
-            data_keys = ("fs", "window_s", "mitbih_subdir", "mitbih_annotator", "cinc_crops")
+            r.begin()  # pretraining histories land in <out>/history
             for other in self._runners.values():  # evaluation-only settings share the loaded data
-                if all(other.cfg[k] == cfg[k] for k in data_keys):
-                    r._data = other._data
+                if all(other.cfg[k] == cfg[k] for k in data_settings()):
+                    r.share_data(other)
                     break
             self._runners[key] = r
         return self._runners[key]
 
     def spec_for(self, method_params: dict) -> str:
-        from benchmark.registry import format_spec
-
         return format_spec(self.base_name, {**self.fixed_method, **method_params})
 
     def score(self, runner, method) -> float:
-        cfg = runner.cfg
-        return validation_score(
-            method, runner.dataset("ptbxl"), objective=self.objective, task=self.task,
-            template_set=cfg["prompt_templates"], probe_Cs=cfg["probe_C"], probe_max_iter=cfg["probe_max_iter"],
-            seed=self.seed,
-        )
+        """The trial's objective: the protocols' validation scoring with the runner's settings."""
+        return runner.validation_score(method, self.objective, self.task, seed=self.seed)
 
     def evaluate(self, method_params: dict, run_settings: dict, trial=None, logger=None) -> tuple[float, str]:
         """Pretrain (or load) one variant and return (validation objective, variant spec).
@@ -441,7 +212,7 @@ class Tuner:
         With ``trial``, the objective is reported after every epoch and a pruner may stop it.
         The test split is forbidden for the whole call.
         """
-        import optuna
+        import optuna  # local: optional dependency
 
         spec = self.spec_for(method_params)
         runner = self.runner(run_settings)
@@ -463,8 +234,7 @@ class Tuner:
                                              logger=logger)
                 value = self.score(runner, model)
             finally:
-                runner._models.clear()  # one model in memory at a time
-                runner._embeddings.clear()
+                runner.release_models()  # one model in memory at a time
         if trial is not None:
             trial.set_user_attr("pretrain_hash", h)
         return value, spec
@@ -478,7 +248,7 @@ class Tuner:
         so the total never exceeds ``n_trials``. While earlier live trials could still fill the
         budget, wait for them (they may fail, and then this trial is needed).
         """
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # local: optional dependency
 
         storage = self.study._storage
         while True:
@@ -496,8 +266,7 @@ class Tuner:
             time.sleep(min(5.0, self.heartbeat))
 
     def objective_fn(self, n_trials: int):
-        from benchmark.data.base import SplitAccessError
-        import optuna
+        import optuna  # local: optional dependency
 
         def objective(trial) -> float:
             self._admit(trial, n_trials)
@@ -552,13 +321,11 @@ class Tuner:
         return run
 
     def counts(self) -> dict[str, int]:
-        from collections import Counter
-
         return dict(Counter(t.state.name for t in self.study.get_trials(deepcopy=False)))
 
     def optimize(self, n_trials: int, *, timeout: float | None = None) -> None:
         """Work on the study until it holds ``n_trials`` COMPLETE+PRUNED trials (or ``timeout``)."""
-        import optuna
+        import optuna  # local: optional dependency
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
@@ -605,8 +372,6 @@ class Tuner:
     def best_config(self) -> dict | None:
         """Settings for ``run --profile <profile> --config best.yaml``: the best variant, its
         run-level settings and every setting this study changed from the profile."""
-        from benchmark.config import build_config
-
         best = self.best_trial()
         if best is None:
             return None
@@ -624,9 +389,7 @@ class Tuner:
 
     def write_outputs(self) -> dict[str, Path]:
         """best.yaml, trials.csv, trials.md, study.json and figures/*.png (atomic writes)."""
-        import yaml
-
-        from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_text
+        import yaml  # local: start-up time
 
         self.out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
@@ -653,7 +416,7 @@ class Tuner:
         return paths
 
     def trials_frame(self):
-        import pandas as pd
+        import pandas as pd  # local: start-up time
 
         rows = []
         for t in self.study.get_trials(deepcopy=False):
@@ -673,7 +436,7 @@ class Tuner:
 
         Figures that need more finished trials than the study has are skipped with a note.
         """
-        import matplotlib
+        import matplotlib  # local: optional figures and start-up time
 
         matplotlib.use("Agg")
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
@@ -681,8 +444,6 @@ class Tuner:
         import optuna
         from optuna.trial import TrialState
         from optuna.visualization import matplotlib as ovm
-
-        from benchmark.io import atomic_write
 
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         plots = {

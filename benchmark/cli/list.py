@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import json
 
+from benchmark.config import PROFILE_DOCS, PROFILES
+from benchmark.protocols import descriptions as protocol_descriptions
+from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins, load_plugin
+
 
 def add_arguments(p) -> None:
     p.add_argument("what", nargs="?", default="all",
@@ -15,12 +19,9 @@ def add_arguments(p) -> None:
 
 
 def collect(pattern: str = "*") -> dict:
-    from benchmark.config import PROFILE_DOCS, PROFILES
-    from benchmark.protocols import PROTOCOLS
-    from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins
-
+    """What is registered (after the built-in plug-ins load), by section, for ``list`` and ``list --json``."""
     load_builtin_plugins()
-    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": PROTOCOLS,
+    out: dict = {"methods": {}, "encoders": {}, "text-encoders": {}, "datasets": {}, "protocols": protocol_descriptions(),
                  "profiles": {k: PROFILE_DOCS.get(k, "") for k in PROFILES}}
     for name in METHODS.list(pattern):
         e = METHODS.entry(name)
@@ -30,6 +31,7 @@ def collect(pattern: str = "*") -> dict:
         e = ECG_ENCODERS.entry(name)
         info = {"description": e.description}
         try:
+            # imported here, not at module level: it imports torch, and `--help` must stay light
             from benchmark.encoders import count_parameters
 
             info["parameters"] = int(count_parameters(e.factory()))
@@ -52,8 +54,6 @@ def collect(pattern: str = "*") -> dict:
 
 
 def main(args) -> int:
-    from benchmark.registry import load_plugin
-
     for mod in args.plugin:
         load_plugin(mod)
     info = collect(args.pattern)

@@ -25,11 +25,15 @@ Where it goes: TensorBoard event files in ``<out>/tensorboard/<run name>/`` (``t
 SQLite file ``<out>/mlflow.db`` (MLflow 3's recommended local store; it refuses its old plain-file
 store unless ``MLFLOW_ALLOW_FILE_STORE=true``, and ``--log-uri file:./mlruns`` then works too),
 viewable with ``mlflow ui --backend-store-uri sqlite:///<out>/mlflow.db``.
+
+TensorBoard and MLflow are optional extras (``pip install -e '.[tracking]'``): each adapter imports
+its tracker inside its own methods.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -194,8 +198,6 @@ class MLflowTracker:
 
 # --------------------------------------------------------------------------------------------
 def default_mlflow_uri(out: str | Path) -> str:
-    import os
-
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env

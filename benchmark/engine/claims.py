@@ -34,6 +34,10 @@ import time
 import uuid
 from pathlib import Path
 
+from filelock import FileLock
+
+from benchmark.io import atomic_write_text
+
 log = logging.getLogger("benchmark.claims")
 
 DEFAULT_TTL = 120.0
@@ -62,8 +66,6 @@ class Claim:
 
     # -- lease file under the lock ----------------------------------------------------------
     def _lock(self):
-        from filelock import FileLock
-
         return FileLock(str(self.lockfile), timeout=max(30.0, self.ttl))
 
     def _read(self) -> dict | None:
@@ -75,8 +77,6 @@ class Claim:
             return {"owner": "?", "expires": 0.0}  # unreadable lease: treat as expired
 
     def _write(self, now: float) -> None:
-        from benchmark.io import atomic_write_text
-
         rec = {"owner": owner_id(), "what": self.what, "expires": now + self.ttl, "renewed": now, "ttl": self.ttl}
         atomic_write_text(json.dumps(rec), self.lease)
 

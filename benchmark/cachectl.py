@@ -1,4 +1,5 @@
-"""``python -m benchmark cache``: what the cache directory holds, and removing it.
+"""What the cache directory holds, and removing it (the logic of ``python -m benchmark cache``,
+whose command line is :mod:`benchmark.cli.cache`).
 
 The cache (``--cache-dir``, ``$ECGBENCH_CACHE_DIR``, default the user cache dir; see
 :mod:`benchmark.paths`) holds five kinds of things, each rebuilt on demand when missing::
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from benchmark.data.store import MANIFEST
 from benchmark.errors import UserError
+from benchmark.paths import human_size, model_dir, stable_hash, store_dir, synthetic_dir, text_cache_dir, tree_size
 
 log = logging.getLogger("benchmark.cache")
 
@@ -68,26 +71,12 @@ def parse_age(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2) or "d"]
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def human_age(s: float) -> str:
     if s < 3600:
         return f"{s / 60:.0f} min"
     if s < 2 * 86400:
         return f"{s / 3600:.1f} h"
     return f"{s / 86400:.1f} d"
-
-
-def tree_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def newest_mtime(path: Path) -> float:
@@ -112,9 +101,6 @@ def _read_json(path: Path) -> dict | None:
 # one scanner per kind
 # --------------------------------------------------------------------------------------------
 def _stores(cache: Path) -> list[Entry]:
-    from benchmark.data.store import MANIFEST
-    from benchmark.paths import store_dir
-
     base = store_dir(cache, "x", "y").parent
     out = []
     for p in sorted(base.iterdir()) if base.is_dir() else []:
@@ -159,8 +145,6 @@ def _pretrained(cache: Path) -> list[Entry]:
 
 
 def _embeddings(cache: Path) -> list[Entry]:
-    from benchmark.paths import text_cache_dir
-
     base = text_cache_dir(cache)
     out = []
     for db in sorted(base.glob("*.sqlite")) if base.is_dir() else []:
@@ -179,8 +163,6 @@ def _embeddings(cache: Path) -> list[Entry]:
             continue
         for identity, n, dim, nbytes in groups:
             name = identity.split("|", 1)[0]
-            from benchmark.paths import stable_hash
-
             key = f"{name}-{stable_hash(identity, 8)}"
             rest = identity.split("|")[2:]
             settings = f"{name}: {n} texts, dim {dim}" + (f", {', '.join(rest)}" if rest else "")
@@ -205,8 +187,6 @@ def _delete_identity(db: Path, identity: str) -> None:
 
 
 def _models(cache: Path) -> list[Entry]:
-    from benchmark.paths import model_dir
-
     base = model_dir(cache)
     return [Entry("model", p.name, p, tree_size(p), newest_mtime(p), f"unpacked language model '{p.name}'",
                   remove=_rmtree(p))
@@ -214,9 +194,6 @@ def _models(cache: Path) -> list[Entry]:
 
 
 def _bench(cache: Path) -> list[Entry]:
-    from benchmark.paths import synthetic_dir
-    from benchmark.data.store import MANIFEST
-
     base = synthetic_dir(cache)
     out = []
     for p in sorted(base.iterdir()) if base.is_dir() else []:
@@ -237,10 +214,7 @@ SCANNERS = {"store": _stores, "pretrained": _pretrained, "embeddings": _embeddin
             "bench": _bench}
 
 
-def _known_top(cache: Path) -> set[str]:
-    from benchmark.paths import synthetic_dir
-    from benchmark.paths import model_dir, store_dir, text_cache_dir
-
+def known_top(cache: Path) -> set[str]:
     return {store_dir(cache, "x", "y").parent.name, "pretrained", text_cache_dir(cache).name,
             model_dir(cache).name, synthetic_dir(cache).name}
 
@@ -290,21 +264,6 @@ def clean(cache_dir, *, kinds=None, older_than: str | float | None = None, every
     return chosen
 
 
-# --------------------------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------------------------
-def add_arguments(p) -> None:
-    p.add_argument("action", nargs="?", default="list", choices=("list", "clean"),
-                   help="list (default) or clean")
-    p.add_argument("--cache-dir", help="the cache dir (default $ECGBENCH_CACHE_DIR or the user cache dir)")
-    p.add_argument("--kind", action="append", metavar="KIND",
-                   help=f"only these kinds (repeat or comma-separate): {', '.join(KINDS)}")
-    p.add_argument("--older-than", metavar="AGE", help="only entries not used for AGE: 7d, 12h, 30min, 2w")
-    p.add_argument("--all", action="store_true", help="clean: everything in the cache")
-    p.add_argument("--dry-run", action="store_true", help="clean: only say what would be removed")
-    p.add_argument("--json", action="store_true", help="list: one JSON object per entry")
-
-
 def format_entries(entries: list[Entry], now: float | None = None) -> str:
     now = now or time.time()
     cols = ("kind", "key", "size", "age", "settings")
@@ -312,45 +271,3 @@ def format_entries(entries: list[Entry], now: float | None = None) -> str:
     width = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols[:-1])]
     fmt = lambda r: "  ".join(v.ljust(w) for v, w in zip(r[:-1], width)) + "  " + r[-1]  # noqa: E731
     return "\n".join([fmt(cols), fmt(tuple("-" * w for w in width) + ("-" * 8,)), *(fmt(r) for r in rows)])
-
-
-def main(args) -> int:
-    from benchmark.paths import default_cache_dir
-
-    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
-    if args.action == "list":
-        if args.all or args.dry_run:
-            raise UserError("--all and --dry-run belong to `cache clean`")
-        entries = select(scan(cache, args.kind) if cache.is_dir() else [],
-                         older_than=parse_age(args.older_than) if args.older_than else None)
-        if args.json:
-            for e in entries:
-                print(json.dumps(e.as_dict()))
-            return 0
-        print(f"cache dir: {cache}" + ("" if cache.is_dir() else " (does not exist yet)"))
-        if not entries:
-            print("(empty)" if not (args.kind or args.older_than) else "(nothing matches)")
-            return 0
-        print(format_entries(entries))
-        total = sum(e.bytes for e in entries)
-        by_kind = {}
-        for e in entries:
-            by_kind[e.kind] = by_kind.get(e.kind, 0) + e.bytes
-        print(f"total {human_size(total)} (" + ", ".join(f"{k} {human_size(v)}" for k, v in by_kind.items()) + ")")
-        others = sorted(p.name for p in cache.iterdir() if p.name not in _known_top(cache)) if cache.is_dir() else []
-        if others:
-            print(f"also in the cache dir, not the suite's: {', '.join(others)}")
-        print("remove with: python -m benchmark cache clean [--kind KIND] [--older-than 7d] [--all] [--dry-run]")
-        return 0
-    if args.json:
-        raise UserError("--json belongs to `cache list`")
-    if not cache.is_dir():
-        print(f"cache dir {cache} does not exist: nothing to clean")
-        return 0
-    chosen = clean(cache, kinds=args.kind, older_than=args.older_than, everything=args.all, dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
-    for e in chosen:
-        print(f"{verb} {e.kind} {e.key} ({human_size(e.bytes)}): {e.path}")
-    print(f"{verb} {len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {human_size(sum(e.bytes for e in chosen))}"
-          f" from {cache}")
-    return 0

@@ -40,15 +40,25 @@ import argparse
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from benchmark.cli.common import add_cache_dir, add_data_root
+from benchmark.data.download import download
+from benchmark.data.ptbxl import DATABASE_CSV, read_database
+from benchmark.data.report_coverage import text_summary
+from benchmark.data.store import dataset_class, prepare
 from benchmark.errors import DataError, UserError, unknown_name
+from benchmark.io import atomic_write_csv
+from benchmark.paths import DATASET_DIRS, resolve_data_root
 
 DEFAULT_DATASETS = ("ptbxl", "mitbih", "cinc2017")
 DOWNLOADABLE = ("ptbxl", "mitdb", "cinc2017")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", metavar="DIR", help="folder holding ptb-xl/, mitdb/, cinc2017/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
-    p.add_argument("--cache-dir", metavar="DIR", help="where prepared stores live (default: $ECGBENCH_CACHE_DIR or the user cache dir)")
+    add_data_root(p, metavar="DIR",
+                  help="folder holding ptb-xl/, mitdb/, cinc2017/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
+    add_cache_dir(p, metavar="DIR", help="where prepared stores live (default: $ECGBENCH_CACHE_DIR or the user cache dir)")
     p.add_argument("--datasets", help=f"comma-separated datasets (default: all of {','.join(DEFAULT_DATASETS)} that are present)")
     p.add_argument("--fs", type=int, default=100, help="target sampling rate in Hz (default: %(default)s; 500 supported)")
     p.add_argument("--window-s", type=float, default=10.0, help="window length in seconds (default: %(default)s)")
@@ -68,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (see module doc for the shape)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p = sub.add_parser("text", help="report text: languages, annotations removed, out-of-sample translation coverage")
-    p.add_argument("--data-root", metavar="DIR", help="folder holding ptb-xl/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
+    add_data_root(p, metavar="DIR", help="folder holding ptb-xl/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
     p.add_argument("--reports", metavar="FILE.csv", help="measure this CSV instead (columns ecg_id, report; others ignored)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--write", metavar="FILE.csv", help="also write ecg_id, language, clean, english per report")
@@ -96,8 +106,6 @@ def dataset_options(args, dataset: str) -> dict:
 
 
 def _datasets(args) -> tuple[list[str], bool]:
-    from benchmark.data.store import dataset_class
-
     explicit = args.datasets is not None
     names = [n.strip() for n in str(args.datasets).split(",") if n.strip()] if explicit else list(DEFAULT_DATASETS)
     if explicit and not names:
@@ -108,16 +116,11 @@ def _datasets(args) -> tuple[list[str], bool]:
 
 
 def _folder(args, name: str, options: dict) -> Path:
-    from benchmark.paths import DATASET_DIRS, resolve_data_root
-
     return resolve_data_root(args.data_root) / str(options.get("subdir") or DATASET_DIRS.get(name, name))
 
 
 def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
     """dataset -> ECGSet, or a {'status': 'not found', 'path': ...} dict for absent folders."""
-    from benchmark.data.store import prepare
-    from benchmark.paths import resolve_data_root
-
     resolve_data_root(args.data_root)  # missing root -> one-line error before anything else
     names, explicit = _datasets(args)
     out: dict = {}
@@ -211,8 +214,6 @@ def _print_info(name: str, ds) -> None:
 
 
 def _read_reports(args) -> tuple[list, list, str]:
-    import pandas as pd
-
     if args.reports:
         path = Path(args.reports).expanduser()
         if not path.is_file():
@@ -225,26 +226,18 @@ def _read_reports(args) -> tuple[list, list, str]:
         if missing:
             raise DataError(f"'{path}' lacks column(s) {', '.join(missing)} (needs ecg_id and report)")
         return df["ecg_id"].tolist(), df["report"].tolist(), str(path)
-    from benchmark.data.ptbxl import DATABASE_CSV, read_database
-    from benchmark.paths import DATASET_DIRS, resolve_data_root
-
     root = resolve_data_root(args.data_root) / DATASET_DIRS.get("ptbxl", "ptb-xl")
     df = read_database(root)
     return df["ecg_id"].tolist(), df["report"].tolist(), str(root / DATABASE_CSV)
 
 
 def _text(args) -> int:
-    from benchmark.data.report_coverage import text_summary
-    from benchmark.io import atomic_write_csv
-
     if args.top < 0:
         raise UserError(f"--top must be >= 0, got {args.top}")
     ids, reports, source = _read_reports(args)
     summary, rows = text_summary(ids, reports, top=args.top)
     summary = {"source": source, **summary}
     if args.write:
-        import pandas as pd
-
         atomic_write_csv(pd.DataFrame(rows, columns=["ecg_id", "language", "clean", "english"]), Path(args.write))
     if args.json:
         print(json.dumps(summary, indent=1, ensure_ascii=False))
@@ -286,8 +279,6 @@ def main(args) -> int:
     if cmd == "download":
         if args.name not in DOWNLOADABLE:
             raise unknown_name("database to download", args.name, DOWNLOADABLE)
-        from benchmark.data.download import download
-
         result = download(args.name, args.to, base_url=args.base_url, verify=not args.no_verify, progress=True)
         print(f"{args.name}: downloaded to {result if result is not None else args.to}")
         return 0

@@ -1,0 +1,81 @@
+"""``python -m benchmark tune``: an Optuna study of one method's settings, on validation data only
+(``benchmark.tune``: storage, objective, tuner, search spaces). This module parses the flags."""
+
+from __future__ import annotations
+
+import re
+
+from benchmark.cli.common import add_common_arguments, overrides_from_args, tracker_from_args
+from benchmark.errors import UserError
+from benchmark.protocols import objectives
+from benchmark.registry import load_builtin_plugins, load_plugin
+from benchmark.tune.tuner import Tuner
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--method", required=False, help="method or variant to tune, e.g. mets or 'mets[lm=tfidf]' "
+                   "(settings in brackets are fixed, not searched)")
+    p.add_argument("--trials", type=int, default=20, help="COMPLETE+PRUNED trials the study should hold in "
+                   "total, over all workers (default 20)")
+    p.add_argument("--timeout", help="stop starting new trials after this long, e.g. 90m, 2h, 3600 (seconds)")
+    p.add_argument("--study", help="study name (default: <method>-<objective>-<task>)")
+    p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a "
+                   "journal file path (*.log); default: <out>/journal.log")
+    p.add_argument("--objective", default="auto", choices=("auto", *objectives()),
+                   help="validation macro AUROC of zero-shot or of a linear probe (auto: zero-shot for "
+                   "methods with a text tower)")
+    p.add_argument("--task", default="superdiagnostic", help="PTB-XL task of the objective (default superdiagnostic)")
+    p.add_argument("--seed", type=int, help="pretraining seed of every trial (default: the profile's first seed)")
+    p.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
+                   help="change the search space: lr=1e-5..1e-2:log, proj_dim=64|128, width=32 (fixed)")
+    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
+    p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random per worker)")
+    p.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's heartbeats (default 60)")
+    p.add_argument("--grace", type=int, help="seconds without heartbeat before a RUNNING trial counts as dead "
+                   "and is retried (default 3 x heartbeat)")
+    p.add_argument("--max-retry", type=int, default=3, help="retries of a trial whose worker died (default 3)")
+    p.add_argument("--out", help="study folder (default results/tune/<study>)")
+    p.add_argument("--summary-only", action="store_true", help="write best.yaml, tables and figures; run no trial")
+    p.add_argument("--list-space", action="store_true", help="print the method's search space and exit")
+    add_common_arguments(p)
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'2h' -> 7200, '90m' -> 5400, '45s' / '45' -> 45, '1h30m' -> 5400."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
+    if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
+        raise UserError(f"--timeout '{text}': expected a duration like 2h, 90m, 1h30m or seconds")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def main(args) -> int:
+    for mod in args.plugin:
+        load_plugin(mod)
+    load_builtin_plugins()
+    if not args.method:
+        raise UserError("tune needs --method, e.g. --method mets")
+    tuner = Tuner.from_args(args, overrides_from_args(args))
+    if args.list_space:
+        for p in tuner.params:
+            print(p.describe())
+        for k, v in {**tuner.fixed_method, **tuner.fixed_run}.items():
+            print(f"{k}={v} (fixed)")
+        return 0
+    if not args.summary_only:
+        # --log: one tracked run per trial, in an experiment named after the study
+        tuner.tracker = tracker_from_args(args, tuner.out, experiment=tuner.study_name)
+        tuner.optimize(args.trials, timeout=parse_duration(args.timeout))
+        if tuner.tracker is not None:
+            print(tuner.tracker.hint())
+    paths = tuner.write_outputs()
+    print(tuner.summary_text())
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    return 0
+
+

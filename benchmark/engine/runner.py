@@ -1,0 +1,434 @@
+"""The runner of ``python -m benchmark run``: plan the jobs, dispatch them, run each one, write
+its rows.
+
+Flow: config (profile <- file <- flags) -> plan of jobs (method variant x seed x protocol x
+dataset x task x label fraction x mode) -> each job not yet in ``--out`` runs and writes its rows
+and per-example scores atomically. Pretrained encoders are cached on disk by a hash of everything
+that determines them (``benchmark.engine.pretrain``), so protocols share one pretraining and a
+killed run resumes from the last finished job and the last epoch checkpoint. How the jobs run --
+one cooperative loop in this process, or a Dask graph -- is the executor's business
+(``benchmark.engine.executors``); the caller hands one to :meth:`Runner.run`.
+
+Under ``torchrun`` (``benchmark.distributed``) every rank first pretrains, data-parallel, each
+model the planned jobs need (rank 0 decides which are missing from the cache and saves them);
+then the other ranks leave and rank 0 evaluates alone, exactly as a single process would.
+
+Public API besides ``run``: ``plan``, ``pretrained`` (a pretrained model from memory, disk or
+training), ``dataset``, ``validation_score`` (a protocol's validation objective, what ``tune``
+optimises), ``release_models`` and ``summary_text``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark import distributed
+from benchmark.data.datasets import prepare_options, run_tasks
+from benchmark.device import resolve_device
+from benchmark.engine import panel
+from benchmark.engine.claims import Busy
+from benchmark.engine.executors import DaskExecutor, LocalExecutor
+from benchmark.engine.pretrain import PretrainCache
+from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
+from benchmark.errors import UserError, resource_error
+from benchmark.io import atomic_write_text
+from benchmark.paths import resolve_cache_dir, resolve_data_root, stable_hash
+from benchmark.protocols import Job, JobContext, MethodTraits, Pretraining, get_protocol, protocol_for_objective
+from benchmark.protocols import protocols_in_order
+from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, parse_spec
+from benchmark.results import ResultStore, env_info, make_job_id, new_run_id
+
+log = logging.getLogger("benchmark.run")
+
+# settings that can change a job's numbers; the lists of what to run (methods, seeds, tasks,
+# protocols, fractions) are not among them, so narrowing or widening a run re-uses finished jobs.
+JOB_SETTINGS = (
+    "fs", "window_s", "precision", "method_settings", "n_boot", "probe_C", "probe_max_iter",
+    "finetune_epochs", "finetune_lr", "finetune_patience", "finetune_batch_size", "mitbih_subdir",
+    "mitbih_annotator", "cinc_crops", "cross_max_train", "cross_max_eval", "prompt_templates",
+    "cross_finetune_max_train", "cross_finetune_max_val",
+)
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, t0: float) -> None:
+        self.seconds[stage] += time.perf_counter() - t0
+
+
+def method_specs(cfg: dict) -> list[str]:
+    """Expand grids and canonicalise: 'mets[lm=minilm|tfidf]' -> two specs."""
+    out: list[str] = []
+    for item in cfg["methods"]:
+        for spec in expand_grid(str(item)):
+            canon = METHODS.validate(spec)
+            if canon not in out:
+                out.append(canon)
+    if not out:
+        raise UserError("no methods selected")
+    return out
+
+
+class Runner:
+    def __init__(self, cfg: dict, *, data_root=None, cache_dir=None, out="results/run", progress: bool = True,
+                 tracker=None):
+        load_builtin_plugins()
+        self.cfg = cfg
+        self.tracker = tracker  # benchmark.engine.tracking: one tracked run per (variant, seed); None: off
+        self._tracked: dict[tuple[str, int], Any] = {}
+        self.data_root = resolve_data_root(data_root)
+        self.cache_dir = resolve_cache_dir(cache_dir)
+        self.out = Path(out)
+        self.progress = progress
+        self.specs = method_specs(cfg)
+        self.timings = Timings()
+        self.poll_seconds = 1.0  # how often a worker with only claimed work left looks again
+        self.run_id = None
+        self.store: ResultStore | None = None
+        self._lm_start = 0.0
+        self._told: set[str] = set()
+        self._data: dict[str, Any] = {}
+        self._embeddings: dict[tuple, np.ndarray] = {}
+        self._proto: dict[str, Any] = {}
+        self.device = resolve_device(cfg["device"])
+        self.pretrain_cache = PretrainCache(self)
+
+    def begin(self, run_id: str | None = None) -> None:
+        """Open the results folder for writing, as invocation ``run_id`` (new if None): what
+        :meth:`run` does first, and what a Dask worker's runner does with the submitter's id."""
+        self.store = ResultStore(self.out)
+        self.run_id = run_id or new_run_id()
+        mets = sys.modules.get("methods.mets")
+        self._lm_start = mets.lm_seconds() if mets is not None else 0.0  # frozen-LM time so far
+
+    # -- methods -------------------------------------------------------------------------------
+    def make_method(self, spec: str, seed: int, **extra):
+        """Build a method: profile settings it accepts, then the variant's own, then seed/device
+        and ``extra`` (e.g. the task a label-based method trains on)."""
+        name, params = parse_spec(spec)
+        entry = METHODS.entry(name)
+        accepted = entry.accepted_params()
+        settings = {k: v for k, v in self.cfg["method_settings"].items() if accepted is None or k in accepted}
+        settings.update(params)
+        runtime = {"seed": seed, "device": self.cfg["device"], "precision": self.cfg["precision"],
+                   "cache_dir": str(self.cache_dir), **extra}
+        for k, v in runtime.items():
+            if accepted is None or k in accepted:
+                settings[k] = v
+        return entry.factory(**settings)
+
+    def prototype(self, spec: str):
+        if spec not in self._proto:
+            self._proto[spec] = self.make_method(spec, 0)
+        return self._proto[spec]
+
+    # -- experiment tracker --------------------------------------------------------------------
+    def tracked(self, spec: str, seed: int):
+        """The tracked run of (variant, seed), opened on first use with its parameters; None when
+        no tracker is configured or on ranks other than 0."""
+        if self.tracker is None or distributed.world()[0] != 0:
+            return None
+        key = (spec, int(seed))
+        if key not in self._tracked:
+            run = self.tracker.start_run(f"{spec} seed={seed}", tags={
+                "results": str(self.out), "run_id": getattr(self, "run_id", ""), "suite": "ecg-zeroshot-bench"})
+            params = {"method": spec, "method_name": spec.split("[", 1)[0], "seed": int(seed),
+                      "config_hash": self.config_hash(spec), "device": str(self.device)}
+            name, variant = parse_spec(spec)
+            for k, v in self.cfg["method_settings"].items():
+                params[f"method_settings.{k}"] = v
+            for k, v in variant.items():
+                params[f"method_settings.{k}"] = v
+            for k in JOB_SETTINGS:
+                if k != "method_settings" and k in self.cfg:
+                    params[k] = self.cfg[k]
+            run.log_hyperparams(params)
+            self._tracked[key] = run
+        return self._tracked[key]
+
+    def finish_tracking(self, status: str = "success") -> None:
+        for run in self._tracked.values():
+            try:
+                run.finish(status)
+            except Exception as exc:  # a tracker hiccup never loses results
+                log.warning("tracker: could not close a run: %s", exc)
+        self._tracked.clear()
+
+    # -- data ----------------------------------------------------------------------------------
+    def dataset(self, name: str):
+        if name not in self._data:
+            from benchmark.data.store import prepare  # local: benchmark.data.store imports torch
+
+            t0 = time.perf_counter()
+            # under torchrun one process per node builds the store, the others then open it
+            with distributed.main_first(local=True) if distributed.world()[1] > 1 else contextlib.nullcontext():
+                self._data[name] = prepare(
+                    name, self.data_root, self.cache_dir, fs=self.cfg["fs"], window_s=self.cfg["window_s"],
+                    progress=self.progress, **prepare_options(name, self.cfg),
+                )
+            self._make_resident(self._data[name])
+            self.timings.add("data", t0)
+        return self._data[name]
+
+    def share_data(self, other: "Runner") -> None:
+        """Use ``other``'s prepared datasets (runs whose data settings agree: ``tune``'s trials)."""
+        self._data = other._data
+
+    def _make_resident(self, data) -> None:
+        """Hold ``data`` on the device (float32, so batches are bit-identical) when configured:
+        'auto' does it on a GPU when the set takes < 30 % of the free memory (full PTB-XL at
+        100 Hz: 1.0 GB), where a memory-mapped loader would feed the GPU too slowly."""
+        import torch  # local: start-up time of the CLI (dry runs never build a dataset)
+
+        mode = str(self.cfg.get("resident_data", "auto")).lower()
+        if mode in ("false", "0", "no"):
+            return
+        need = data.resident_bytes(torch.float32)
+        if mode == "auto":
+            if self.device.type != "cuda":
+                return
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if need > 0.3 * free:
+                log.info("%s stays memory-mapped: %.1f GB > 30 %% of free GPU memory", data.name, need / 2**30)
+                return
+        data.to_device(self.device)
+        log.info("%s resident on %s (%.2f GB)", data.name, self.device, need / 2**30)
+
+    def dataset_tasks(self, name: str) -> list[str]:
+        return run_tasks(name, self.cfg)
+
+    def embed_fn(self, model, h: str):
+        """``embed(data, idx)`` with per-model, per-dataset memoisation (each ECG encoded once)."""
+
+        def embed(data, idx):
+            key = (h, data.name, data.manifest.get("key"))
+            if key not in self._embeddings:
+                self._embeddings[key] = np.full((len(data), model.embedding_dim), np.nan, dtype=np.float32)
+            cache = self._embeddings[key]
+            idx = np.asarray(idx)
+            todo = idx[np.isnan(cache[idx, 0])]
+            if len(todo):
+                t0 = time.perf_counter()
+                cache[todo] = model.encode_ecg(data, todo)
+                self.timings.add("embed", t0)
+            return cache[idx]
+
+        return embed
+
+    # -- plan ----------------------------------------------------------------------------------
+    def traits(self, spec: str) -> MethodTraits:
+        proto = self.prototype(spec)
+        return MethodTraits(bool(getattr(proto, "has_text_tower", False)), bool(getattr(proto, "uses_labels", False)))
+
+    def plan(self) -> list[Job]:
+        """Every job of the run: method variant x seed x protocol (in the protocols' order) x
+        what each protocol plans for them."""
+        chosen = [p for p in protocols_in_order() if p.name in self.cfg["protocols"]]
+        jobs: list[Job] = []
+        for spec in self.specs:
+            traits = self.traits(spec)
+            for seed in self.cfg["seeds"]:
+                for proto in chosen:
+                    jobs.extend(proto.jobs(spec, int(seed), traits, self))
+        # seed-major order: an interrupted run has every method for its first seeds (it resumes anyway)
+        jobs.sort(key=lambda j: j.seed)
+        return jobs
+
+    def job_id(self, job: Job) -> str:
+        return make_job_id({**job.key, "config": self.config_hash(job.method)})
+
+    def row_method(self, spec: str) -> str:
+        """The method as result rows name it: the spec plus ``row_label`` settings (an ablation of
+        run settings: ``mets`` with ``prompt_templates=paper`` -> ``mets[prompt_templates=paper]``)."""
+        label = self.cfg.get("row_label") or {}
+        if not label:
+            return spec
+        name, params = parse_spec(spec)
+        return format_spec(name, {**params, **label})
+
+    def config_hash(self, spec: str) -> str:
+        """Hash of every setting that can change a job's numbers (not device or progress)."""
+        keep = {k: v for k, v in self.cfg.items() if k in JOB_SETTINGS}
+        return stable_hash({"cfg": keep, "method": spec})
+
+    def pretraining(self, job: Job) -> Pretraining:
+        """The pretrained model ``job`` needs (its protocol decides)."""
+        return get_protocol(job.protocol).pretraining(job, self.traits(job.method), self)
+
+    # -- pretrained models -----------------------------------------------------------------------
+    def pretrained(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None, on_epoch_end=None,
+                   wait: bool = True, logger=None):
+        """``(model, hash)``: the pretrained method for (spec, seed[, labelled subset]), from memory,
+        disk or training (:meth:`benchmark.engine.pretrain.PretrainCache.get` says how)."""
+        return self.pretrain_cache.get(spec, seed, labels=labels, on_epoch_end=on_epoch_end, wait=wait,
+                                       logger=logger)
+
+    def release_models(self) -> None:
+        """Drop the pretrained models and memoised features held in memory (``tune``: one model
+        at a time); the disk cache keeps them."""
+        self.pretrain_cache.clear()
+        self._embeddings.clear()
+
+    def _save_history(self, spec: str, seed: int, h: str, history) -> None:
+        """Write a pretraining's per-epoch history to the results folder's ``history/``."""
+        if not history:
+            return
+        df = pd.DataFrame(history)
+        df.insert(0, "method", spec)
+        df.insert(1, "method_name", spec.split("[", 1)[0])
+        df.insert(2, "seed", seed)
+        df["pretrain_hash"] = h
+        self.store.write_history(h, df)
+
+    def validation_score(self, model, objective: str, task: str, seed: int) -> float:
+        """The validation macro AUROC of ``model`` on PTB-XL ``task`` for ``objective``
+        (``zero-shot`` | ``linear-probe``), scored by the protocol that owns the objective with
+        this run's prompt templates and probe settings; reads train and validation data only."""
+        proto = protocol_for_objective(objective)
+        return proto.validation_score(
+            objective, model, self.dataset("ptbxl"), task, template_set=self.cfg["prompt_templates"],
+            probe_Cs=self.cfg["probe_C"], probe_max_iter=self.cfg["probe_max_iter"], seed=seed,
+        )
+
+    # -- run -----------------------------------------------------------------------------------
+    def run(self, executor=None, parallel: dict | None = None):
+        """Run every planned job not yet in ``--out``; returns all rows of the folder.
+
+        ``executor(runner, todo) -> jobs run`` runs the jobs (``benchmark.engine.executors``;
+        default: :class:`LocalExecutor`, this process's cooperative loop). ``parallel``
+        (``{"workers": N, ...}``) is shorthand for ``executors.DaskExecutor(**parallel)``."""
+        if parallel is not None:
+            executor = DaskExecutor(**parallel)
+        rank, world = distributed.world()
+        self.begin()
+        t_start = time.perf_counter()
+        jobs = self.plan()
+        todo = None
+        if rank == 0:
+            done = [j for j in jobs if self.store.job_done(self.job_id(j))]
+            todo = [j for j in jobs if not self.store.job_done(self.job_id(j))]
+            log.info("%d jobs planned, %d already done in %s, %d to run", len(jobs), len(done), self.out, len(todo))
+        if world > 1:
+            # phase 1, every rank: data-parallel pretraining of every model the jobs need
+            todo = distributed.broadcast_object(todo)
+            requests: list[Pretraining] = list(dict.fromkeys(self.pretraining(job) for job in todo))
+            log.info("rank %d/%d: %d pretrainings for %d jobs", rank, world, len(requests), len(todo))
+            for req in requests:
+                self.pretrained(req.spec, req.seed, labels=req.labels)
+            if rank != 0:
+                return None  # phase 2 is rank 0's alone
+            executor = None  # evaluation: rank 0 alone, in this process
+        status = "failed"
+        try:
+            with distributed.local_only():  # evaluation: rank 0 alone, no collectives
+                ran = (executor or LocalExecutor())(self, todo)
+                panel.ensure_panel(self)
+            status = "success"
+        finally:
+            self.finish_tracking(status)
+        self.timings.seconds["total"] = time.perf_counter() - t_start
+        self._write_timings(ran)
+        return self.store.load_rows()
+
+    def run_claimed(self, job: Job, claims, wait: bool, number: tuple[int, int] | None = None) -> str:
+        """Run ``job`` if it is not done and this process can claim it. Returns 'ran', 'done'
+        (finished by anyone before), 'claimed' (another live worker holds it) or 'busy' (its
+        pretraining is being run by another worker; only with ``wait=False``)."""
+        jid = self.job_id(job)
+        if self.store.job_done(jid):
+            return "done"
+        claim = claims.try_claim(jid, what=job.label)
+        if claim is None:
+            return "claimed"
+        try:
+            if self.store.job_done(jid):  # finished just before we claimed it
+                return "done"
+            log.info("%s%s", f"[{number[0]}/{number[1]}] " if number else "", job.label)
+            try:
+                self.run_job(job, wait=wait)
+            except (OSError, RuntimeError) as exc:  # full disk, denied write, GPU out of memory: say which job
+                err = resource_error(exc, job=job.label)
+                if err is None:
+                    raise
+                raise err from exc
+            log.info("finished %s", job.label)
+            return "ran"
+        except Busy as busy:
+            if busy.what not in self._told:
+                self._told.add(busy.what)
+                log.info("%s is running in another worker: other jobs first", busy.what)
+            return "busy"
+        finally:
+            claim.release()
+
+    def _write_timings(self, n_jobs: int) -> None:
+        """Where this invocation's time went (data, pretrain, embed, evaluate, finetune, total)."""
+        mets = sys.modules.get("methods.mets")
+        if mets is not None:  # frozen-LM time (reports in pretrain, prompts in evaluate)
+            self.timings.seconds["lm"] = mets.lm_seconds() - self._lm_start
+        if n_jobs == 0:
+            return  # a no-op re-run keeps the timings of the run that did the work
+        rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
+        atomic_write_text(json.dumps(rec, indent=2), self.out / "timings.json")
+
+    def run_job(self, job: Job, wait: bool = True) -> None:
+        """Run one job from its description and write its rows: the protocol names the pretrained
+        model it needs, gets it, and evaluates; the runner times and writes."""
+        proto = get_protocol(job.protocol)
+        data = self.dataset(job.dataset)
+        if not proto.applies(job, data):
+            log.warning("skipping %s: dataset '%s' has no task '%s' with this configuration", job.label, job.dataset, job.task)
+            return
+        req = proto.pretraining(job, self.traits(job.method), self)
+        model, h = self.pretrained(req.spec, req.seed, labels=req.labels, wait=wait)
+        t0 = time.perf_counter()
+        ctx = JobContext(cfg=self.cfg, data=data, model=model, model_hash=h, embed=self.embed_fn(model, h),
+                         progress=self.progress, dataset=self.dataset)
+        ev = proto.run(job, ctx)
+        self.timings.add(proto.stage(job), t0)
+        self._write(job, ev, h)
+
+    def _write(self, job: Job, ev, h: str) -> None:
+        """Write a job's rows, scores and meta; log its metrics to the tracked run."""
+        env = env_info(str(self.device))
+        jid = self.job_id(job)
+        extra = {
+            "run_id": self.run_id, "job_id": jid, "method": self.row_method(job.method),
+            "method_name": job.method.split("[", 1)[0], "seed": job.seed,
+            "protocol": job.protocol, "mode": job.mode, "dataset": job.dataset, "task": job.task,
+            "label_fraction": np.nan if job.label_fraction is None else job.label_fraction,
+            "config_hash": self.config_hash(job.method), **env,
+        }
+        rows = [{**extra, **r} for r in ev.rows]
+        meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
+        self.store.write_job(jid, rows, ev.scores, meta)
+        tracked = self.tracked(job.method, job.seed)
+        if tracked is not None:
+            prefix = finetune_prefix(job)
+            for e, row in enumerate(ev.history):  # a fine-tune's epochs, under the job's own name
+                tracked.log_metrics(epoch_metrics(row, prefix), step=e)
+            tracked.log_metrics(result_metrics(rows))
+
+    def summary_text(self, rows) -> str:
+        if rows is None or len(rows) == 0:
+            return "no results"
+        r = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
+        if r.empty:
+            return "no AUROC rows"
+        piv = r.groupby(["protocol", "mode", "dataset", "task", "label_fraction", "method"], dropna=False)["value"].mean()
+        t = piv.unstack("method").round(3)
+        secs = self.timings.seconds.get("total", 0.0)
+        return f"macro AUROC (mean over seeds) -- results in {self.out}  [{secs:.0f} s this run]\n{t.to_string()}"
