@@ -112,7 +112,7 @@ def test_paired_table_from_a_results_folder(tmp_path):
 def test_cached_table_equals_direct_paired_diff(tmp_path):
     """paired_table scores each evaluation once and differences cached arrays: same numbers as
     paired_diff on the pair."""
-    from benchmark.stats.paired import _scores_index, load_scored
+    from benchmark.stats.paired import scores_index, load_scored
     from benchmark.results import scores_frame
 
     y = _labels(180, seed=9)
@@ -130,7 +130,7 @@ def test_cached_table_equals_direct_paired_diff(tmp_path):
             store.write_job(f"{method}-{seed}", [{**base, **r} for r in rows], sc, {})
     rows = merge_results([store.root])
     t = paired_table(rows, n_boot=150, seed=3)
-    idx = _scores_index(rows).set_index(["method", "seed"])["path"]
+    idx = scores_index(rows).set_index(["method", "seed"])["path"]
     pair = t[t["method_a"].isin(["clocs", "simclr"]) & t["method_b"].isin(["clocs", "simclr"])]
     a, b = pair["method_a"].iloc[0], pair["method_b"].iloc[0]
     for metric in ("auroc", "f1"):
@@ -141,3 +141,27 @@ def test_cached_table_equals_direct_paired_diff(tmp_path):
         assert row["ci_low"] == pytest.approx(direct["ci_low"]) and row["ci_high"] == pytest.approx(direct["ci_high"])
         one = pair[(pair["metric"] == metric) & (pair["seed"] == "1")].iloc[0]
         assert one["ci_low"] == pytest.approx(direct["pairs"][1]["ci_low"])
+
+
+def test_real_mitbih_rows_resample_records_and_carry_seed_variance():
+    """On the committed MIT-BIH results: DS2 beats are resampled by record (units derived from
+    the beat ids), and no seed-mean row claims a difference its seeds disagree on."""
+    from pathlib import Path
+
+    from benchmark.stats.paired import load_scored, scores_index
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "shared"
+    rows = merge_results([folder])
+    rows = rows[(rows["dataset"] == "mitbih") & (rows["mode"] == "fine-tune")]
+    if rows.empty:
+        pytest.skip("results/shared holds no MIT-BIH fine-tune rows")
+    t = paired_table(rows, n_boot=100)
+    ev = load_scored(scores_index(rows)["path"].iloc[0])
+    records = {e.split(":", 1)[0] for e in ev.examples}
+    assert set(t["unit"]) == {"record"} and set(t["n_units"]) == {len(records)}
+    assert (t["n"] == len(ev.examples)).all() and np.allclose(t["n_represented"], ev.w.sum())
+    for _, m in t[t["seed"] == "mean"].iterrows():
+        per = t[(t["method_a"] == m["method_a"]) & (t["method_b"] == m["method_b"]) & (t["metric"] == m["metric"])
+                & (t["seed"] != "mean")]["diff"].dropna()
+        if (per > 0).any() and (per < 0).any():
+            assert not m["excludes_zero"], (m["method_a"], m["method_b"], m["metric"], list(per))

@@ -130,14 +130,32 @@ def table_sections(w: ReportFolder, summary: pd.DataFrame) -> list[Section]:
 # --------------------------------------------------------------------------------------------
 def claim_sections(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path],
                    paired_boot: int) -> list[Section]:
-    """MIT-BIH AAMI per-class table, paired differences and the paper comparison
-    (:mod:`benchmark.report.claims`)."""
-    return [mitbih_section(w, rows, summary, dirs), paired_section(w, rows, summary, paired_boot),
-            paper_section(w, rows, summary, paired_boot)]
+    """The key results (shown first), MIT-BIH AAMI per-class table, paired differences and the
+    paper comparison (:mod:`benchmark.report.claims`)."""
+    pc = claims.paper_comparison(rows, summary, n_boot=paired_boot)
+    return [key_results_section(w, pc, summary), mitbih_section(w, rows, summary, dirs, paired_boot),
+            paired_section(w, rows, summary, paired_boot), paper_section(w, rows, pc)]
 
 
-def mitbih_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path]) -> Section:
-    sec = w.table_section("MIT-BIH AAMI (DS1 -> DS2)", claims.mitbih_tables(summary), "no MIT-BIH AAMI rows")
+def key_results_section(w: ReportFolder, pc: pd.DataFrame, summary: pd.DataFrame) -> Section:
+    sec = Section("Key results", lead=True)
+    k = claims.key_results(pc, summary)
+    if k.empty:
+        sec.absent = "no METS zero-shot against few-label baselines, and no MIT-BIH AAMI rows"
+        return sec
+    path = w.tables_dir / "key_results.csv"
+    atomic_write_csv(k, path)
+    rel = w.rel(path)
+    sec.items.append((rel, "The headline comparisons; every number below is in the sections that follow."))
+    sec.inline[rel] = claims.key_results_markdown(k)
+    return sec
+
+
+def mitbih_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path],
+                   paired_boot: int) -> Section:
+    nsvf = claims.mitbih_nsvf(rows, n_boot=paired_boot)
+    sec = w.table_section("MIT-BIH AAMI (DS1 -> DS2)", claims.mitbih_tables(summary, nsvf, claims.mitbih_scale(rows)),
+                          "no MIT-BIH AAMI rows")
     counts = claims.mitbih_counts(dirs, rows)
     if counts is not None and sec.items:
         path = w.tables_dir / "mitbih_aami_counts.csv"
@@ -159,20 +177,24 @@ def paired_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, p
         return sec
     rel = w.rel(claims.write_paired(paired, w.tables_dir))
     sec.items.append((rel, "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
-                           "and averaged over seeds, 95 % paired-bootstrap CI (the same resampled test examples "
-                           "for both methods), and whether it excludes 0. Headline pairs below (the reference method "
-                           "minus each other, seed mean)."))
+                           "and averaged over seeds, with a 95 % paired-bootstrap CI (the same resampled test units "
+                           "for both methods: PTB-XL ECGs, MIT-BIH records (`unit`, `n_units`)); the seed-mean row's "
+                           "interval is seed-aware (seeds resampled too), and `excludes_zero`/`p_value` are decided "
+                           "on it; `delong_p` cross-checks per-seed AUROC rows with DeLong's test. Headline pairs "
+                           "below (the reference method minus each other, seed mean)."))
     ref = claims.headline_reference(paired)
     sec.inline[rel] = claims.headline_markdown(claims.headline_pairs(paired, summary, reference=ref), ref)
+    delong = claims.delong_markdown(paired)
+    if delong:
+        sec.inline[rel] += "\n\n" + delong
     variants = claims.variant_markdown(paired, sorted(rows["method"].unique(), key=method_sort_key))
     if variants:  # issue 13: lm_train variants against frozen, merl against mets
         sec.inline[rel] += "\n\n" + variants
     return sec
 
 
-def paper_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, paired_boot: int) -> Section:
+def paper_section(w: ReportFolder, rows: pd.DataFrame, pc: pd.DataFrame) -> Section:
     sec = Section("Paper comparison")
-    pc = claims.paper_comparison(rows, summary, n_boot=paired_boot)
     mac = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
     scale = "; ".join(f"{DATASET_LABEL.get(d, d)} {t} n = {int(n)}"
                       for (d, t), n in mac.groupby(["dataset", "task"], sort=False)["n"].max().items()

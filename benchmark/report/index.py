@@ -30,6 +30,7 @@ class Section:
     absent: str = ""
     inline: dict[str, str] = field(default_factory=dict)  # path -> Markdown shown under its link
     tables: dict[str, Table] = field(default_factory=dict)  # path of the .md -> the table (for HTML)
+    lead: bool = False  # shown first, before the data scale and caveats (the key results)
 
 
 def report_command(dirs: Iterable[str | os.PathLike], out: str | os.PathLike | None = None,
@@ -92,9 +93,27 @@ def index_text(heading: str, command: str, notes: list[str], sections: list[Sect
     if html:
         lines += ["Browsable page: [index.html](index.html) (one self-contained file: opens in any browser "
                   "without a server or internet; tables sort on a click on their header).", ""]
+    shown = [sec for sec in sections if not is_empty(sec)]
+    lines += _section_lines([sec for sec in shown if sec.lead])
     lines += ["## Data scale and caveats", ""]
     lines += [f"- {n}" for n in notes]
     lines.append("")
+    lines += _section_lines([sec for sec in shown if not sec.lead])
+    missing = [sec for sec in sections if is_empty(sec)]
+    if missing:  # empty sections are not shown: one line each says what is missing and why
+        lines += [f"## {MISSING}", ""] + [f"- {sec.title}: *absent:* {sec.absent}." for sec in missing] + [""]
+    return "\n".join(lines)
+
+
+MISSING = "Not in these results"
+
+
+def is_empty(sec: Section) -> bool:
+    return bool(sec.absent) and not sec.items
+
+
+def _section_lines(sections: list[Section]) -> list[str]:
+    lines: list[str] = []
     for sec in sections:
         lines += [f"## {sec.title}", ""]
         if sec.absent and not sec.items:
@@ -111,7 +130,7 @@ def index_text(heading: str, command: str, notes: list[str], sections: list[Sect
                 if path in sec.inline:
                     lines += ["", sec.inline[path]]
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def landing_markdown(parent: str, rows: list[tuple[str, str, str, int, str, str]]) -> str:

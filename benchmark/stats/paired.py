@@ -190,7 +190,7 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
                       for d, c, bt, x, y, (a, b) in zip(per_pair, pairs_ci, per_boot, va, vb, ordered)]}
 
 
-def _scores_index(rows: pd.DataFrame) -> pd.DataFrame:
+def scores_index(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per evaluated job: setting, method, seed, path of its per-example scores."""
     need = ["job_id", "results_dir", "method", "seed", *SETTING]
     jobs = rows[need].drop_duplicates(["results_dir", "job_id"]).copy()
@@ -217,7 +217,7 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
     Within a setting every evaluation is put in one example order and scored once under the
     shared resamples (the same generator seed for all), so each pair's difference is a difference
     of cached arrays: the same numbers :func:`paired_diff` gives, at a fraction of the cost."""
-    jobs = _scores_index(rows)
+    jobs = scores_index(rows)
     out: list[dict] = []
     for key, g in jobs.groupby(list(SETTING), dropna=False, sort=False):
         setting = dict(zip(SETTING, key))
@@ -295,7 +295,7 @@ def cross_pair(rows: pd.DataFrame, a: dict, b: dict, metric: str, *, n_boot: int
     ``a = {method: 'simclr', mode: 'linear-probe', label_fraction: 0.01, ...}`` and
     ``b = {method: 'mets', mode: 'zero-shot', ...}``; seeds both have are paired and averaged.
     None if either side has no saved scores."""
-    jobs = _scores_index(rows)
+    jobs = scores_index(rows)
 
     def pick(spec: dict) -> pd.Series:
         m = jobs
