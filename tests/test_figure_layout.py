@@ -152,3 +152,19 @@ def test_ecg_panel_no_lead_clipped_and_labels_off_traces(data_root, boost):
                 assert ax.get_window_extent(r).contains(bb.x0, bb.y0) and ax.get_window_extent(r).contains(bb.x1, bb.y1)
     finally:
         F.plt.close(fig)
+
+
+def test_loss_curves_name_pretrainings_without_history():
+    """A pretraining the job records name but whose history is absent is said in the panel."""
+    hist = pd.concat([_history("aaa", "mets", 1), _history("bbb", "simclr", 0)], ignore_index=True)
+    purposes = F.Purposes({"aaa": "zero-shot", "zzz": "zero-shot; few-label 1 %"},
+                          owners={"aaa": ("mets", "1"), "zzz": ("mets", "0"), "rrr": ("random-init", "0")})
+    fig = F.loss_figure(hist, F.MethodStyles(["mets", "simclr"]), purposes)
+    try:
+        axes = {ax.get_title(loc="left"): ax for ax in fig.axes if ax.get_title(loc="left")}
+        assert set(axes) == {"mets", "simclr"}  # random-init never pretrains: no panel
+        notes = [t.get_text() for t in axes["mets"].texts]
+        assert any("no loss history" in n and "zero-shot; few-label 1 %, seed 0" in n for n in notes)
+        assert not axes["simclr"].texts
+    finally:
+        F.plt.close(fig)

@@ -251,13 +251,23 @@ def confusion_grid(conf: pd.DataFrame, base: Path, *, title: str) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 # pretraining loss curves
 # --------------------------------------------------------------------------------------------
-def pretrain_purposes(results_dirs: Sequence[Path]) -> dict[str, str]:
+class Purposes(dict):
+    """``pretrain_hash -> purpose``, plus ``owners``: ``pretrain_hash -> (method, seed)`` of the
+    jobs that used it (so a pretraining whose history is missing can be named in the figure)."""
+
+    def __init__(self, *args, owners: dict | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.owners = dict(owners or {})
+
+
+def pretrain_purposes(results_dirs: Sequence[Path]) -> Purposes:
     """``pretrain_hash -> what it was pretrained for`` (e.g. ``few-label 1 %``), read from the
     job records (``meta/*.json``) of result folders; a hash used by several jobs lists each
     protocol once. Histories written before a purpose was recorded get their label from here."""
     import json
 
     uses: dict[str, dict[str, set]] = {}
+    owners: dict[str, tuple[str, str]] = {}
     for d in results_dirs:
         meta = Path(d) / "meta"
         for p in sorted(meta.glob("*.json")) if meta.is_dir() else []:
@@ -268,10 +278,11 @@ def pretrain_purposes(results_dirs: Sequence[Path]) -> dict[str, str]:
             h, job = rec.get("pretrain_hash"), rec.get("job") or {}
             if not h or not job.get("protocol"):
                 continue
+            owners.setdefault(str(h), (str(job.get("method", "")), str(job.get("seed", ""))))
             fr = uses.setdefault(str(h), {}).setdefault(str(job["protocol"]), set())
             if job["protocol"] == "few-label" and job.get("label_fraction") is not None:
                 fr.add(float(job["label_fraction"]))
-    out = {}
+    out = Purposes(owners=owners)
     for h, protos in uses.items():
         parts = []
         for proto, fracs in sorted(protos.items()):
@@ -294,6 +305,7 @@ def loss_figure(history: pd.DataFrame, styles: MethodStyles, purposes: dict[str,
     per *pretraining* -- a (method, seed) pretrained twice (for zero-shot and for few-label, or
     per label fraction) gets two lines, never one line that jumps back to epoch 0. The legend
     of each panel sits to its right, outside the data area."""
+    owners = dict(getattr(purposes, "owners", {}) or {})
     purposes = dict(purposes or {})
     loss_col = "train_loss" if "train_loss" in history.columns else "loss"
     history = history.copy()
@@ -330,6 +342,14 @@ def loss_figure(history: pd.DataFrame, styles: MethodStyles, purposes: dict[str,
                 if "val_loss" in h.columns and h["val_loss"].notna().any():
                     ax.plot(h["epoch"], h["val_loss"], color=color, marker=mk, markerfacecolor="white",
                             linestyle="--", linewidth=0.9, label="_nolegend_", gid=f"val:{key}")
+            # pretrainings the job records name but whose history is absent (a model loaded from
+            # the cache by a run that did not keep loss curves): said, never silently dropped
+            drawn = {r[2] for r in runs}
+            absent = sorted((f"{purposes.get(h, h[:6])}, seed {sd}" for h, (m, sd) in owners.items()
+                             if m == method and h not in drawn), key=str)
+            if absent:
+                ax.text(1.02, 0.0, "no loss history kept for:\n" + "\n".join(textwrap.shorten(a, 60) for a in absent),
+                        transform=ax.transAxes, fontsize=5.5, va="bottom", ha="left", color="#a00000")
             ax.set_title(method, loc="left")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
