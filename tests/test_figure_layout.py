@@ -168,3 +168,20 @@ def test_loss_curves_name_pretrainings_without_history():
         assert not axes["simclr"].texts
     finally:
         F.plt.close(fig)
+
+
+def test_second_results_folder_gets_the_cached_pretraining_loss_curve(tmp_path):
+    """End to end: a run into a new results folder that loads METS from the cache still has its
+    history (before, results/shared lacked METS seed 0 for exactly this reason)."""
+    from benchmark.cli import main
+    from tests.test_harness import TINY
+
+    cache = tmp_path / "cache"
+    args = ["run", "--methods", "mets[lm=tfidf]", "--protocols", "zero-shot", "--tasks", "superdiagnostic",
+            "--cache-dir", str(cache), *TINY]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    first = ResultStore(tmp_path / "a").load_history()
+    assert len(first) and first["pretrain_hash"].nunique() == 1
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    second = ResultStore(tmp_path / "b").load_history()
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), second.reset_index(drop=True))
