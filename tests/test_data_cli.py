@@ -79,8 +79,9 @@ def test_unknown_names_are_one_line_errors(tmp_path, capsys):
     assert main(["data", "info", "--datasets", "ptbxl,cinc2071", "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown dataset 'cinc2071'") and "cinc2017" in err and err.count("\n") == 1
-    assert main(["data", "download", "mitbih", "--to", str(tmp_path)]) == 2
-    assert "Did you mean mitdb" in capsys.readouterr().err
+    # mitbih is the name (mitdb, PhysioNet's, an alias): a typo of it is suggested the name
+    assert main(["data", "download", "mitbhi", "--to", str(tmp_path)]) == 2
+    assert "Did you mean mitbih" in capsys.readouterr().err
 
 
 def test_bad_data_root_via_subprocess_has_no_traceback(tmp_path):

@@ -1,10 +1,15 @@
 """``python -m benchmark data {info,prepare,download}``.
 
-``info``     prepares (or opens the cached store of) each dataset found under the data root and
-             prints records per split, class counts per task and split, report languages, skipped
+``info``     builds nothing. For each dataset found under the data root it prints what can be read
+             without reading signals: the folder, records listed, files present/missing and their
+             size, and whether the prepared store of these settings is in the cache (path, size).
+             Where that store exists it opens it (memory-mapped, no rebuild) and also prints
+             records per split, class counts per task and split, report languages, skipped
              records, labelling annotations removed by kind and glossary coverage (out of sample:
              on the reports the glossary was not written from, and on all reports; ``data text``
-             lists the untranslated words). ``--json`` prints one object::
+             lists the untranslated words). ``--prepare`` builds the missing stores first (that
+             reads every signal: minutes for PTB-XL), as ``data prepare`` does. ``--json`` prints
+             one object::
 
                  {"ptbxl": {"superdiagnostic": {"train": {"NORM": n, ...}, "val": {...},
                                                 "test": {...}, "unlabelled": n},
@@ -15,7 +20,10 @@
                   "mitbih": {"_summary": {"status": "not found", "path": "..."}}}
 
              i.e. every task at the top level of its dataset, plus a ``_summary`` key (task names
-             never start with ``_``). A dataset whose folder is missing is reported as "not found"
+             never start with ``_``). A dataset present but not prepared has only a ``_summary``:
+             ``{"status": "not prepared", "path": ..., "records": n, "files": n, "missing": n,
+             "bytes": n, "store": path it would have, "prepared": false, ...}``; a prepared one's
+             ``_summary`` also carries ``source`` (that listing) and ``store_bytes``. A dataset whose folder is missing is reported as "not found"
              unless it was named explicitly with ``--datasets`` (then it is an error).
 ``text``     the PTB-XL report text (the database under the data root, or ``--reports FILE.csv``
              with columns ``ecg_id`` and ``report``): language mix, labelling annotations removed
@@ -32,6 +40,10 @@
              Reads no signals: it takes seconds.
 ``prepare``  builds the stores with progress bars and prints where they are.
 ``download`` fetches a database from PhysioNet (``benchmark.data.download``).
+
+Datasets have one name (``ptbxl``, ``mitbih``, ``cinc2017``); the PhysioNet names (``mitdb``,
+``ptb-xl``, ``challenge-2017``) are accepted as aliases by ``--datasets`` and ``download``. The
+MIT-BIH folder on disk keeps its PhysioNet name ``mitdb/``.
 """
 
 from __future__ import annotations
@@ -43,16 +55,17 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.cli.common import add_cache_dir, add_data_root
-from benchmark.data.download import download
+from benchmark.data.datasets import canonical_dataset
+from benchmark.data.download import ALIASES, SOURCES, download
 from benchmark.data.ptbxl import DATABASE_CSV, read_database
 from benchmark.data.report_coverage import text_summary
-from benchmark.data.store import dataset_class, prepare
+from benchmark.data.store import dataset_class, locate, open_store, prepare
 from benchmark.errors import DataError, UserError, unknown_name
 from benchmark.io import atomic_write_csv
-from benchmark.paths import DATASET_DIRS, resolve_data_root
+from benchmark.paths import DATASET_DIRS, human_size, resolve_data_root
 
 DEFAULT_DATASETS = ("ptbxl", "mitbih", "cinc2017")
-DOWNLOADABLE = ("ptbxl", "mitdb", "cinc2017")
+DOWNLOADABLE = tuple(SOURCES)  # the dataset names; download.ALIASES adds the PhysioNet spellings
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -76,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("info", help="what was found: records per split, class counts, languages, skips")
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (see module doc for the shape)")
+    p.add_argument("--prepare", action="store_true",
+                   help="build the prepared stores that are missing first (reads every signal: minutes for "
+                        "PTB-XL), so class counts per split can be shown; without it info builds nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p = sub.add_parser("text", help="report text: languages, annotations removed, out-of-sample translation coverage")
     add_data_root(p, metavar="DIR", help="folder holding ptb-xl/ (default: $ECGBENCH_DATA_ROOT or ../shared/data)")
@@ -88,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--rebuild", action="store_true", help="delete and rebuild existing stores of these settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p = sub.add_parser("download", help="download a database from PhysioNet (resumable, verified)")
-    p.add_argument("name", help=f"one of {', '.join(DOWNLOADABLE)}")
+    p.add_argument("name", help=f"one of {', '.join(DOWNLOADABLE)} (also accepted: "
+                   + ", ".join(f"{a} for {n}" for a, n in ALIASES.items()) + "; mitbih lands in mitdb/)")
     p.add_argument("--to", required=True, metavar="DIR", help="data root to download into")
     p.add_argument("--base-url", metavar="URL", help="PhysioNet mirror (default: https://physionet.org/files)")
     p.add_argument("--no-verify", action="store_true", help="skip the SHA256SUMS.txt check")
@@ -108,6 +125,7 @@ def dataset_options(args, dataset: str) -> dict:
 def _datasets(args) -> tuple[list[str], bool]:
     explicit = args.datasets is not None
     names = [n.strip() for n in str(args.datasets).split(",") if n.strip()] if explicit else list(DEFAULT_DATASETS)
+    names = list(dict.fromkeys(canonical_dataset(n) for n in names))  # mitdb -> mitbih
     if explicit and not names:
         raise UserError("--datasets is empty: name at least one of " + ", ".join(DEFAULT_DATASETS))
     for n in names:
@@ -141,6 +159,84 @@ def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
             else:
                 raise
     return out
+
+
+def _locate_all(args) -> dict:
+    """dataset -> ``store.locate`` listing (``status`` "ok" when its store exists, else "not
+    prepared"), or a "not found" dict for absent folders; builds nothing, reads no signal."""
+    resolve_data_root(args.data_root)
+    names, explicit = _datasets(args)
+    out: dict = {}
+    for name in names:
+        opts = dataset_options(args, name)
+        folder = _folder(args, name, opts)
+        if not folder.is_dir() and not explicit:
+            out[name] = {"status": "not found", "path": str(folder)}
+            continue
+        found = locate(name, args.data_root, args.cache_dir, fs=args.fs, window_s=args.window_s, **opts)
+        found["status"] = "ok" if found["prepared"] else "not prepared"
+        out[name] = found
+    return out
+
+
+def _open_prepared(found: dict, strict: bool):
+    """The ECGSet of a located, prepared store (no rebuild); None when it cannot be opened."""
+    try:
+        ds = open_store(found["store"])
+    except DataError:
+        return None  # damaged: `data prepare` moves it aside and builds it again
+    if strict and ds.manifest.get("skipped"):
+        first = ds.manifest["skipped"][0]
+        raise DataError(f"{found['dataset']}: {len(ds.manifest['skipped'])} record(s) were skipped when this store "
+                        f"was built, e.g. {first.get('source') or first.get('id')}: {first['reason']} "
+                        "(re-run 'data prepare --rebuild' to retry)")
+    return ds
+
+
+def _source_line(name: str, f: dict) -> str:
+    missing = f", {f['missing']} missing" if f["missing"] else ""
+    return (f"{name}: {f['records']} records in {f['path']} ({f['files']} files, {human_size(f['bytes'])}"
+            f"{missing})")
+
+
+def _info(args) -> int:
+    if args.prepare:  # asked for: build what is missing, then describe (as `data prepare` would)
+        found = {n: ({"status": "ok", "ds": d} if not isinstance(d, dict) else d)
+                 for n, d in _prepare_all(args, rebuild=False, progress=not args.no_progress and not args.json).items()}
+    else:
+        found = _locate_all(args)
+    out: dict = {}
+    for name, f in found.items():
+        ds = f.get("ds")
+        if ds is None and f.get("status") == "ok":
+            ds = _open_prepared(f, args.strict)
+            if ds is None:
+                f["status"] = "damaged"
+        if ds is not None:
+            out[name] = info_dict(ds)
+            if "records" in f:
+                out[name]["_summary"]["source"] = {k: f[k] for k in ("path", "records", "files", "missing", "bytes")}
+                out[name]["_summary"]["store_bytes"] = f["store_bytes"]
+        else:
+            out[name] = {"_summary": f}
+        if args.json:
+            continue
+        if f["status"] == "not found":
+            print(f"{name}: not found ({f['path']})")
+            continue
+        if ds is not None:
+            _print_info(name, ds)
+            if "records" in f:
+                print(f"  source: {_source_line(name, f).split(': ', 1)[1]}; store {human_size(f['store_bytes'])}")
+            continue
+        print(_source_line(name, f))
+        why = "is damaged" if f["status"] == "damaged" else "is not in the cache"
+        print(f"  prepared store ({f['fs']} Hz, {f['window_s']:g} s windows) {why}: {f['store']}")
+        print(f"  class counts per split need it: 'data prepare --datasets {name}' (or 'data info --prepare') "
+              "builds it, reading every signal once")
+    if args.json:
+        print(json.dumps(out, indent=1, sort_keys=False, default=str))
+    return 0
 
 
 def info_dict(ds) -> dict:
@@ -277,23 +373,16 @@ def main(args) -> int:
         args._data_parser.print_help()
         return 0
     if cmd == "download":
-        if args.name not in DOWNLOADABLE:
-            raise unknown_name("database to download", args.name, DOWNLOADABLE)
+        if args.name not in DOWNLOADABLE and args.name not in ALIASES:
+            raise unknown_name("database to download", args.name, [*DOWNLOADABLE, *ALIASES])
         result = download(args.name, args.to, base_url=args.base_url, verify=not args.no_verify, progress=True)
-        print(f"{args.name}: downloaded to {result if result is not None else args.to}")
+        print(f"{ALIASES.get(args.name, args.name)}: downloaded to {result if result is not None else args.to}")
         return 0
     if cmd == "text":
         return _text(args)
-    progress = not args.no_progress and not (cmd == "info" and args.json)
-    sets = _prepare_all(args, rebuild=(cmd == "prepare" and args.rebuild), progress=progress)
     if cmd == "info":
-        if args.json:
-            out = {n: (info_dict(d) if not isinstance(d, dict) else {"_summary": d}) for n, d in sets.items()}
-            print(json.dumps(out, indent=1, sort_keys=False))
-        else:
-            for name, ds in sets.items():
-                _print_info(name, ds)
-        return 0
+        return _info(args)
+    sets = _prepare_all(args, rebuild=(cmd == "prepare" and args.rebuild), progress=not args.no_progress)
     if cmd == "prepare":
         for name, ds in sets.items():
             if isinstance(ds, dict):

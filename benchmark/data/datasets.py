@@ -27,6 +27,16 @@ RUN_SETTINGS: dict[str, RunSettings] = {
     "cinc2017": RunSettings(options={"n_crops": "cinc_crops"}, tasks="cinc_tasks"),
 }
 
+# other spellings accepted wherever a dataset is named (the PhysioNet database names); the
+# registry name is the one printed, stored and used as the folder key of prepared stores
+DATASET_ALIASES: dict[str, str] = {"mitdb": "mitbih", "ptb-xl": "ptbxl", "challenge-2017": "cinc2017"}
+
+
+def canonical_dataset(name: str) -> str:
+    """The registry name of dataset ``name`` (``mitdb`` -> ``mitbih``); other names unchanged."""
+    return DATASET_ALIASES.get(str(name).strip().lower(), str(name).strip())
+
+
 # settings every prepared store depends on, besides the dataset's own options
 STORE_SETTINGS = ("fs", "window_s")
 

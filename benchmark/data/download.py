@@ -1,6 +1,7 @@
 """Download a PhysioNet database, resumably and verified against its published checksums.
 
-``python -m benchmark data download {ptbxl,mitdb,cinc2017} --to DIR`` calls :func:`download`.
+``python -m benchmark data download {ptbxl,mitbih,cinc2017} --to DIR`` calls :func:`download`
+(``mitdb``, ``ptb-xl`` and ``challenge-2017``, PhysioNet's names, are accepted too).
 
 How it works
 ------------
@@ -19,7 +20,7 @@ layout ``--data-root DIR`` expects, see ``benchmark.paths.DATASET_DIRS``):
 Databases (paths relative to the base URL, default ``https://physionet.org/files/``)
 -------------------------------------------------------------------------------------
 * ``ptbxl``: ``ptb-xl/1.0.3/``, every listed file (records100, records500, the CSVs; ~3 GB).
-* ``mitdb``: ``mitdb/1.0.0/``, every listed file (48 records; ~100 MB).
+* ``mitbih`` (alias ``mitdb``): ``mitdb/1.0.0/``, every listed file (48 records; ~100 MB).
 * ``cinc2017``: ``challenge-2017/1.0.0/``, the training set only. PhysioNet keeps the records in
   ``training/A00/`` ... ``training/A08/``; they are stored flat (``cinc2017/A00001.hea``), as the
   loader and the shared data expect. The final (v3) labels ``REFERENCE-v3.csv`` at the database
@@ -80,10 +81,11 @@ class Source:
 
 SOURCES: dict[str, Source] = {
     "ptbxl": Source("ptb-xl/1.0.3/", DATASET_DIRS["ptbxl"]),
-    "mitdb": Source("mitdb/1.0.0/", DATASET_DIRS["mitbih"]),
+    "mitbih": Source("mitdb/1.0.0/", DATASET_DIRS["mitbih"]),  # PhysioNet's mitdb, into mitdb/
     "cinc2017": Source("challenge-2017/1.0.0/", DATASET_DIRS["cinc2017"], _cinc2017_files),
 }
-ALIASES = {"mitbih": "mitdb", "ptb-xl": "ptbxl", "challenge-2017": "cinc2017"}
+# the PhysioNet database names, accepted besides the dataset names (keys of SOURCES)
+ALIASES = {"mitdb": "mitbih", "ptb-xl": "ptbxl", "challenge-2017": "cinc2017"}
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -197,7 +199,7 @@ def download(
     """
     key = ALIASES.get(name, name)
     if key not in SOURCES:
-        raise unknown_name("PhysioNet database", name, SOURCES)
+        raise unknown_name("PhysioNet database", name, [*SOURCES, *ALIASES])
     src = SOURCES[key]
     db_url = resolve_base_url(base_url) + src.path
     dest_root = Path(to).expanduser() / src.folder

@@ -152,7 +152,7 @@ class MITBIH(PhysioNetDataset):
 
     name = "mitbih"
     title = "MIT-BIH"
-    download_name = "mitdb"
+    download_name = "mitbih"
     version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("II",)
     default_options: dict = {"subdir": "mitdb", "annotator": "atr", "val_every": 5}

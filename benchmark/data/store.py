@@ -53,7 +53,7 @@ import pandas as pd
 from benchmark.data.base import SPLITS, ECGSet, PrepareParams, TaskSpec
 from benchmark.errors import DataError, UserError, unknown_name
 from benchmark.io import quarantine
-from benchmark.paths import resolve_cache_dir, resolve_data_root, store_dir, touch
+from benchmark.paths import resolve_cache_dir, resolve_data_root, store_dir, touch, tree_size
 
 FORMAT_VERSION = 1
 STD_FLOOR = 1e-3
@@ -65,10 +65,10 @@ MANIFEST = "manifest.json"
 # -- dataset lookup ---------------------------------------------------------------------------
 def dataset_class(name: str):
     """The registered dataset class for ``name`` (UserError with suggestions if unknown)."""
-    import benchmark.data.datasets  # noqa: F401  (registers the built-in datasets)
+    from benchmark.data.datasets import canonical_dataset  # (importing it registers the built-ins)
     from benchmark.registry import DATASETS
 
-    return DATASETS.entry(name).factory
+    return DATASETS.entry(canonical_dataset(name)).factory
 
 
 def make_params(cls, fs: int, window_s: float, options: dict[str, Any]) -> PrepareParams:
@@ -160,6 +160,9 @@ def prepare(
     (also for a store built earlier without ``strict`` that contains skips). ``rebuild`` deletes the
     existing store of this key first.
     """
+    from benchmark.data.datasets import canonical_dataset
+
+    dataset = canonical_dataset(dataset)
     cls = dataset_class(dataset)
     params = make_params(cls, fs, window_s, options)
     data_root = resolve_data_root(data_root)
@@ -191,6 +194,29 @@ def prepare(
             f"e.g. {first.get('source') or first.get('id')}: {first['reason']} (re-run with --rebuild to retry)"
         )
     return ds
+
+
+def locate(dataset: str, data_root=None, cache_dir=None, *, fs: int = 100, window_s: float = 10.0,
+           **options) -> dict:
+    """What ``prepare`` would use, without building or opening anything: the source folder, its
+    records (header files listed by the dataset), files present/missing and their bytes, and
+    the store path of these settings with whether it exists (complete) and its size. Reads
+    file listings and metadata tables only (seconds), never a signal."""
+    from benchmark.data.datasets import canonical_dataset
+
+    dataset = canonical_dataset(dataset)
+    cls = dataset_class(dataset)
+    params = make_params(cls, fs, window_s, options)
+    cache = resolve_cache_dir(cache_dir)
+    root = Path(cls.root(resolve_data_root(data_root), params))
+    files = [Path(f) for f in cls.source_files(root, params)]
+    fp = fingerprint(files, root)
+    path = store_dir(cache, dataset, cache_key(dataset, cls, params, fp))
+    prepared = (path / MANIFEST).is_file()
+    return {"dataset": dataset, "path": str(root), "records": sum(f.suffix == ".hea" for f in files),
+            "files": fp["files"], "missing": fp["missing"], "bytes": fp["bytes"], "store": str(path),
+            "prepared": prepared, "store_bytes": tree_size(path) if prepared else 0,
+            "fs": params.fs, "window_s": params.window_s}
 
 
 def open_store(path) -> ECGSet:

@@ -92,6 +92,7 @@ class PretrainCache:
             if on_disk:
                 if rank == 0:
                     touch(model_file)  # `cache` ages entries by last use
+                    r._recall_history(h, folder)
             elif not getattr(method, "needs_pretraining", True):
                 if rank == 0:
                     method.save(model_file)
@@ -121,7 +122,7 @@ class PretrainCache:
                         if rank == 0:
                             method.save(model_file)
                             atomic_write_json(key, folder / "key.json")  # what made it, for `benchmark cache`
-                            r._save_history(spec, seed, h, history)
+                            r._save_history(spec, seed, h, history, folder)
                     finally:
                         if claim is not None:
                             claim.release()

@@ -42,12 +42,12 @@ from benchmark.engine.executors import DaskExecutor, LocalExecutor
 from benchmark.engine.pretrain import PretrainCache
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
 from benchmark.errors import UserError, resource_error
-from benchmark.io import atomic_write_text
+from benchmark.io import atomic_write_parquet, atomic_write_text
 from benchmark.paths import resolve_cache_dir, resolve_data_root, stable_hash
 from benchmark.protocols import Job, JobContext, MethodTraits, Pretraining, get_protocol, protocol_for_objective
 from benchmark.protocols import protocols_in_order
 from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, parse_spec
-from benchmark.results import ResultStore, env_info, make_job_id, new_run_id
+from benchmark.results import ResultStore, env_info, make_job_id, new_run_id, safe_name
 
 log = logging.getLogger("benchmark.run")
 
@@ -282,8 +282,9 @@ class Runner:
         self.pretrain_cache.clear()
         self._embeddings.clear()
 
-    def _save_history(self, spec: str, seed: int, h: str, history) -> None:
-        """Write a pretraining's per-epoch history to the results folder's ``history/``."""
+    def _save_history(self, spec: str, seed: int, h: str, history, folder: Path | None = None) -> None:
+        """Write a pretraining's per-epoch history to the results folder's ``history/`` (and beside
+        the cached model, so a later run that loads the model still has its loss curve)."""
         if not history:
             return
         df = pd.DataFrame(history)
@@ -292,6 +293,17 @@ class Runner:
         df.insert(2, "seed", seed)
         df["pretrain_hash"] = h
         self.store.write_history(h, df)
+        if folder is not None:
+            atomic_write_parquet(df, folder / "history.parquet")
+
+    def _recall_history(self, h: str, folder: Path) -> None:
+        """A model loaded from the cache brings its loss curve (if kept) into this results folder."""
+        src = folder / "history.parquet"
+        if src.is_file() and not (self.store.history_dir / f"{safe_name(h)}.parquet").is_file():
+            try:
+                self.store.write_history(h, pd.read_parquet(src))
+            except Exception as exc:  # a damaged copy costs the curve, never the run
+                log.warning("cannot read the kept loss curve %s: %s", src, exc)
 
     def validation_score(self, model, objective: str, task: str, seed: int) -> float:
         """The validation macro AUROC of ``model`` on PTB-XL ``task`` for ``objective``

@@ -281,8 +281,8 @@ def figure_sections(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, 
     sec = Section("Figure: pretraining loss curves")
     hist = load_histories(dirs)
     if not hist.empty and ({"train_loss", "loss"} & set(hist.columns)) and "epoch" in hist.columns:
-        paths = figures.loss_curves(hist, styles, w.figs_dir / "pretraining_loss")
-        w.figure_item(sec, paths, "Pretraining loss per epoch for each method and seed (solid: training, "
+        paths = figures.loss_curves(hist, styles, w.figs_dir / "pretraining_loss", figures.pretrain_purposes(dirs))
+        w.figure_item(sec, paths, "Pretraining loss per epoch, one line per pretraining (solid: training, "
                       "dashed: validation split).")
     else:
         sec.absent = "no pretraining history in the results (history/*.parquet)"

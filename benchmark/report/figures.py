@@ -251,40 +251,130 @@ def confusion_grid(conf: pd.DataFrame, base: Path, *, title: str) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 # pretraining loss curves
 # --------------------------------------------------------------------------------------------
-def loss_curves(history: pd.DataFrame, styles: MethodStyles, base: Path) -> list[Path]:
-    """Training (solid) and validation (dashed) loss per epoch; one panel per method because
-    contrastive and supervised losses live on different scales; one line pair per seed."""
+class Purposes(dict):
+    """``pretrain_hash -> purpose``, plus ``owners``: ``pretrain_hash -> (method, seed)`` of the
+    jobs that used it (so a pretraining whose history is missing can be named in the figure)."""
+
+    def __init__(self, *args, owners: dict | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.owners = dict(owners or {})
+
+
+def pretrain_purposes(results_dirs: Sequence[Path]) -> Purposes:
+    """``pretrain_hash -> what it was pretrained for`` (e.g. ``few-label 1 %``), read from the
+    job records (``meta/*.json``) of result folders; a hash used by several jobs lists each
+    protocol once. Histories written before a purpose was recorded get their label from here."""
+    import json
+
+    uses: dict[str, dict[str, set]] = {}
+    owners: dict[str, tuple[str, str]] = {}
+    for d in results_dirs:
+        meta = Path(d) / "meta"
+        for p in sorted(meta.glob("*.json")) if meta.is_dir() else []:
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            h, job = rec.get("pretrain_hash"), rec.get("job") or {}
+            if not h or not job.get("protocol"):
+                continue
+            owners.setdefault(str(h), (str(job.get("method", "")), str(job.get("seed", ""))))
+            fr = uses.setdefault(str(h), {}).setdefault(str(job["protocol"]), set())
+            if job["protocol"] == "few-label" and job.get("label_fraction") is not None:
+                fr.add(float(job["label_fraction"]))
+    out = Purposes(owners=owners)
+    for h, protos in uses.items():
+        parts = []
+        for proto, fracs in sorted(protos.items()):
+            parts.append(proto + (" " + ", ".join(_pct(f) for f in sorted(fracs)) if fracs else ""))
+        out[h] = "; ".join(parts)
+    return out
+
+
+def _pretraining_label(h: pd.DataFrame, key: str, purposes: dict[str, str]) -> str:
+    """What one pretraining was for: the recorded purpose, else the job records' one, else its key."""
+    for col in ("pretrained_for", "purpose"):
+        if col in h.columns and h[col].notna().any():
+            return str(h[col].dropna().iloc[0])
+    return purposes.get(key) or f"pretraining {key[:6]}"
+
+
+def loss_figure(history: pd.DataFrame, styles: MethodStyles, purposes: dict[str, str] | None = None):
+    """The loss-curve figure (not saved): one panel per method (contrastive and supervised
+    losses live on different scales), one training line (solid) and validation line (dashed)
+    per *pretraining* -- a (method, seed) pretrained twice (for zero-shot and for few-label, or
+    per label fraction) gets two lines, never one line that jumps back to epoch 0. The legend
+    of each panel sits to its right, outside the data area."""
+    owners = dict(getattr(purposes, "owners", {}) or {})
+    purposes = dict(purposes or {})
     loss_col = "train_loss" if "train_loss" in history.columns else "loss"
     history = history.copy()
     for col in (loss_col, "val_loss", "epoch"):
         if col in history.columns:
             history[col] = pd.to_numeric(history[col], errors="coerce")  # None (no val split) -> NaN
+    key_col = next((c for c in ("pretrain_hash", "key") if c in history.columns), None)
+    if key_col is None:  # no key: a pretraining is a run of epochs; a restart at a lower epoch starts a new one
+        history["_key"] = (history.groupby(["method", "seed"], sort=False)["epoch"]
+                           .transform(lambda e: (e.diff() <= 0).cumsum()).astype(str))
+        history["_key"] = history["method"].astype(str) + "/" + history["seed"].astype(str) + "/" + history["_key"]
+        key_col = "_key"
+    history[key_col] = history[key_col].astype(str)
     present = set(history["method"])
     methods = [m for m in styles.methods if m in present] + sorted(present - set(styles.methods))
-    rows, cols = _grid(len(methods), 3)
     with publication_style():
-        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
-        for ax in axes.ravel()[len(methods):]:
-            ax.axis("off")
-        for ax, method in zip(axes.ravel(), methods):
+        fig, axes = plt.subplots(len(methods), 1, figsize=(6.8, 1.9 * len(methods) + 0.3), squeeze=False)
+        for ax, method in zip(axes[:, 0], methods):
             g = history[history["method"] == method]
-            for k, (seed, h) in enumerate(g.groupby("seed", sort=True)):
-                h = h.sort_values("epoch")
-                mk = MARKERS[k % len(MARKERS)]
-                ax.plot(h["epoch"], h[loss_col], color=styles.color(method), marker=mk, linestyle="-",
-                        label=f"train, seed {seed}")
+            runs = []
+            for key, h in g.groupby(key_col, sort=False):
+                seed = h["seed"].iloc[0]
+                runs.append((_pretraining_label(h, key, purposes), seed, key, h.sort_values("epoch")))
+            runs.sort(key=lambda r: (str(r[0]), _seed_order(r[1]), r[2]))
+            purposes_here = sorted({r[0] for r in runs})
+            seeds_here = sorted({r[1] for r in runs}, key=_seed_order)
+            for label, seed, key, h in runs:
+                # colour tells the purposes apart; with one purpose in the panel it tells the seeds apart
+                which = purposes_here.index(label) if len(purposes_here) > 1 else seeds_here.index(seed)
+                color = PALETTE[which % len(PALETTE)]
+                mk = MARKERS[seeds_here.index(seed) % len(MARKERS)]
+                ax.plot(h["epoch"], h[loss_col], color=color, marker=mk, linestyle="-",
+                        label=f"{label}, seed {seed}", gid=f"train:{key}")
                 if "val_loss" in h.columns and h["val_loss"].notna().any():
-                    ax.plot(h["epoch"], h["val_loss"], color="black", marker=mk, markerfacecolor="white",
-                            linestyle="--", linewidth=0.9, label=f"val, seed {seed}")
-            ax.set_title(method)
+                    ax.plot(h["epoch"], h["val_loss"], color=color, marker=mk, markerfacecolor="white",
+                            linestyle="--", linewidth=0.9, label="_nolegend_", gid=f"val:{key}")
+            # pretrainings the job records name but whose history is absent (a model loaded from
+            # the cache by a run that did not keep loss curves): said, never silently dropped
+            drawn = {r[2] for r in runs}
+            absent = sorted((f"{purposes.get(h, h[:6])}, seed {sd}" for h, (m, sd) in owners.items()
+                             if m == method and h not in drawn), key=str)
+            if absent:
+                ax.text(1.02, 0.0, "no loss history kept for:\n" + "\n".join(textwrap.shorten(a, 60) for a in absent),
+                        transform=ax.transAxes, fontsize=5.5, va="bottom", ha="left", color="#a00000")
+            ax.set_title(method, loc="left")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel("loss")
             ax.grid(True, axis="y")
-            ax.legend(fontsize=6)
-        fig.suptitle("Pretraining loss (solid: training, dashed: validation)", fontsize=9)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, borderaxespad=0.0,
+                      title="pretrained for", title_fontsize=6, ncol=1 if len(runs) <= 9 else 2)
+        fig.suptitle("Pretraining loss, one line per pretraining (solid: training, dashed: validation)", fontsize=9)
         fig.tight_layout()
-        return save_figure(fig, base)
+    return fig
+
+
+def _seed_order(seed):
+    try:
+        return (0, int(seed), "")
+    except (TypeError, ValueError):
+        return (1, 0, str(seed))
+
+
+def loss_curves(history: pd.DataFrame, styles: MethodStyles, base: Path,
+                purposes: dict[str, str] | None = None) -> list[Path]:
+    """Write :func:`loss_figure` as ``base.png``/``base.pdf``; ``purposes`` maps a pretrain hash
+    to what it pretrained for (:func:`pretrain_purposes`)."""
+    with publication_style():
+        return save_figure(loss_figure(history, styles, purposes), base)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,9 +384,13 @@ LAYOUT_12 = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF",
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
-def ecg_panel(panel: dict, base: Path, *, top_k: int = 3) -> list[Path]:
-    """A few test ECGs in the clinical 12-lead layout (3 x 4 blocks of 2.5 s plus a lead-II
-    rhythm strip, 25 mm/s-style grid), each with its report and the zero-shot top classes."""
+def ecg_figure(panel: dict, *, top_k: int = 3):
+    """The ECG-panel figure (not saved). A few test ECGs in the clinical 12-lead layout (3 x 4
+    blocks of 2.5 s plus a lead-II rhythm strip), on one mV scale with a 0.2 s x 0.5 mV grid.
+    The vertical room of each row comes from the data (its leads' lowest to highest sample),
+    so no lead is clipped and rows never overlap; each lead's name sits in a label strip above
+    its row's traces, so it never crosses a trace. Beside each ECG: its report, the zero-shot
+    top classes and the true labels."""
     sig = np.asarray(panel["signals"], dtype=float)  # [k, 12, T] mV
     fs = float(np.asarray(panel["fs"]).item())
     k, _, t_len = sig.shape
@@ -308,33 +402,49 @@ def ecg_panel(panel: dict, base: Path, *, top_k: int = 3) -> list[Path]:
     method = str(np.asarray(panel.get("method", "")).item()) if "method" in panel else ""
     dur = t_len / fs
     seg = dur / 4
+    t = np.arange(t_len) / fs
+    gap = 0.15  # mV between rows
     with publication_style():
-        fig = plt.figure(figsize=(7.2, 2.5 * k))
+        fig = plt.figure(figsize=(7.2, 2.6 * k))
         outer = fig.add_gridspec(k, 1, hspace=0.18)
         for e in range(k):
             inner = outer[e].subgridspec(1, 2, width_ratios=[3.0, 1.15], wspace=0.04)
             ax = fig.add_subplot(inner[0])
             txt = fig.add_subplot(inner[1])
             txt.axis("off")
-            offsets = [3.0, 1.5, 0.0, -1.8]  # rows 1-3 of blocks, rhythm strip at the bottom
-            t = np.arange(t_len) / fs
-            for r, leads in enumerate(LAYOUT_12):
-                for c, lead in enumerate(leads):
-                    i0, i1 = int(round(c * seg * fs)), int(round((c + 1) * seg * fs))
-                    y = sig[e, LEADS.index(lead), i0:i1]
-                    ax.plot(t[i0:i1], y + offsets[r], color="black", linewidth=0.5)
-                    ax.text(c * seg + 0.05, offsets[r] + 0.55, lead, fontsize=6)
+            x = np.nan_to_num(sig[e], nan=0.0)
+            # (row, [(lead, column start s, column end s)]): three rows of blocks, then the rhythm strip
+            rows = [[(lead, c * seg, (c + 1) * seg) for c, lead in enumerate(leads)] for leads in LAYOUT_12]
+            rows.append([("II", 0.0, dur)])
+            spans = []
+            for row in rows:
+                pieces = []
+                for lead, a, b in row:
+                    i0, i1 = int(round(a * fs)), min(t_len, int(round(b * fs)))
+                    pieces.append((lead, a, i0, i1, x[LEADS.index(lead), i0:i1]))
+                lo = min([float(p[4].min()) for p in pieces if p[4].size] + [-0.25])
+                hi = max([float(p[4].max()) for p in pieces if p[4].size] + [0.25])  # >= half a mV per row
+                spans.append((pieces, lo, hi))
+            # the label strip above each row is ~9 % of the axes height, whatever the amplitudes
+            data_span = sum(hi - lo for _, lo, hi in spans) + gap * len(spans)
+            label_room = 0.09 * data_span / (1 - 0.09 * len(spans))
+            top = 0.0
+            for r, (pieces, lo, hi) in enumerate(spans):
+                label_y = top - label_room * 0.1  # label strip: [top - label_room, top]
+                offset = top - label_room - hi  # the row's highest sample sits just under the strip
+                for c, (lead, a, i0, i1, y) in enumerate(pieces):
+                    ax.plot(t[i0:i1], y + offset, color="black", linewidth=0.5, gid=f"lead:{r}:{lead}")
+                    ax.text(a + 0.05, label_y, lead, fontsize=6, va="top", ha="left", gid=f"label:{r}:{lead}")
                     if c:
-                        ax.plot([c * seg] * 2, [offsets[r] - 0.3, offsets[r] + 0.3], color="black", lw=0.6)
-            ax.plot(t, sig[e, LEADS.index("II")] + offsets[3], color="black", linewidth=0.5)
-            ax.text(0.05, offsets[3] + 0.55, "II", fontsize=6)
-            # ECG paper grid: 0.2 s x 0.5 mV major lines
+                        ax.plot([a] * 2, [offset - 0.25, offset + 0.25], color="black", lw=0.6, gid="separator")
+                top = offset + lo - gap
+            bottom = top
             ax.set_xticks(np.arange(0, dur + 1e-9, 0.2), minor=False)
-            ax.set_yticks(np.arange(-3.0, 4.6, 0.5))
+            ax.set_yticks(np.arange(np.floor(bottom * 2) / 2, 0.5, 0.5))
             ax.grid(True, which="major", color="#bbbbbb", linewidth=0.3)
             ax.tick_params(labelbottom=False, labelleft=False, length=0)
             ax.set_xlim(0, dur)
-            ax.set_ylim(-2.7, 4.1)
+            ax.set_ylim(bottom, 0.0)
             for s in ax.spines.values():
                 s.set_visible(False)
             ax.set_title(f"test ECG {ids[e]}   (grid 0.2 s x 0.5 mV)", loc="left")
@@ -348,4 +458,10 @@ def ecg_panel(panel: dict, base: Path, *, top_k: int = 3) -> list[Path]:
                 lines += ["", "True: " + (", ".join(true) or "(none)")]
             txt.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=6.5, family="monospace",
                      transform=txt.transAxes)
-        return save_figure(fig, base)
+    return fig
+
+
+def ecg_panel(panel: dict, base: Path, *, top_k: int = 3) -> list[Path]:
+    """Write :func:`ecg_figure` as ``base.png``/``base.pdf``."""
+    with publication_style():
+        return save_figure(ecg_figure(panel, top_k=top_k), base)
