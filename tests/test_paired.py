@@ -165,3 +165,11 @@ def test_real_mitbih_rows_resample_records_and_carry_seed_variance():
                 & (t["seed"] != "mean")]["diff"].dropna()
         if (per > 0).any() and (per < 0).any():
             assert not m["excludes_zero"], (m["method_a"], m["method_b"], m["metric"], list(per))
+
+
+def test_an_evaluation_without_test_examples_pairs_to_nan_not_a_crash():
+    # a diagnostic task can end with no test example (a text-ceiling proxy on a small split)
+    from benchmark.stats.paired import _delong_p
+
+    empty = Scored(np.array([], dtype=str), ["a"], np.zeros((0, 1), int), np.zeros((0, 1)), None, np.ones(0), True)
+    assert np.isnan(_delong_p(empty, empty, "example"))

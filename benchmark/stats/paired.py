@@ -128,7 +128,7 @@ def _present(ev: Scored) -> np.ndarray:
 
 def _delong_p(a: Scored, b: Scored, unit: str) -> float:
     """DeLong p of macro AUROC(b) - macro AUROC(a): example units and unweighted examples only."""
-    if unit != "example" or not np.allclose(a.w, a.w[0]):
+    if unit != "example" or len(a.w) == 0 or not np.allclose(a.w, a.w[0]):
         return math.nan
     return delong_macro(a.y, a.s, b.s, _present(a))["p"]
 
