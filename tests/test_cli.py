@@ -44,7 +44,8 @@ def test_bad_data_root_is_one_line_without_traceback(tmp_path):
 def test_dry_run_plans_grid_variants(capsys):
     assert main(["run", "--dry-run", "--methods", "mets[lm=minilm|tfidf],random-init",
                  "--protocols", "zero-shot,few-label", "--tasks", "superdiagnostic",
-                 "--label-fractions", "0.1", "--seeds", "0,1"]) == 0
-    plan = capsys.readouterr().out.splitlines()
+                 "--label-fractions", "0.1", "--seeds", "0,1", "--list-jobs"]) == 0
+    out = capsys.readouterr().out
+    plan = out.split("\njobs:\n", 1)[1].splitlines()  # the job list after the plan table
     assert sum("mets[lm=tfidf]" in line for line in plan) == 2 * (1 + 2)  # 2 seeds x (zero-shot + probe + fine-tune)
     assert not any("random-init" in line and "zero-shot" in line for line in plan)

@@ -64,9 +64,13 @@ JOB_SETTINGS = (
 @dataclass
 class Timings:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, stage: str, t0: float) -> None:
         self.seconds[stage] += time.perf_counter() - t0
+
+    def count(self, what: str) -> None:
+        self.counts[what] += 1
 
 
 def method_specs(cfg: dict) -> list[str]:
@@ -245,7 +249,21 @@ class Runner:
                     jobs.extend(proto.jobs(spec, int(seed), traits, self))
         # seed-major order: an interrupted run has every method for its first seeds (it resumes anyway)
         jobs.sort(key=lambda j: j.seed)
+        if not jobs:
+            raise self._empty_plan(chosen)
         return jobs
+
+    def _empty_plan(self, chosen) -> UserError:
+        """Why nothing is planned: no protocol chosen, or none applies to the chosen methods."""
+        if not chosen:
+            return UserError("nothing to run: no protocol selected (--protocols)")
+        texts = [s for s in self.specs if self.traits(s).has_text_tower]
+        why = ""
+        if not texts and all(p.name in ("zero-shot", "text-ceiling") for p in chosen):
+            why = (" (zero-shot and text-ceiling need a method with a text tower, e.g. mets; "
+                   f"{', '.join(self.specs)} have none)")
+        return UserError(f"nothing to run: protocols {', '.join(p.name for p in chosen)} plan no job for "
+                         f"methods {', '.join(self.specs)}{why}; choose other --methods or --protocols")
 
     def job_id(self, job: Job) -> str:
         return make_job_id({**job.key, "config": self.config_hash(job.method)})
@@ -381,7 +399,8 @@ class Runner:
             self.timings.seconds["lm"] = mets.lm_seconds() - self._lm_start
         if n_jobs == 0:
             return  # a no-op re-run keeps the timings of the run that did the work
-        rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
+        rec = {"jobs_run": n_jobs, "pretrainings_run": int(self.timings.counts.get("pretrainings", 0)),
+               **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
         atomic_write_text(json.dumps(rec, indent=2), self.out / "timings.json")
 
     def run_job(self, job: Job, wait: bool = True) -> None:
