@@ -16,22 +16,22 @@ from benchmark.tune.tuner import Tuner
 
 def add_arguments(p) -> None:
     p.add_argument("--methods", "--method", dest="method", help="the one method or variant to tune, e.g. mets or "
-                   "'mets[lm=tfidf]' (settings in brackets are fixed, not searched; required)")
+                   "'mets[lm=tfidf]' (settings in brackets are fixed, not searched; required, no default)")
     p.add_argument("--trials", type=int, default=20, help="COMPLETE+PRUNED trials the study should hold in "
                    "total, over all workers (default 20)")
-    p.add_argument("--timeout", help="stop starting new trials after this long, e.g. 90m, 2h, 3600 (seconds)")
+    p.add_argument("--timeout", help="stop starting new trials after this long, e.g. 90m, 2h, 3600 (seconds) (default: no limit)")
     p.add_argument("--study", help="study name (default: <method>-<objective>-<task>)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a "
                    "journal file path (*.log); default: <out>/journal.log")
     p.add_argument("--objective", default="auto", choices=("auto", *objectives()),
                    help="validation macro AUROC of zero-shot or of a linear probe (auto: zero-shot for "
-                   "methods with a text tower)")
+                   "methods with a text tower; default: auto)")
     p.add_argument("--tasks", "--task", dest="task", default="superdiagnostic",
                    help="the one PTB-XL task of the objective (default: superdiagnostic)")
     p.add_argument("--seeds", "--seed", dest="seed", help="the one pretraining seed of every trial (default: the "
                    "profile's first seed)")
     p.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
-                   help="change the search space: lr=1e-5..1e-2:log, proj_dim=64|128, width=32 (fixed)")
+                   help="change the search space: lr=1e-5..1e-2:log, proj_dim=64|128, width=32 (fixed) (default: the method's search space, `--list-space` shows it)")
     p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
                    help="stop unpromising trials early, judged on their per-epoch validation score: median (below "
                    "the median of earlier trials at the same epoch), hyperband, or none (default: median)")

@@ -40,6 +40,7 @@ from benchmark.engine import panel
 from benchmark.engine.claims import Busy
 from benchmark.engine.executors import DaskExecutor, LocalExecutor
 from benchmark.engine.pretrain import PretrainCache
+from benchmark.engine.summary import headline_table
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
 from benchmark.errors import UserError, resource_error
 from benchmark.io import atomic_write_text
@@ -442,12 +443,12 @@ class Runner:
             tracked.log_metrics(result_metrics(rows))
 
     def summary_text(self, rows) -> str:
-        if rows is None or len(rows) == 0:
-            return "no results"
-        r = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
-        if r.empty:
-            return "no AUROC rows"
-        piv = r.groupby(["protocol", "mode", "dataset", "task", "label_fraction", "method"], dropna=False)["value"].mean()
-        t = piv.unstack("method").round(3)
+        """The headline table of the folder (``benchmark.engine.summary``): macro AUROC per method,
+        zero-shot first, '-' where a method has no such number."""
+        tasks = [*self.cfg["zero_shot_tasks"], *self.cfg["few_label_tasks"]]
+        table = headline_table(rows, [self.row_method(s) for s in self.specs], tasks)
+        if table is None:
+            return f"no macro AUROC rows in {self.out}"
         secs = self.timings.seconds.get("total", 0.0)
-        return f"macro AUROC (mean over seeds) -- results in {self.out}  [{secs:.0f} s this run]\n{t.to_string()}"
+        return (f"macro AUROC, mean over seeds {', '.join(map(str, self.cfg['seeds']))} -- results in {self.out} "
+                f"[{secs:.0f} s this run]\n{table}")
