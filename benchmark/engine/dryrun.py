@@ -45,12 +45,16 @@ class _NeedsData(Exception):
 
 
 class _NoData:
-    """The context a protocol gets to name a job's pretraining when no data may be read."""
+    """The context a protocol gets to name a job's pretraining in a dry run: the datasets already
+    prepared (``available``), never one built."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, available=None):
         self.cfg = cfg
+        self.available = available or {}
 
     def dataset(self, name):
+        if name in self.available:
+            return self.available[name]
         raise _NeedsData(name)
 
     def dataset_tasks(self, name):
@@ -69,9 +73,16 @@ def _pretrainings(runner, jobs) -> tuple[list, str | None]:
             except _NeedsData:
                 keys[(job.method, job.seed, job.task, job.label_fraction)] = None
         return [(k, False) for k in keys], "PTB-XL not prepared in this cache yet: nothing cached"
-    runner._data.setdefault("ptbxl", data)
-    reqs: list[Pretraining] = list(dict.fromkeys(runner.pretraining(job) for job in jobs))
-    return [(r, runner.pretrain_cache.cached(r.spec, r.seed, r.labels)) for r in reqs], None
+    runner._data.setdefault("ptbxl", data)  # the pretrain cache's key names the PTB-XL store
+    ctx = _NoData(runner.cfg, {"ptbxl": data})
+    reqs: dict = OrderedDict()
+    for job in jobs:
+        try:
+            reqs[get_protocol(job.protocol).pretraining(job, runner.traits(job.method), ctx)] = None
+        except _NeedsData as need:  # a pretraining on another, unprepared dataset: counted, not cached
+            reqs[(job.method, job.seed, f"{job.task} ({need.args[0]} not prepared)", job.label_fraction)] = None
+    return [(r, runner.pretrain_cache.cached(r.spec, r.seed, r.labels) if isinstance(r, Pretraining) else False)
+            for r in reqs], None
 
 
 def earlier_timings(out: Path) -> dict | None:
@@ -124,6 +135,8 @@ def plan_table(runner, jobs=None) -> str:
         task = req.label_task if isinstance(req, Pretraining) else req[2]
         frac = None if isinstance(req, Pretraining) else req[3]
         subset = f"{task}, {frac:.0%} of the labels" if frac is not None else task
+        if isinstance(req, Pretraining) and task:
+            subset = f"{len(req.label_rows)} {task} labels"
         what = f"  {spec} seed={seed}" + (f" (labelled: {subset})" if task else "")
         lines.append(f"{what}: {'cached' if c else 'to train'}")
     t = earlier_timings(runner.out)
@@ -136,7 +149,7 @@ def plan_table(runner, jobs=None) -> str:
         per_pre = pre_s / n_pre if n_pre else 0.0
         est = per_job * len(todo) + per_pre * (len(pre) - cached)
         basis = f"{per_job:.1f} s per job" + (f", {per_pre:.0f} s per pretraining" if n_pre else
-                                               " (no pretraining was timed)")
+                                               " (time per pretraining not in that file)")
         lines.append(f"estimate: about {_duration(est)} ({basis}, from {runner.out}/timings.json; "
                      "data preparation not included)")
     return "\n".join(lines)
