@@ -12,6 +12,8 @@ where the factory accepts them.
 from __future__ import annotations
 
 import copy
+import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ import yaml
 from benchmark.errors import UserError, unknown_name
 from benchmark.io import atomic_write_text
 from benchmark.protocols import descriptions, protocols_in_order, protocols_in_report_order
-from benchmark.registry import parse_value, split_top_level
+from benchmark.data.datasets import RUN_SETTINGS
+from benchmark.registry import DATASETS, parse_value, split_top_level
 
 # key -> (default, help)
 DEFAULTS: dict[str, tuple[Any, str]] = {
@@ -151,15 +154,70 @@ PROFILE_DOCS = {
 }
 
 
+# settings that list datasets (their names may be given by an alias: mitdb for mitbih)
+DATASET_LIST_SETTINGS = ("cross_datasets", "cross_finetune_datasets")
+
+
 def _check_keys(d: dict, where: str) -> None:
     for key in d:
         if key not in DEFAULTS:
             raise unknown_name(f"setting in {where}", key, DEFAULTS)
 
 
+def parse_seeds(text: Any) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; ranges '0-2' -> [0, 1, 2]; mixes '0-2,5' -> [0, 1, 2, 5] (order kept,
+    duplicates dropped). A list (from a config file) is checked the same way."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out: list[int] = []
+    for raw in items:
+        item = str(raw).strip()
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise UserError(f"seeds '{text}': range '{item}' runs backwards (write {hi}-{lo})")
+            vals = list(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", item):
+            vals = [int(item)]
+        else:
+            raise UserError(f"seeds '{text}': '{item}' is not a seed; expected e.g. 0,1,2 or 0-2 or 0-2,5")
+        out.extend(v for v in vals if v not in out)
+    if not out:
+        raise UserError(f"seeds '{text}': no seed given; expected e.g. 0,1,2 or 0-2")
+    return out
+
+
+def parse_fractions(text: Any) -> list[float]:
+    """'0.01,0.1' -> [0.01, 0.1]; percentages '1%,10%' -> [0.01, 0.1]; mixes allowed. Every
+    fraction must lie in (0, 1] (100%)."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out: list[float] = []
+    for raw in items:
+        item = str(raw).strip()
+        try:
+            val = float(item[:-1]) / 100 if item.endswith("%") else float(item)
+        except ValueError:
+            raise UserError(f"label fractions '{text}': '{item}' is not a fraction; expected e.g. 0.01,0.1 "
+                            "or 1%,10%") from None
+        if not 0 < val <= 1 or val != val:
+            raise UserError(f"label fractions '{text}': '{item}' is outside (0, 1] (0 % < fraction <= 100 %)")
+        val = round(val, 10)  # 10% -> 0.1, not 0.1000000000000001
+        if val not in out:
+            out.append(val)
+    if not out:
+        raise UserError(f"label fractions '{text}': none given; expected e.g. 0.01,0.1 or 1%,10%")
+    return out
+
+
+# settings whose values parse with their own grammar (command line, --set and config files alike)
+PARSERS = {"seeds": parse_seeds, "label_fractions": parse_fractions}
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Make a command-line string fit the default's type: lists from commas, numbers, bools."""
     default = DEFAULTS[key][0]
+    if key in PARSERS:
+        return PARSERS[key](value)
     if isinstance(value, str):
         if isinstance(default, list):
             value = [parse_value(v) for v in split_top_level(value)]
@@ -184,18 +242,26 @@ def load_config_file(path: str | Path) -> dict:
         raise UserError(f"config file '{p}' is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):
         raise UserError(f"config file '{p}' must hold a mapping of settings")
-    _check_keys(data, f"config file '{p}'")
+    _check_keys({k for k in data if k != "profile"}, f"config file '{p}'")
     return data
 
 
-def build_config(profile: str = "quick", config_file: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """DEFAULTS <- profile <- config file <- overrides (command-line)."""
+def build_config(profile: str | None = "quick", config_file: str | Path | None = None,
+                 overrides: dict | None = None) -> dict:
+    """DEFAULTS <- profile <- config file <- overrides (command-line).
+
+    A config file may name its profile (``profile: shared``, as the ``config.yaml`` a run records
+    does); it is the base when ``profile`` is None (no ``--profile`` given); default: quick."""
+    file_data = load_config_file(config_file) if config_file else None
+    file_profile = (file_data or {}).pop("profile", None)
+    if profile is None:
+        profile = str(file_profile) if file_profile is not None else "quick"
     if profile not in PROFILES:
         raise unknown_name("profile", profile, PROFILES)
     cfg = {k: copy.deepcopy(v[0]) for k, v in DEFAULTS.items()}
     layers = [(f"profile '{profile}'", PROFILES[profile])]
-    if config_file:
-        layers.append((f"config file '{config_file}'", load_config_file(config_file)))
+    if file_data is not None:
+        layers.append((f"config file '{config_file}'", file_data))
     if overrides:
         layers.append(("command line", overrides))
     for where, layer in layers:
@@ -207,6 +273,8 @@ def build_config(profile: str = "quick", config_file: str | Path | None = None, 
                 cfg["method_settings"].update(value or {})
             else:
                 cfg[key] = _coerce(key, value)
+    for key in DATASET_LIST_SETTINGS:  # one name per dataset: aliases (mitdb) become the registered name
+        cfg[key] = [DATASETS.canonical(str(d)) for d in cfg[key]]
     cfg["profile"] = profile
     validate(cfg)
     return cfg
@@ -224,6 +292,43 @@ def validate(cfg: dict) -> None:
         raise unknown_name("precision", cfg["precision"], ["auto", "fp32", "bf16", "fp16"])
     for proto in protocols_in_order():
         proto.validate(cfg)
+    validate_tasks(cfg)
+
+
+# run settings that list tasks -> the dataset that must declare them (the cross-dataset targets'
+# settings come from benchmark.data.datasets.RUN_SETTINGS)
+PTBXL_TASK_SETTINGS = ("zero_shot_tasks", "few_label_tasks", "finetune_tasks")
+
+
+def task_settings() -> dict[str, str]:
+    """``{setting: dataset}`` for every run setting that lists a dataset's tasks."""
+    out = {k: "ptbxl" for k in PTBXL_TASK_SETTINGS}
+    out.update({rs.tasks: name for name, rs in RUN_SETTINGS.items() if rs.tasks})
+    return out
+
+
+def declared_tasks(dataset: str, cfg: dict | None = None) -> list[str]:
+    """The tasks dataset ``dataset`` declares (its module's ``TASKS``); MIT-BIH read with the
+    PVC-only annotator (``mitbih_annotator: pvc``) has the ``pvc`` task only."""
+    cls = DATASETS.entry(dataset).factory
+    tasks = list(getattr(importlib.import_module(cls.__module__), "TASKS", ()))
+    if dataset == "mitbih" and cfg is not None and str(cfg.get("mitbih_annotator")) == "pvc":
+        tasks = [t for t in tasks if t == "pvc"]
+    return tasks
+
+
+def validate_tasks(cfg: dict) -> None:
+    """Every task a run setting names exists in its dataset (with a did-you-mean), checked
+    before any data is prepared or any model trained."""
+    for key, dataset in task_settings().items():
+        known = declared_tasks(dataset, cfg)
+        for task in cfg.get(key) or []:
+            if str(task) not in known:
+                err = unknown_name(f"{dataset} task", str(task), known)
+                why = " (MIT-BIH read with mitbih_annotator=pvc has the pvc task only)" if (
+                    dataset == "mitbih" and str(task) in getattr(importlib.import_module(
+                        DATASETS.entry(dataset).factory.__module__), "TASKS", ())) else ""
+                raise UserError(f"{err}{why} (setting '{key}'; `python -m benchmark list datasets` lists the tasks)")
 
 
 def dump_yaml(cfg: dict, path: str | Path) -> None:

@@ -142,13 +142,17 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
         self._prefixes: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}  # other name -> registered name (mitdb -> mitbih)
 
-    def register(self, name: str | None = None, *, prefix: bool = False, description: str = "", **meta):
+    def register(self, name: str | None = None, *, prefix: bool = False, description: str = "",
+                 aliases: tuple[str, ...] = (), **meta):
         """Decorator. ``prefix=True`` registers a handler for names like ``hf:<anything>``;
-        the part after the colon is passed as the factory's first positional argument."""
+        the part after the colon is passed as the factory's first positional argument.
+        ``aliases`` are other names accepted for it (:meth:`canonical`)."""
 
         def deco(factory):
             key = name or factory.__name__
+            self._aliases.update({a: key for a in aliases})
             table = self._prefixes if prefix else self._entries
             if key in table and table[key].factory is not factory:
                 raise ValueError(f"{self.kind} '{key}' registered twice")
@@ -162,7 +166,12 @@ class Registry:
         """Forget ``name`` (a plug-in registering a new version of itself); no error if absent."""
         self._entries.pop(name, None)
 
+    def canonical(self, name: str) -> str:
+        """The registered name of ``name`` (itself, or the name an alias stands for)."""
+        return self._aliases.get(name, name)
+
     def entry(self, name: str) -> Entry:
+        name = self.canonical(name)
         if name in self._entries:
             return self._entries[name]
         raise unknown_name(self.kind, name, self.names())

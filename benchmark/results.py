@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
-from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_parquet, jsonable
+from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_parquet, atomic_write_text, jsonable
 
 # Column order of the tidy table; see results/README.md for what each column means.
 ROW_COLUMNS: tuple[str, ...] = (
@@ -400,3 +400,35 @@ def merge_results(dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     df = df.sort_values(["_t", "_order"], kind="mergesort", na_position="first")
     df = df.drop_duplicates(list(KEY_COLUMNS), keep="last")
     return df.sort_values("_order").drop(columns=["_order", "_t"]).reset_index(drop=True)
+
+
+# -- the run-level record: resolved config and the command lines that wrote the folder ------------
+CONFIG_FILE = "config.yaml"
+COMMANDS_FILE = "command.txt"
+
+
+def config_yaml(cfg: Mapping[str, Any]) -> str:
+    """The resolved config as YAML (what ``--print-config`` prints and ``config.yaml`` holds;
+    ``--config`` reads it back to the same config)."""
+    import yaml  # local: only the commands that record or print a config need it
+
+    return yaml.safe_dump(jsonable(dict(cfg)), sort_keys=True, default_flow_style=False)
+
+
+def write_run_record(out: str | os.PathLike, cfg: Mapping[str, Any], argv: Iterable[str],
+                     command: str = "python -m benchmark") -> None:
+    """Record one invocation in results folder ``out``: ``config.yaml`` (the resolved config of
+    this invocation) and one more entry in ``command.txt`` (UTC time, working directory and the
+    exact command line, shell-quoted; earlier invocations' entries are kept). Both atomic."""
+    import shlex
+
+    root = Path(out)
+    atomic_write_text(config_yaml(cfg), root / CONFIG_FILE)
+    path = root / COMMANDS_FILE
+    try:
+        before = path.read_text()
+    except FileNotFoundError:
+        before = ""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry = (f"# {when}\ncd {shlex.quote(os.getcwd())} && {command} {shlex.join(str(a) for a in argv)}\n")
+    atomic_write_text(before + ("\n" if before and not before.endswith("\n") else "") + entry, path)

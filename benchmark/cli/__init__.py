@@ -29,6 +29,26 @@ COMMANDS = {
 }
 
 
+class TqdmLoggingHandler(logging.Handler):
+    """Log records written through ``tqdm.write``: a progress bar on the terminal is cleared,
+    the line printed, the bar drawn again below it (no log line glued onto a bar)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm  # local: --help stays light
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """INFO (DEBUG with ``--verbose``) to stderr, through :class:`TqdmLoggingHandler`."""
+    handler = TqdmLoggingHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
@@ -48,11 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args._argv = [*(sys.argv[1:] if argv is None else argv)]  # recorded in the results folder (command.txt)
+    setup_logging(args.verbose)
     if not args.command:
         parser.print_help()
         return 0

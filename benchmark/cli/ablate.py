@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 
 from benchmark.ablate import ABLATIONS, plan
-from benchmark.cli.common import add_common_arguments, next_step_text, overrides_from_args, tracker_from_args
+from benchmark.cli.common import (add_common_arguments, add_plan_arguments, next_step_text, overrides_from_args,
+                                  resolve_profile, tracker_from_args)
 from benchmark.config import build_config
 from benchmark.errors import UserError, unknown_name
+from benchmark.engine.dryrun import plan_table
 from benchmark.engine.runner import Runner
 from benchmark.registry import load_plugin
+from benchmark.results import config_yaml, write_run_record
 
 log = logging.getLogger("benchmark.ablate")
 
@@ -18,12 +21,10 @@ log = logging.getLogger("benchmark.ablate")
 def add_arguments(p) -> None:
     p.add_argument("name", nargs="?", help=f"ablation set: {', '.join(ABLATIONS)}")
     p.add_argument("--list", action="store_true", help="list the ablation sets and what they run")
-    p.add_argument("--out", help="results folder (default results/ablation-NAME)")
-    p.add_argument("--seeds", help="e.g. 0,1,2")
-    p.add_argument("--protocols", help="override the set's protocols, e.g. zero-shot,few-label")
-    p.add_argument("--tasks", help="PTB-XL tasks, e.g. superdiagnostic")
-    p.add_argument("--label-fractions", help="e.g. 0.01,0.1,1.0")
-    p.add_argument("--dry-run", action="store_true", help="print the plan of jobs and exit")
+    p.add_argument("--out", help="results folder (default: results/ablation-NAME, one sub-folder per run setting)")
+    add_plan_arguments(p, methods=False)  # the set chooses its methods; --protocols overrides the set's
+    p.add_argument("--dry-run", action="store_true", help="print the plan of each folder as a table and exit")
+    p.add_argument("--list-jobs", action="store_true", help="with --dry-run: also list every planned job")
     add_common_arguments(p)
 
 
@@ -38,21 +39,33 @@ def main(args) -> int:
         load_plugin(mod)
     if args.name not in ABLATIONS:
         raise unknown_name("ablation set", args.name, ABLATIONS)
+    resolve_profile(args)
     overrides = overrides_from_args(args)
     if any(k in overrides for k in ABLATIONS[args.name].runs):
         raise UserError(f"ablation '{args.name}' varies {list(ABLATIONS[args.name].runs)} itself: do not --set them")
     parts = plan(args.name, args.out, overrides)
     for spec, reason in parts[0].skipped.items():
         print(f"note: skipping {spec}: {reason}")
-    for part in parts:
-        cfg = build_config(args.profile, args.config, part.overrides)
-        runner = Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
-                        progress=not (args.no_progress or args.dry_run),
-                        tracker=None if args.dry_run else tracker_from_args(args, part.out))
+    # every folder's settings and plan are checked before the first one runs
+    cfgs = [build_config(args.profile, args.config, part.overrides) for part in parts]
+    if getattr(args, "print_config", False):
+        for part, cfg in zip(parts, cfgs):
+            print(f"# {part.out}\n{config_yaml(cfg)}", end="")
+        return 0
+    runners = [Runner(cfg, data_root=args.data_root, cache_dir=args.cache_dir, out=part.out,
+                      progress=not (args.no_progress or args.dry_run),
+                      tracker=None if args.dry_run else tracker_from_args(args, part.out))
+               for part, cfg in zip(parts, cfgs)]
+    jobs = [runner.plan() for runner in runners]
+    for part, cfg, runner, planned in zip(parts, cfgs, runners, jobs):
         if args.dry_run:
-            for job in runner.plan():
-                print(f"{part.out}: {job.label}")
+            print(plan_table(runner, planned))
+            if getattr(args, "list_jobs", False):
+                for job in planned:
+                    print(f"{part.out}: {job.label}")
             continue
+        if getattr(args, "_argv", None) is not None:
+            write_run_record(part.out, cfg, args._argv)
         log.info("ablation %s: %d variants -> %s", args.name, len(part.methods), part.out)
         rows = runner.run()
         print(runner.summary_text(rows))

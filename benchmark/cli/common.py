@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import PROFILES
+from benchmark.config import DEFAULTS, PROFILES
 from benchmark.errors import UserError
 from benchmark.report.index import report_command
 from benchmark.engine.tracking import add_arguments as add_tracking_arguments
@@ -18,7 +18,8 @@ from benchmark.engine.tracking import make_tracker
 
 
 DATA_ROOT_HELP = "folder holding ptb-xl/, mitdb/, cinc2017/ (default $ECGBENCH_DATA_ROOT or ../shared/data)"
-CACHE_DIR_HELP = "prepared stores, text embeddings, pretrained encoders (default: user cache dir)"
+CACHE_DIR_HELP = ("prepared stores, text embeddings, pretrained encoders (default: $ECGBENCH_CACHE_DIR, "
+                  "else the user cache dir)")
 DEVICE_HELP = "auto | cpu | cuda"
 
 
@@ -37,17 +38,68 @@ def add_device(p, default: str | None = None, help: str = DEVICE_HELP) -> None:
     p.add_argument("--device", default=default, help=help)
 
 
+def profile_default(key: str) -> str:
+    """What each profile sets ``key`` to, for ``--help``: 'quick: 0; shared: 0,1,2; ...'."""
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    vals = {name: show(prof.get(key, DEFAULTS[key][0])) for name, prof in PROFILES.items()}
+    if len(set(vals.values())) == 1:
+        return next(iter(vals.values()))
+    return "; ".join(f"{n}: {v}" for n, v in vals.items())
+
+
+def add_plan_arguments(p, methods: bool = True) -> None:
+    """The flags that choose what a run plans (``run``, ``ablate``): plural names, the singular
+    accepted as an alias, every default shown."""
+    if methods:
+        p.add_argument("--methods", "--method", dest="methods",
+                       help="comma-separated method variants, grids allowed: 'mets[lm=minilm|tfidf],simclr' "
+                       f"(default: the profile's: {profile_default('methods')})")
+    p.add_argument("--protocols", "--protocol", dest="protocols",
+                   help=f"comma-separated protocols (default: the profile's: {profile_default('protocols')})")
+    p.add_argument("--tasks", "--task", dest="tasks",
+                   help="PTB-XL tasks for zero-shot and few-label, e.g. superdiagnostic,rhythm (default: the "
+                   f"profile's: zero-shot {profile_default('zero_shot_tasks')}; few-label "
+                   f"{profile_default('few_label_tasks')})")
+    p.add_argument("--seeds", "--seed", dest="seeds",
+                   help=f"pretraining seeds: 0,1,2 or a range 0-2, or both: 0-2,5 (default: the profile's: "
+                   f"{profile_default('seeds')})")
+    p.add_argument("--label-fractions", "--label-fraction", dest="label_fractions",
+                   help="few-label fractions of the training labels: 0.01,0.1 or percentages 1%%,10%% "
+                   f"(default: the profile's: {profile_default('label_fractions')})")
+
+
+def resolve_profile(args) -> str:
+    """``--profile`` if given, else the profile a ``--config`` file names (a recorded
+    ``config.yaml``), else quick; stored back in ``args.profile``."""
+    profile = getattr(args, "profile", None)
+    if profile is None and getattr(args, "config", None):
+        from benchmark.config import load_config_file
+
+        profile = load_config_file(args.config).get("profile")
+    args.profile = str(profile) if profile is not None else "quick"
+    return args.profile
+
+
 def add_common_arguments(p) -> None:
-    p.add_argument("--profile", default="quick", help=f"named settings: {', '.join(PROFILES)} (default quick)")
-    p.add_argument("--config", help="YAML file of settings (e.g. best.yaml from `tune`); flags override it")
+    p.add_argument("--profile", default=None, help=f"named settings: {', '.join(PROFILES)} (default: the "
+                   "--config file's profile, else quick)")
+    p.add_argument("--config", help="YAML file of settings (e.g. best.yaml from `tune`, or the config.yaml a run "
+                   "records in its folder); flags override it (default: none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set finetune_epochs=5 --set method_settings.width=64")
-    add_device(p)
-    p.add_argument("--precision", help="auto | fp32 | bf16 | fp16")
+                   help="override any setting, e.g. --set finetune_epochs=5 --set method_settings.width=64 "
+                   "(default: none)")
+    add_device(p, help=f"{DEVICE_HELP} (default: the profile's: {profile_default('device')})")
+    p.add_argument("--precision", help=f"auto | fp32 | bf16 | fp16 (default: the profile's: "
+                   f"{profile_default('precision')})")
     add_data_root(p)
     add_cache_dir(p)
-    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods "
+                   "(repeatable; default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit "
+                   "(nothing is run; the output works as --config)")
     add_tracking_arguments(p)
 
 

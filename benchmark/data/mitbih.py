@@ -146,7 +146,7 @@ def cut_windows(x: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
     return padded[idx]
 
 
-@register_dataset("mitbih", description="MIT-BIH Arrhythmia: beat windows, AAMI and PVC tasks")
+@register_dataset("mitbih", aliases=("mitdb",), description="MIT-BIH Arrhythmia: beat windows, AAMI and PVC tasks")
 class MITBIH(PhysioNetDataset):
     """MIT-BIH Arrhythmia Database as beat-centred windows (see the module docstring)."""
 

@@ -58,19 +58,7 @@ class PretrainCache:
         """
         r = self.runner
         data = r.dataset("ptbxl")
-        method = r.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
-        if labels is None and getattr(method, "uses_labels", False):
-            task = getattr(method, "task", "superdiagnostic")
-            y, valid = data.labels(task)
-            tr = data.split_indices("train")
-            labels = (task, tr[valid[tr]])
-        runtime = set(NON_SEMANTIC) | set(getattr(method, "RUNTIME_SETTINGS", ()))
-        cfg = {k: v for k, v in method.config().items() if k not in runtime}
-        key = {
-            "format": PRETRAIN_FORMAT, "method": spec, "config": cfg, "seed": seed,
-            "data": data.manifest.get("key"),
-            "labels": None if labels is None else [labels[0], stable_hash(labels[1].tolist())],
-        }
+        method, key, labels = self.key_for(spec, seed, labels)
         h = stable_hash(key, 20)
         if h in self._models:
             return self._models[h], h
@@ -114,6 +102,7 @@ class PretrainCache:
                             if on_epoch_end is not None:
                                 on_epoch_end(method, e, row)
 
+                        r.timings.count("pretrainings")
                         history = method.pretrain(
                             data, train_idx, val_idx, targets=targets, checkpoint_dir=folder / "checkpoints",
                             progress=r.progress,
@@ -132,6 +121,30 @@ class PretrainCache:
         r.timings.add("pretrain", t0)
         self._models[h] = method
         return method, h
+
+    def key_for(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None):
+        """``(method, key, labels)``: the (untrained) method, the dict whose hash names its
+        pretrained model in the cache, and the labelled subset it trains on (None: unlabelled)."""
+        data = self.runner.dataset("ptbxl")
+        method = self.runner.make_method(spec, seed, **({"task": labels[0]} if labels is not None else {}))
+        if labels is None and getattr(method, "uses_labels", False):
+            task = getattr(method, "task", "superdiagnostic")
+            y, valid = data.labels(task)
+            tr = data.split_indices("train")
+            labels = (task, tr[valid[tr]])
+        runtime = set(NON_SEMANTIC) | set(getattr(method, "RUNTIME_SETTINGS", ()))
+        cfg = {k: v for k, v in method.config().items() if k not in runtime}
+        key = {
+            "format": PRETRAIN_FORMAT, "method": spec, "config": cfg, "seed": seed,
+            "data": data.manifest.get("key"),
+            "labels": None if labels is None else [labels[0], stable_hash(labels[1].tolist())],
+        }
+        return method, key, labels
+
+    def cached(self, spec: str, seed: int, labels: tuple[str, np.ndarray] | None = None) -> bool:
+        """Whether the pretrained model of (spec, seed[, labels]) is already in the disk cache."""
+        _, key, _ = self.key_for(spec, seed, labels)
+        return (pretrained_dir(self.runner.cache_dir, stable_hash(key, 20)) / "model.pt").is_file()
 
     def _claim_pretraining(self, folder, spec, seed, wait, method, model_file, data, train_idx, val_idx, targets):
         """(claim, on_disk): the claim on this pretraining, or on_disk=True when another worker

@@ -40,6 +40,7 @@ from benchmark.engine import panel
 from benchmark.engine.claims import Busy
 from benchmark.engine.executors import DaskExecutor, LocalExecutor
 from benchmark.engine.pretrain import PretrainCache
+from benchmark.engine.summary import headline_table
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
 from benchmark.errors import UserError, resource_error
 from benchmark.io import atomic_write_parquet, atomic_write_text
@@ -64,9 +65,13 @@ JOB_SETTINGS = (
 @dataclass
 class Timings:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, stage: str, t0: float) -> None:
         self.seconds[stage] += time.perf_counter() - t0
+
+    def count(self, what: str) -> None:
+        self.counts[what] += 1
 
 
 def method_specs(cfg: dict) -> list[str]:
@@ -245,7 +250,21 @@ class Runner:
                     jobs.extend(proto.jobs(spec, int(seed), traits, self))
         # seed-major order: an interrupted run has every method for its first seeds (it resumes anyway)
         jobs.sort(key=lambda j: j.seed)
+        if not jobs:
+            raise self._empty_plan(chosen)
         return jobs
+
+    def _empty_plan(self, chosen) -> UserError:
+        """Why nothing is planned: no protocol chosen, or none applies to the chosen methods."""
+        if not chosen:
+            return UserError("nothing to run: no protocol selected (--protocols)")
+        texts = [s for s in self.specs if self.traits(s).has_text_tower]
+        why = ""
+        if not texts and all(p.name in ("zero-shot", "text-ceiling") for p in chosen):
+            why = (" (zero-shot and text-ceiling need a method with a text tower, e.g. mets; "
+                   f"{', '.join(self.specs)} have none)")
+        return UserError(f"nothing to run: protocols {', '.join(p.name for p in chosen)} plan no job for "
+                         f"methods {', '.join(self.specs)}{why}; choose other --methods or --protocols")
 
     def job_id(self, job: Job) -> str:
         return make_job_id({**job.key, "config": self.config_hash(job.method)})
@@ -393,7 +412,8 @@ class Runner:
             self.timings.seconds["lm"] = mets.lm_seconds() - self._lm_start
         if n_jobs == 0:
             return  # a no-op re-run keeps the timings of the run that did the work
-        rec = {"jobs_run": n_jobs, **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
+        rec = {"jobs_run": n_jobs, "pretrainings_run": int(self.timings.counts.get("pretrainings", 0)),
+               **{k: round(v, 3) for k, v in self.timings.seconds.items()}}
         atomic_write_text(json.dumps(rec, indent=2), self.out / "timings.json")
 
     def run_job(self, job: Job, wait: bool = True) -> None:
@@ -435,12 +455,12 @@ class Runner:
             tracked.log_metrics(result_metrics(rows))
 
     def summary_text(self, rows) -> str:
-        if rows is None or len(rows) == 0:
-            return "no results"
-        r = rows[(rows["metric"] == "auroc") & (rows["class"] == "")]
-        if r.empty:
-            return "no AUROC rows"
-        piv = r.groupby(["protocol", "mode", "dataset", "task", "label_fraction", "method"], dropna=False)["value"].mean()
-        t = piv.unstack("method").round(3)
+        """The headline table of the folder (``benchmark.engine.summary``): macro AUROC per method,
+        zero-shot first, '-' where a method has no such number."""
+        tasks = [*self.cfg["zero_shot_tasks"], *self.cfg["few_label_tasks"]]
+        table = headline_table(rows, [self.row_method(s) for s in self.specs], tasks)
+        if table is None:
+            return f"no macro AUROC rows in {self.out}"
         secs = self.timings.seconds.get("total", 0.0)
-        return f"macro AUROC (mean over seeds) -- results in {self.out}  [{secs:.0f} s this run]\n{t.to_string()}"
+        return (f"macro AUROC, mean over seeds {', '.join(map(str, self.cfg['seeds']))} -- results in {self.out} "
+                f"[{secs:.0f} s this run]\n{table}")

@@ -226,7 +226,7 @@ def make_tracker(kind: str | None, out: str | Path, *, uri: str | None = None, e
 def add_arguments(p) -> None:
     p.add_argument("--log", choices=("none",) + TRACKERS, default=None,
                    help="also log to an experiment tracker: tensorboard (<out>/tensorboard) or mlflow "
-                   "(default store <out>/mlflow.db); needs pip install -e '.[tracking]'")
+                   "(default store <out>/mlflow.db); needs pip install -e '.[tracking]' (default: none)")
     p.add_argument("--log-uri", metavar="URI", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or "
                    "sqlite:///<out>/mlflow.db), e.g. http://host:5000 or file:./mlruns")
 
