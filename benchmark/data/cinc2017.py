@@ -218,7 +218,7 @@ def read_signal(root: Path, rec: str) -> np.ndarray:
     return x
 
 
-@register_dataset("cinc2017", description="PhysioNet/CinC Challenge 2017: single-lead AF classification")
+@register_dataset("cinc2017", aliases=("challenge-2017",), description="PhysioNet/CinC Challenge 2017: single-lead AF classification")
 class CinC2017(PhysioNetDataset):
     """CinC 2017 training set as fixed-length crops (see the module docstring)."""
 

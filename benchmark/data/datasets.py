@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmark.data import cinc2017, mitbih, ptbxl  # noqa: F401
+from benchmark.registry import DATASETS
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,14 @@ RUN_SETTINGS: dict[str, RunSettings] = {
     "cinc2017": RunSettings(options={"n_crops": "cinc_crops"}, tasks="cinc_tasks"),
 }
 
-# other spellings accepted wherever a dataset is named (the PhysioNet database names); the
-# registry name is the one printed, stored and used as the folder key of prepared stores
-DATASET_ALIASES: dict[str, str] = {"mitdb": "mitbih", "ptb-xl": "ptbxl", "challenge-2017": "cinc2017"}
-
-
 def canonical_dataset(name: str) -> str:
-    """The registry name of dataset ``name`` (``mitdb`` -> ``mitbih``); other names unchanged."""
-    return DATASET_ALIASES.get(str(name).strip().lower(), str(name).strip())
+    """The registry name of dataset ``name``: other spellings (the PhysioNet database names,
+    ``mitdb`` -> ``mitbih``) are the aliases each dataset registers with ``@register_dataset``;
+    the registry name is the one printed, stored and used as the folder key of prepared stores.
+    Case and surrounding spaces do not matter; unknown names come back unchanged."""
+    key = str(name).strip()
+    canon = DATASETS.canonical(key.lower())
+    return canon if canon != key.lower() else key
 
 
 # settings every prepared store depends on, besides the dataset's own options

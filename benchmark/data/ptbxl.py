@@ -122,7 +122,7 @@ DESCRIPTIONS = {
 }
 
 
-@register_dataset("ptbxl", description="PTB-XL: 12-lead 10 s ECGs, SCP statements, device reports")
+@register_dataset("ptbxl", aliases=("ptb-xl",), description="PTB-XL: 12-lead 10 s ECGs, SCP statements, device reports")
 class PTBXL:
     """PTB-XL loader following the data contract of ``benchmark.data.base``."""
 
