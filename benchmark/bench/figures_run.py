@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmark.bench.table import row
 from benchmark.config import build_config
+from benchmark.engine.executors import DaskExecutor
 from benchmark.engine.runner import Runner
 
 log = logging.getLogger("benchmark.bench")
@@ -125,7 +126,8 @@ class RunFigures:
             out = Path(tmp) / "run"
             t0 = time.perf_counter()
             with _quiet():
-                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run(parallel=parallel)
+                Runner(cfg, data_root=self.data_root, cache_dir=scratch, out=out, progress=False).run(
+                    None if parallel is None else DaskExecutor(**parallel))
             wall = time.perf_counter() - t0
             timings = json.loads((out / "timings.json").read_text())
         return timings, wall, label

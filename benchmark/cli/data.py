@@ -137,16 +137,26 @@ def _folder(args, name: str, options: dict) -> Path:
     return resolve_data_root(args.data_root) / str(options.get("subdir") or DATASET_DIRS.get(name, name))
 
 
-def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
-    """dataset -> ECGSet, or a {'status': 'not found', 'path': ...} dict for absent folders."""
-    resolve_data_root(args.data_root)  # missing root -> one-line error before anything else
+def _each_dataset(args):
+    """(name, options, folder, explicit) of every dataset the command names; the data root is
+    checked first (a missing root is a one-line error before anything else)."""
+    resolve_data_root(args.data_root)
     names, explicit = _datasets(args)
-    out: dict = {}
     for name in names:
         opts = dataset_options(args, name)
-        folder = _folder(args, name, opts)
+        yield name, opts, _folder(args, name, opts), explicit
+
+
+def _not_found(folder: Path) -> dict:
+    return {"status": "not found", "path": str(folder)}
+
+
+def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
+    """dataset -> ECGSet, or a {'status': 'not found', 'path': ...} dict for absent folders."""
+    out: dict = {}
+    for name, opts, folder, explicit in _each_dataset(args):
         if not folder.is_dir() and not explicit:
-            out[name] = {"status": "not found", "path": str(folder)}
+            out[name] = _not_found(folder)
             continue
         try:
             out[name] = prepare(
@@ -155,7 +165,7 @@ def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
             )
         except DataError:
             if not folder.is_dir() and not explicit:
-                out[name] = {"status": "not found", "path": str(folder)}
+                out[name] = _not_found(folder)
             else:
                 raise
     return out
@@ -164,14 +174,10 @@ def _prepare_all(args, rebuild: bool, progress: bool) -> dict:
 def _locate_all(args) -> dict:
     """dataset -> ``store.locate`` listing (``status`` "ok" when its store exists, else "not
     prepared"), or a "not found" dict for absent folders; builds nothing, reads no signal."""
-    resolve_data_root(args.data_root)
-    names, explicit = _datasets(args)
     out: dict = {}
-    for name in names:
-        opts = dataset_options(args, name)
-        folder = _folder(args, name, opts)
+    for name, opts, folder, explicit in _each_dataset(args):
         if not folder.is_dir() and not explicit:
-            out[name] = {"status": "not found", "path": str(folder)}
+            out[name] = _not_found(folder)
             continue
         found = locate(name, args.data_root, args.cache_dir, fs=args.fs, window_s=args.window_s, **opts)
         found["status"] = "ok" if found["prepared"] else "not prepared"

@@ -38,7 +38,7 @@ from benchmark.data.datasets import prepare_options, run_tasks
 from benchmark.device import resolve_device
 from benchmark.engine import panel
 from benchmark.engine.claims import Busy
-from benchmark.engine.executors import DaskExecutor, LocalExecutor
+from benchmark.engine.executors import LocalExecutor
 from benchmark.engine.pretrain import PretrainCache
 from benchmark.engine.summary import headline_table
 from benchmark.engine.tracking import epoch_metrics, finetune_prefix, result_metrics
@@ -335,14 +335,12 @@ class Runner:
         )
 
     # -- run -----------------------------------------------------------------------------------
-    def run(self, executor=None, parallel: dict | None = None):
+    def run(self, executor=None):
         """Run every planned job not yet in ``--out``; returns all rows of the folder.
 
         ``executor(runner, todo) -> jobs run`` runs the jobs (``benchmark.engine.executors``;
-        default: :class:`LocalExecutor`, this process's cooperative loop). ``parallel``
-        (``{"workers": N, ...}``) is shorthand for ``executors.DaskExecutor(**parallel)``."""
-        if parallel is not None:
-            executor = DaskExecutor(**parallel)
+        default: :class:`LocalExecutor`, this process's cooperative loop), injected by the caller
+        (``cli/run.py`` builds a ``DaskExecutor`` for ``--workers``)."""
         rank, world = distributed.world()
         self.begin()
         t_start = time.perf_counter()

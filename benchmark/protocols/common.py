@@ -23,6 +23,15 @@ class Evaluation:
     history: list[dict] = field(default_factory=list)  # per-epoch rows of a fine-tune (for --log)
 
 
+def validation_indices(data: ECGSet, task: str) -> np.ndarray:
+    """The labelled validation examples of ``task`` a tuning objective scores on (a one-line
+    error when there are none)."""
+    val_idx = task_indices(data, task, "val")
+    if len(val_idx) == 0:
+        raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+    return val_idx
+
+
 def scorable(y: np.ndarray) -> bool:
     """Whether some class of ``y`` has both positives and negatives (a macro AUROC exists)."""
     return any(0 < y[:, c].sum() < len(y) for c in range(y.shape[1]))

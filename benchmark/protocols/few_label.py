@@ -18,7 +18,7 @@ from benchmark.data.base import ECGSet
 from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
 from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices, validation_indices
 from benchmark.stats.metrics import macro_auroc
 
 MODES = ("linear-probe", "fine-tune")
@@ -275,9 +275,7 @@ class FewLabel(Protocol):
         if objective not in self.objectives:
             return super().validation_score(objective, method, data, task)
         y, _ = data.labels(task)
-        val_idx = task_indices(data, task, "val")
-        if len(val_idx) == 0:
-            raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+        val_idx = validation_indices(data, task)
         with data.forbid("test"):
             train_idx = task_indices(data, task, "train")
             z_train = method.encode_ecg(data, train_idx)

@@ -8,7 +8,8 @@ import numpy as np
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError
 from benchmark.protocols.base import Job, Protocol, register_protocol
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows, scorable, task_indices
+from benchmark.protocols.common import (Evaluation, capped_indices, score_rows, scorable, task_indices,
+                                        validation_indices)
 from benchmark.stats.metrics import macro_auroc
 
 
@@ -106,9 +107,7 @@ class ZeroShot(Protocol):
         if objective not in self.objectives:
             return super().validation_score(objective, method, data, task)
         y, _ = data.labels(task)
-        val_idx = task_indices(data, task, "val")
-        if len(val_idx) == 0:
-            raise UserError(f"task '{task}' has no labelled validation examples: cannot tune on it")
+        val_idx = validation_indices(data, task)
         with data.forbid("test"):
             prompts = class_prompts_for(data, task, template_set)
             s = np.asarray(method.zero_shot_scores(data, val_idx, prompts), dtype=np.float64)
