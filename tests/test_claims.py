@@ -126,7 +126,7 @@ def test_two_concurrent_runs_on_one_folder_run_each_job_once(tmp_path, data_root
     ran = _ran(logs[0]) + _ran(logs[1])
     planned = subprocess.run(_cmd(out, cache, "simclr,random-init", ["--dry-run", "--list-jobs"]), env=_env(),
                              cwd=REPO, text=True, capture_output=True, check=True).stdout
-    planned = [p for p in planned.split("\njobs:\n", 1)[1].split("\n") if p.strip()]  # the list after the table
+    planned = [p.strip() for p in planned.split("\njobs:\n", 1)[1].split("\n") if p.strip()]  # the list after the table
     assert sorted(ran) == sorted(planned)  # every job exactly once, over both processes
     assert _ran(logs[0]) and _ran(logs[1])  # ... and really shared: each process ran some of them
     pretrainings = sum(len(re.findall(r"INFO benchmark.run: pretraining simclr seed=0 \(", log)) for log in logs)
