@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from benchmark.errors import resource_error
+from benchmark.errors import DataError, resource_error
 
 # the cache-healing warnings keep the logger name users (and tests) filter on
 heal_log = logging.getLogger("benchmark.heal")
@@ -122,6 +122,23 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return v
+
+
+def read_csv_checked(path: str | os.PathLike, required=(), expected: str = "", **read_kw):
+    """Read the CSV table at ``path`` (``pandas.read_csv(path, **read_kw)``): an unreadable file, or
+    one lacking a ``required`` column, is a one-line :class:`~benchmark.errors.DataError` naming it
+    (``expected`` completes the message, e.g. "is it PTB-XL's ptbxl_database.csv?"). The caller
+    checks that the file exists, with the advice that fits its source."""
+    import pandas as pd  # local: this module is imported by everything, pandas only by readers
+
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except Exception as exc:
+        raise DataError(f"cannot read '{path}' as CSV: {exc}") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"'{path}' lacks column(s) {', '.join(missing)}" + (f": {expected}" if expected else ""))
+    return df
 
 
 def quarantine(path: str | os.PathLike, reason: str) -> Path | None:

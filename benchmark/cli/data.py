@@ -61,7 +61,7 @@ from benchmark.data.ptbxl import DATABASE_CSV, read_database
 from benchmark.data.report_coverage import text_summary
 from benchmark.data.store import dataset_class, locate, open_store, prepare
 from benchmark.errors import DataError, UserError, unknown_name
-from benchmark.io import atomic_write_csv
+from benchmark.io import atomic_write_csv, read_csv_checked
 from benchmark.paths import DATASET_DIRS, human_size, resolve_data_root
 
 DEFAULT_DATASETS = ("ptbxl", "mitbih", "cinc2017")
@@ -320,13 +320,7 @@ def _read_reports(args) -> tuple[list, list, str]:
         path = Path(args.reports).expanduser()
         if not path.is_file():
             raise UserError(f"--reports '{path}' does not exist")
-        try:
-            df = pd.read_csv(path)
-        except Exception as exc:
-            raise DataError(f"cannot read '{path}' as CSV: {exc}") from exc
-        missing = [c for c in ("ecg_id", "report") if c not in df.columns]
-        if missing:
-            raise DataError(f"'{path}' lacks column(s) {', '.join(missing)} (needs ecg_id and report)")
+        df = read_csv_checked(path, ("ecg_id", "report"), "needs ecg_id and report")
         return df["ecg_id"].tolist(), df["report"].tolist(), str(path)
     root = resolve_data_root(args.data_root) / DATASET_DIRS.get("ptbxl", "ptb-xl")
     df = read_database(root)

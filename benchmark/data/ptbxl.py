@@ -48,6 +48,7 @@ import pandas as pd
 
 from benchmark.data.base import LEADS, PrepareParams, Scan, TaskSpec, lead_index
 from benchmark.errors import DataError
+from benchmark.io import read_csv_checked
 from benchmark.paths import DATASET_DIRS
 from benchmark.registry import register_dataset
 
@@ -68,27 +69,15 @@ def read_statements(root: Path) -> pd.DataFrame:
     path = root / STATEMENTS_CSV
     if not path.is_file():
         raise DataError(f"PTB-XL statement table '{path}' is missing: download PTB-XL completely")
-    try:
-        df = pd.read_csv(path, index_col=0)
-    except Exception as exc:
-        raise DataError(f"cannot read '{path}': {exc}") from exc
-    for col in ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"):
-        if col not in df.columns:
-            raise DataError(f"'{path}' has no column '{col}': is it PTB-XL's scp_statements.csv?")
-    return df
+    return read_csv_checked(path, ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"),
+                            "is it PTB-XL's scp_statements.csv?", index_col=0)
 
 
 def read_database(root: Path) -> pd.DataFrame:
     path = root / DATABASE_CSV
     if not path.is_file():
         raise DataError(f"PTB-XL table '{path}' is missing: download PTB-XL completely")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise DataError(f"cannot read '{path}': {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"'{path}' lacks column(s) {', '.join(missing)}: is it PTB-XL's ptbxl_database.csv?")
+    df = read_csv_checked(path, REQUIRED_COLUMNS, "is it PTB-XL's ptbxl_database.csv?")
     return df.sort_values("ecg_id").reset_index(drop=True)
 
 

@@ -215,6 +215,19 @@ def paper_section(w: ReportFolder, rows: pd.DataFrame, pc: pd.DataFrame) -> Sect
 # --------------------------------------------------------------------------------------------
 # step 3: the figures
 # --------------------------------------------------------------------------------------------
+def _figure_section(w: ReportFolder, title: str, groups, draw, absent: str) -> Section:
+    """One figure section: ``draw(key, group)`` returns (figure paths, caption), or None to draw
+    nothing, for every group; ``absent`` says why when no group drew a figure."""
+    sec = Section(title)
+    for key, g in groups:
+        drawn = draw(key, g)
+        if drawn is not None:
+            w.figure_item(sec, *drawn)
+    if not sec.items:
+        sec.absent = absent
+    return sec
+
+
 def figure_sections(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, dirs: list[Path]) -> list[Section]:
     # local: matplotlib takes a second to import, and every CLI start-up imports this module
     from benchmark.report import figures
@@ -223,60 +236,58 @@ def figure_sections(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, 
     m = macro(summary)
     sections = []
 
-    sec = Section("Figure: label-efficiency curves")
-    fl = m[(m["protocol"] == FEW_LABEL)]
-    for (dataset, task), g in fl.groupby(["dataset", "task"], sort=False):
+    def label_efficiency(key, g):
+        dataset, task = key
         zs = m[(m["mode"] == "zero-shot") & (m["dataset"] == dataset) & (m["task"] == task)]
-        paths = figures.label_efficiency(g, zs, styles, w.figs_dir / f"label_efficiency_{dataset}_{task}",
-                                         task=task, dataset=dataset)
-        w.figure_item(sec, paths, f"Macro AUROC vs labelled fraction ({dataset} {task}); bands: mean 95 % "
-                      "bootstrap CI over seeds; dotted horizontal lines: zero-shot (no labels).")
-    if not sec.items:
-        sec.absent = "no few-label rows"
-    sections.append(sec)
+        return (figures.label_efficiency(g, zs, styles, w.figs_dir / f"label_efficiency_{dataset}_{task}",
+                                         task=task, dataset=dataset),
+                f"Macro AUROC vs labelled fraction ({dataset} {task}); bands: mean 95 % bootstrap CI over seeds; "
+                "dotted horizontal lines: zero-shot (no labels).")
 
-    sec = Section("Figure: zero-shot per-class AUROC")
-    z = summary[(summary["mode"] == "zero-shot") & (summary["metric"] == "auroc")]
-    for (dataset, task), g in z.groupby(["dataset", "task"], sort=False):
+    fl = m[(m["protocol"] == FEW_LABEL)]
+    sections.append(_figure_section(w, "Figure: label-efficiency curves", fl.groupby(["dataset", "task"], sort=False),
+                                    label_efficiency, "no few-label rows"))
+
+    def per_class(key, g):
+        dataset, task = key
         g = g.assign(group=np.where(g["class"] == "", "macro", g["class"]))
         groups = list(dict.fromkeys(g.loc[g["class"] != "", "class"])) + ["macro"]
-        paths = figures.grouped_bars(
-            g, styles, w.figs_dir / f"zero_shot_per_class_{dataset}_{task}", groups=groups,
-            title=f"Zero-shot AUROC per class, {DATASET_LABEL.get(dataset, dataset)} {task}")
-        w.figure_item(sec, paths, f"Zero-shot AUROC per class ({dataset} {task}), whiskers: mean 95 % CI; "
-                      "'n/a': class absent from the test split; dotted line: chance.")
-    if not sec.items:
-        sec.absent = "no zero-shot rows"
-    sections.append(sec)
+        return (figures.grouped_bars(g, styles, w.figs_dir / f"zero_shot_per_class_{dataset}_{task}", groups=groups,
+                                     title=f"Zero-shot AUROC per class, {DATASET_LABEL.get(dataset, dataset)} {task}"),
+                f"Zero-shot AUROC per class ({dataset} {task}), whiskers: mean 95 % CI; "
+                "'n/a': class absent from the test split; dotted line: chance.")
 
-    sec = Section("Figure: confusion matrices (MIT-BIH, CinC 2017)")
-    conf = rows[(rows["metric"] == "confusion") & (rows["protocol"] != TEXT_CEILING)]
-    for (dataset, task), g in conf.groupby(["dataset", "task"], sort=False):
+    z = summary[(summary["mode"] == "zero-shot") & (summary["metric"] == "auroc")]
+    sections.append(_figure_section(w, "Figure: zero-shot per-class AUROC", z.groupby(["dataset", "task"], sort=False),
+                                    per_class, "no zero-shot rows"))
+
+    def confusion(key, g):
+        dataset, task = key
         label = DATASET_LABEL.get(dataset, dataset)
-        paths = figures.confusion_grid(g, w.figs_dir / f"confusion_{dataset}_{task}",
-                                       title=f"{label} {task}: confusion matrices (argmax), counts summed over seeds")
-        w.figure_item(sec, paths, f"{label} {task} confusion matrices per method and mode (counts summed over "
-                      "seeds; shading: fraction of the true class).")
-    if not any("mitbih" in p for p, _ in sec.items):
-        note = "no MIT-BIH confusion rows"
-        sec.absent = note if not sec.items else ""
-        if sec.items:
-            sec.items.append(("", f"*absent:* {note}"))
+        return (figures.confusion_grid(g, w.figs_dir / f"confusion_{dataset}_{task}",
+                                       title=f"{label} {task}: confusion matrices (argmax), counts summed over seeds"),
+                f"{label} {task} confusion matrices per method and mode (counts summed over "
+                "seeds; shading: fraction of the true class).")
+
+    conf = rows[(rows["metric"] == "confusion") & (rows["protocol"] != TEXT_CEILING)]
+    note = "no MIT-BIH confusion rows"
+    sec = _figure_section(w, "Figure: confusion matrices (MIT-BIH, CinC 2017)",
+                          conf.groupby(["dataset", "task"], sort=False), confusion, note)
+    if sec.items and not any("mitbih" in p for p, _ in sec.items):
+        sec.items.append(("", f"*absent:* {note}"))
     sections.append(sec)
 
-    sec = Section("Figure: ablation bars")
-    for name, g in m.groupby("method_name"):
+    def ablation(name, g):
         if g["method"].nunique() < 2:
-            continue
+            return None
         t = main_table(g)
         g = t.cells.assign(group=t.cells["col"])
-        paths = figures.grouped_bars(g, styles, w.figs_dir / f"ablation_{re.sub(r'[^A-Za-z0-9]+', '_', name)}",
-                                     groups=t.col_labels, title=f"Ablation of {name}: macro AUROC per variant")
-        w.figure_item(sec, paths, f"Macro AUROC of each {name} variant under the headline settings, whiskers: "
-                      "mean 95 % CI.")
-    if not sec.items:
-        sec.absent = "no method was run in more than one variant"
-    sections.append(sec)
+        return (figures.grouped_bars(g, styles, w.figs_dir / f"ablation_{re.sub(r'[^A-Za-z0-9]+', '_', name)}",
+                                     groups=t.col_labels, title=f"Ablation of {name}: macro AUROC per variant"),
+                f"Macro AUROC of each {name} variant under the headline settings, whiskers: mean 95 % CI.")
+
+    sections.append(_figure_section(w, "Figure: ablation bars", m.groupby("method_name"), ablation,
+                                    "no method was run in more than one variant"))
 
     sec = Section("Figure: pretraining loss curves")
     hist = load_histories(dirs)
