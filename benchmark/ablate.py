@@ -78,8 +78,8 @@ ABLATIONS: dict[str, Ablation] = {
                  ("mets",), runs={"prompt_templates": ("all", "catalogue", "paper", "report")},
                  settings={"protocols": ["zero-shot"]}),
         Ablation("report-language", "Train on raw (de/en/sv) reports, cleaned ones, or English translations "
-                 "(English LM), or on raw or translated reports through a multilingual LM (docs/report_text.md)",
-                 ("mets[report_text=raw|clean|en]", "mets[report_text=raw|en,lm=me5]"), check=_text_encoder_missing),
+                 "(English LM), or on raw, translated or both (cleaned + English) through a multilingual LM (docs/report_text.md)",
+                 ("mets[report_text=raw|clean|en]", "mets[report_text=raw|en|both,lm=me5]"), check=_text_encoder_missing),
         Ablation("sampling-rate", "100 Hz vs 500 Hz input (the prepared store is built per rate)",
                  ("mets",), runs={"fs": (100, 500)}),
         Ablation("encoder-depth", "ResNet1d depth of the ECG encoder",

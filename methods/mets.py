@@ -68,7 +68,7 @@ class METS(Method, TextTower):
         "temperature": 0.07,
         "learnable_temperature": False,
         "report_prompt": "The report of the ECG is that {report}",
-        "report_text": "en",  # raw | clean | en: English by default, the language of the zero-shot prompts
+        "report_text": "en",  # raw | clean | en | both (clean + English): English by default, the prompts' language
         "text_in_loop": False,
         # frozen (the paper) | last-N (the LM's last N transformer layers train with the CLIP loss) | all
         "lm_train": "frozen",

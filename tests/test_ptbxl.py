@@ -140,3 +140,21 @@ def test_prepared_record_from_500hz_files(data_root, tmp_path, fs):
             x = resample_poly(x, fs // g, native // g, axis=1)
         np.testing.assert_allclose(ds.raw([pos])[0], x[:, : 10 * fs], rtol=0, atol=1e-5)
 
+
+
+def test_report_text_both_joins_the_cleaned_report_and_its_translation(ptbxl_set):
+    """``report_text=both``: "<clean> / <english>" for German/Swedish reports, the text once where
+    the two are the same (English reports), and an empty report stays empty."""
+    from benchmark.data.base import BOTH_SEPARATOR
+
+    clean, en, both = (ptbxl_set.texts(k) for k in ("clean", "en", "both"))
+    lang = ptbxl_set.meta["language"].tolist()
+    assert len(both) == len(clean)
+    foreign = [i for i, lg in enumerate(lang) if lg in ("de", "sv") and clean[i].strip() != en[i].strip()]
+    assert foreign  # the shared slice has translated reports
+    for i in foreign:
+        assert both[i] == clean[i].strip() + BOTH_SEPARATOR + en[i].strip()
+    same = [i for i in range(len(clean)) if clean[i].strip() == en[i].strip()]
+    assert same and all(both[i] == clean[i].strip() for i in same)
+    with pytest.raises(Exception, match="report text kind"):
+        ptbxl_set.texts("bothh")

@@ -57,7 +57,15 @@ from benchmark.errors import UserError, unknown_name
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 SPLITS = ("train", "val", "test")
 RELEASE_BYTES = 256 * 1024 * 1024  # stores larger than this drop their mapped pages after every read
-TEXT_KINDS = {"raw": "report_raw", "clean": "report_clean", "en": "report_en"}
+# report_text kind -> the metadata column(s) it reads. ``both``: the cleaned report (its own language)
+# and its English translation in one text, "<clean> / <english>" (once when they are the same).
+TEXT_KINDS = {
+    "raw": ("report_raw",),
+    "clean": ("report_clean",),
+    "en": ("report_en",),
+    "both": ("report_clean", "report_en"),
+}
+BOTH_SEPARATOR = " / "
 
 
 def lead_index(name: str) -> int:
@@ -233,10 +241,13 @@ class ECGSet:
     def texts(self, kind: str = "clean") -> list[str]:
         if kind not in TEXT_KINDS:
             raise unknown_name("report text kind", kind, TEXT_KINDS)
-        col = TEXT_KINDS[kind]
-        if col not in self.meta.columns:
+        cols = TEXT_KINDS[kind]
+        if any(c not in self.meta.columns for c in cols):
             raise UserError(f"dataset '{self.name}' has no report text")
-        return self.meta[col].astype(str).tolist()
+        parts = [self.meta[c].astype(str).tolist() for c in cols]
+        if len(parts) == 1:
+            return parts[0]
+        return [BOTH_SEPARATOR.join(dict.fromkeys(p.strip() for p in row if p.strip())) for row in zip(*parts)]
 
     @property
     def examples(self) -> np.ndarray:
