@@ -314,3 +314,40 @@ def test_report_cli_and_no_torch(tmp_path, real_labels, data_root):
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "cli" / "index.md").is_file()
     assert "error: results folder" in res.stderr
+
+
+def test_ablation_reference_is_the_variant_run_with_the_defaults():
+    from benchmark.report.claims import comparison_pairs, default_variant
+
+    variants = ["mets[lm=me5,report_text=both]", "mets[lm=me5,report_text=raw]", "mets[report_text=en]",
+                "mets[report_text=raw]"]
+    assert default_variant(variants) == "mets[report_text=en]"  # report_text=en is METS's default
+    assert {ref for _, ref in comparison_pairs(variants)} == {"mets[report_text=en]"}
+    # lm_train=frozen is the default too, and the written-out default is the reference
+    assert {ref for _, ref in comparison_pairs(["mets[lm_train=all]", "mets[lm_train=frozen]"])} == {"mets[lm_train=frozen]"}
+    assert {ref for _, ref in comparison_pairs(["mets", "mets[lm_train=frozen]"])} == {"mets[lm_train=frozen]"}
+    assert {ref for _, ref in comparison_pairs(["mets", "mets[proj_dim=64]"])} == {"mets"}
+    assert default_variant(["mets[proj_dim=64]", "mets[proj_dim=128]"]) is None  # no variant is the default
+
+
+def test_variant_comparisons_are_holm_adjusted_as_one_family():
+    """Six variant comparisons; one has raw p 0.01 and an interval that excludes 0. Holm (it is the
+    second smallest p of six: x5) makes it 0.05: the report must not call it significant. The
+    smallest, 0.001, survives (x6: 0.006)."""
+    from benchmark.report.claims import variant_markdown
+
+    ref, rows = "mets[report_text=en]", []
+    ps = {("mets[report_text=raw]", "rhythm"): 0.01, ("mets[report_text=clean]", "rhythm"): 0.001}
+    for v in ("mets[report_text=raw]", "mets[report_text=clean]", "mets[lm=me5,report_text=raw]"):
+        for task in ("rhythm", "form"):
+            p = ps.get((v, task), 0.5)
+            rows.append(dict(method_a=ref, method_b=v, protocol="zero-shot", mode="zero-shot", dataset="ptbxl",
+                             task=task, label_fraction=np.nan, metric="auroc", seed="mean",
+                             diff=-0.08 if p < 0.05 else 0.01, ci_low=-0.14 if p < 0.05 else -0.03,
+                             ci_high=-0.02 if p < 0.05 else 0.05, p_value=p))
+    text = variant_markdown(pd.DataFrame(rows), [ref, *{r["method_b"] for r in rows}])
+    assert "6 comparisons are one family" in text
+    line = next(t for t in text.splitlines() if t.startswith("| mets[report_text=raw] − mets[report_text=en] | ZS PTB-XL rhythm"))
+    assert line.endswith("| 0.010 | 0.050 | no |"), line
+    line = next(t for t in text.splitlines() if t.startswith("| mets[report_text=clean] − mets[report_text=en] | ZS PTB-XL rhythm"))
+    assert line.endswith("| 0.001 | 0.006 | yes: variant worse |"), line

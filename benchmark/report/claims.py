@@ -212,12 +212,31 @@ def headline_pairs(paired: pd.DataFrame, summary: pd.DataFrame, reference: str =
     return p
 
 
+def default_variant(variants: list[str]) -> str | None:
+    """The variant whose every setting equals its method's default (``mets[report_text=en]`` is the
+    plain ``mets`` written out), or None: the reference an ablation's variants are compared with."""
+    import inspect
+
+    from benchmark.registry import METHODS, load_builtin_plugins, parse_spec
+
+    load_builtin_plugins()
+    for v in variants:
+        name, params = parse_spec(v)
+        if not params or name not in METHODS:
+            continue
+        defaults = inspect.signature(METHODS.entry(name).factory).parameters
+        if all(k in defaults and defaults[k].default == val for k, val in params.items()):
+            return v
+    return None
+
+
 def headline_reference(paired: pd.DataFrame) -> str:
-    """METS when it was run, else the method most often compared (an ablation's first variant)."""
+    """METS when it was run, else the variant run with the defaults (an ablation's reference), else
+    the method most often compared."""
     names = pd.concat([paired["method_a"], paired["method_b"]]).dropna()
     if names.empty or "mets" in set(names):
         return "mets"
-    return str(names.value_counts().index[0])
+    return default_variant(sorted(set(names))) or str(names.value_counts().index[0])
 
 
 def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
@@ -239,8 +258,9 @@ def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
 
 def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
     """(variant, reference) pairs the paired-difference table compares: within each method run in
-    several variants, every variant against the reference one (``lm_train=frozen`` if present, else
-    the plain method, else the first); across methods, merl against mets."""
+    several variants, every variant against the reference one (the variant that writes out the
+    method's defaults, e.g. ``lm_train=frozen`` or ``report_text=en``, else the plain method, else
+    the first); across methods, merl against mets."""
     pairs = []
     groups: dict[str, list[str]] = {}
     for m in methods:
@@ -248,7 +268,7 @@ def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
     for base, variants in groups.items():
         if len(variants) < 2:
             continue
-        ref = next((v for v in variants if "lm_train=frozen" in v), base if base in variants else variants[0])
+        ref = default_variant(variants) or (base if base in variants else variants[0])
         pairs += [(v, ref) for v in variants if v != ref]
     if "merl" in methods and "mets" in methods:
         pairs.append(("merl", "mets"))
@@ -258,12 +278,15 @@ def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
 def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
     """Markdown list of :func:`comparison_pairs` (variant − reference, merl − mets) picked out of
     the paired table (``benchmark.stats.paired``: diff = method_b − method_a), macro AUROC, seed mean
-    where several seeds ran; '' when there is no such pair."""
+    where several seeds ran; '' when there is no such pair. The comparisons are one family: their
+    p-values (seed-aware where several seeds ran) are Holm-adjusted together, and the verdict is
+    read off the adjusted p, so a report with many variants does not read its luckiest one as a
+    finding."""
     pairs = comparison_pairs(methods)
     if not pairs or paired.empty:
         return ""
     p = paired[(paired["metric"] == "auroc") & paired["diff"].notna()]
-    lines = []
+    found = []
     for v, ref in pairs:
         sel = p[((p["method_a"] == ref) & (p["method_b"] == v)) | ((p["method_a"] == v) & (p["method_b"] == ref))]
         for key, g in sel.groupby(["protocol", "mode", "dataset", "task", "label_fraction"], dropna=False, sort=False):
@@ -272,14 +295,25 @@ def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
             sign = 1.0 if r["method_b"] == v else -1.0
             d, lo, hi = sign * r["diff"], *sorted((sign * r["ci_low"], sign * r["ci_high"]))
             col = dict(zip(["protocol", "mode", "dataset", "task", "label_fraction"], key), metric="auroc")
-            verdict = "no" if not (lo > 0 or hi < 0) else ("yes: variant better" if d > 0 else "yes: variant worse")
-            lines.append((method_sort_key(v), col_sort_key(col),
-                          f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{fmt(lo)}, {fmt(hi)}] | {verdict} |"))
-    if not lines:
+            found.append((method_sort_key(v), col_sort_key(col), v, ref, col, d, lo, hi, float(r.get("p_value", np.nan))))
+    if not found:
         return ""
+    pv = np.array([f[-1] for f in found], dtype=float)
+    adj = np.full(len(found), np.nan)
+    ok = np.isfinite(pv)
+    if ok.any():
+        adj[ok] = holm(pv[ok])
+    lines = []
+    for (sk, ck, v, ref, col, d, lo, hi, praw), padj in zip(found, adj):
+        verdict = ("–" if not np.isfinite(padj) else "no" if padj >= ALPHA else
+                   "yes: variant better" if d > 0 else "yes: variant worse")
+        lines.append((sk, ck, f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{fmt(lo)}, {fmt(hi)}] | "
+                              f"{fmt(praw)} | {fmt(padj)} | {verdict} |"))
     head = ["**Variant comparisons** (macro AUROC, variant − reference on the same test examples, 95 % paired "
-            "CI; seed mean where several seeds ran):", "",
-            "| comparison | setting | diff [95 % paired CI] | excludes 0 |", "|---|---|---|---|"]
+            "CI; seed mean where several seeds ran, with a seed-aware interval and p-value). The "
+            f"{int(ok.sum())} comparisons are one family: p is {CORRECTION}-adjusted over all of them, and "
+            f"'significant' means adjusted p < {ALPHA}:", "",
+            "| comparison | setting | diff [95 % paired CI] | p | Holm p | significant |", "|---|---|---|---|---|---|"]
     return "\n".join(head + [t for *_, t in sorted(lines, key=lambda x: (x[0], x[1]))])
 
 
