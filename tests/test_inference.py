@@ -175,11 +175,32 @@ def test_delong_null_p_values_not_anticonservative():
     assert rejections <= 20
 
 
-def test_bootstrap_p_matches_interval_and_handles_nan():
-    d = np.linspace(0.01, 1, 100)
-    assert bootstrap_p(d) == pytest.approx(2 / 101)
+def test_bootstrap_p_is_a_wald_p_without_a_resolution_floor():
+    rng = np.random.default_rng(0)
+    # agrees with the percentile interval where the draws are normal: z = 2.2 and z = 1.6
+    for mean, excludes in ((0.22, True), (0.16, False)):
+        d = mean + 0.1 * rng.standard_normal(20000)
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        assert (bootstrap_p(d) < 0.05) == excludes == (lo > 0)
+        assert bootstrap_p(d) == pytest.approx(math.erfc(abs(d.mean()) / d.std(ddof=1) / math.sqrt(2)))
+    # the observed estimate, when given, is what is tested; NaN draws are ignored
+    d = 0.3 + 0.1 * rng.standard_normal(1000)
+    assert bootstrap_p(d, estimate=0.0) == 1.0
+    assert bootstrap_p(np.r_[d, np.nan, np.nan]) == pytest.approx(bootstrap_p(d))
     assert math.isnan(bootstrap_p(np.array([math.nan])))
-    assert bootstrap_p(np.r_[d, -d]) == 1.0
+    assert bootstrap_p(np.r_[d, -d]) == pytest.approx(1.0)
+
+
+def test_a_large_effect_survives_holm_even_with_few_usable_resamples():
+    """The bug this p-value fixes: 20 comparisons, each a clear effect (z about 6) measured on 250
+    usable resamples (a rare-class task whose other resamples lack a class). The percentile p cannot
+    go below 2/251, so Holm over 20 could never go below 0.16; the Wald p lets the data decide."""
+    rng = np.random.default_rng(1)
+    draws = [0.06 + 0.01 * rng.standard_normal(250) for _ in range(20)]
+    percentile_floor = 2 / 251
+    assert 20 * percentile_floor > 0.15
+    adjusted = holm(np.array([bootstrap_p(d) for d in draws]))
+    assert (adjusted < 0.05).all()
 
 
 @pytest.mark.parametrize("k", [2, 3])

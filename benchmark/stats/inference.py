@@ -25,8 +25,9 @@ Four pieces, each a pure function of arrays (no I/O, no display order):
 * **Multiplicity** (:func:`holm`): Holm's step-down adjustment of a family of p-values (controls
   the family-wise error rate under any dependence between the tests).
 
-P-values from bootstrap draws (:func:`benchmark.stats.bootstrap.bootstrap_p`) are the two-sided percentile p-values that
-match the percentile interval: ``p < 1 - ci`` iff the interval excludes 0 (up to the +1 correction).
+P-values from bootstrap draws (:func:`benchmark.stats.bootstrap.bootstrap_p`) are two-sided Wald
+p-values with the bootstrap standard error: unlike the percentile p they have no floor of 2/(B+1)
+for Holm to multiply, and they agree with the percentile interval where the draws are near-normal.
 """
 
 from __future__ import annotations

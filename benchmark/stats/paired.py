@@ -181,10 +181,10 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     lo, hi, note = _interval(mean_draws, n_boot, ci)
     pairs_ci = [_interval(b, n_boot, ci) for b in per_boot]
     common = {"n": n, "n_represented": float(ref.w.sum()), "unit": unit, "n_units": n_units}
-    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "p_value": bootstrap_p(mean_draws),
+    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "p_value": bootstrap_p(mean_draws, float(np.mean(per_pair))),
             "value_a": float(np.mean(va)), "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(),
             "note": note, **common,
-            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "p_value": bootstrap_p(bt),
+            "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "p_value": bootstrap_p(bt, float(d)),
                        "delong_p": _delong_p(a, b, unit) if metric == "auroc" else math.nan,
                        "value_a": float(x), "value_b": float(y), "note": c[2], **common}
                       for d, c, bt, x, y, (a, b) in zip(per_pair, pairs_ci, per_boot, va, vb, ordered)]}
@@ -268,7 +268,7 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
                     dp = _delong_p(evals[(ma, s)], evals[(mb, s)], unit) if metric == "auroc" else math.nan
                     out.append(_row(ma, mb, setting, metric, int(s), {"diff": float(vb[i] - va[i]), "ci_low": lo,
                                     "ci_high": hi, "value_a": float(va[i]), "value_b": float(vb[i]), "n": n,
-                                    "note": note}, n_seeds=1, sd_seeds=math.nan, p_value=bootstrap_p(boots[i]),
+                                    "note": note}, n_seeds=1, sd_seeds=math.nan, p_value=bootstrap_p(boots[i], float(vb[i] - va[i])),
                                     delong_p=dp, **common))
                 if len(seeds) > 1:
                     draws = two_level_draws(boots, seed)  # seeds and test units: the seed-aware interval
@@ -277,7 +277,7 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
                     out.append(_row(ma, mb, setting, metric, "mean", {"diff": float(d.mean()), "ci_low": lo,
                                     "ci_high": hi, "value_a": float(va.mean()), "value_b": float(vb.mean()), "n": n,
                                     "note": note}, n_seeds=len(seeds), sd_seeds=float(np.std(d, ddof=1)),
-                                    p_value=bootstrap_p(draws), delong_p=math.nan, **common))
+                                    p_value=bootstrap_p(draws, float(d.mean())), delong_p=math.nan, **common))
     df = pd.DataFrame(out)
     for c in PAIRED_COLUMNS:
         if c not in df.columns:
