@@ -13,6 +13,9 @@ one-line :class:`~benchmark.errors.UserError` naming the path.
 lives here, at the bottom, because the prepared stores (``benchmark.data``), the embedding cache
 and the checkpoints all heal through it.
 
+:func:`read_csv_checked` is the one way a source table (PTB-XL's CSVs, a ``--reports`` file) is
+read: an unreadable file or a missing column is a one-line error naming the file.
+
 This module sits at the bottom of the layers: it imports only :mod:`benchmark.errors`.
 """
 
