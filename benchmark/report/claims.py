@@ -29,7 +29,7 @@ import pandas as pd
 from benchmark.io import atomic_write_csv
 from benchmark.report.order import (DATASET_LABEL, FEW_LABEL, MODE_ABBR, ZERO_SHOT, col_sort_key, column_label,
                                     method_sort_key)
-from benchmark.report.table import Table, fmt
+from benchmark.report.table import Table, fmt, fmt_p
 from benchmark.report.tables import macro
 from benchmark.stats.inference import holm
 from benchmark.stats.bootstrap import percentile_interval, resample_weights
@@ -308,7 +308,7 @@ def variant_markdown(paired: pd.DataFrame, methods: list[str]) -> str:
         verdict = ("–" if not np.isfinite(padj) else "no" if padj >= ALPHA else
                    "yes: variant better" if d > 0 else "yes: variant worse")
         lines.append((sk, ck, f"| {v} − {ref} | {column_label(col)} | {d:+.3f} [{fmt(lo)}, {fmt(hi)}] | "
-                              f"{fmt(praw)} | {fmt(padj)} | {verdict} |"))
+                              f"{fmt_p(praw)} | {fmt_p(padj)} | {verdict} |"))
     head = ["**Variant comparisons** (macro AUROC, variant − reference on the same test examples, 95 % paired "
             "CI; seed mean where several seeds ran, with a seed-aware interval and p-value). The "
             f"{int(ok.sum())} comparisons are one family: p is {CORRECTION}-adjusted over all of them, and "
@@ -489,7 +489,7 @@ def paper_markdown(pc: pd.DataFrame, scale: str, budgets: dict | None = None) ->
             if pd.isna(r.get("diff")):
                 lines.append(f"| {r['comparison']} | {r['metric']} | – | – | {r.get('note') or 'n/a'} | – | – |")
                 continue
-            p = "–" if pd.isna(r.get("p_holm")) else f"{r['p_holm']:.3f}" + (" *" if r["significant"] else "")
+            p = fmt_p(r.get("p_holm")) + (" *" if not pd.isna(r.get("p_holm")) and r["significant"] else "")
             lines.append(f"| {r['comparison']} | {r['metric']} | {fmt(r['mets_value'])} | {fmt(r['other_value'])} | "
                          f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {p} | "
                          f"{r['family'] or 'context'} |")
@@ -517,7 +517,7 @@ def delong_markdown(paired: pd.DataFrame) -> str:
         lf = "" if pd.isna(x["label_fraction"]) else f" {100 * float(x['label_fraction']):g}%"
         lines.append(f"| {MODE_ABBR.get(x['mode'], x['mode'])}{lf} {DATASET_LABEL.get(x['dataset'], x['dataset'])} "
                      f"{x['task']} | {x['method_b']} − {x['method_a']} | {x['seed']} | {x['diff']:+.3f} "
-                     f"[{fmt(x['ci_low'])}, {fmt(x['ci_high'])}] | {x['delong_p']:.3f} |")
+                     f"[{fmt(x['ci_low'])}, {fmt(x['ci_high'])}] | {fmt_p(x['delong_p'])} |")
     return "\n".join(lines)
 
 
@@ -566,7 +566,7 @@ def key_results_markdown(k: pd.DataFrame, reference: str = "mets") -> str:
                   f"| label budget | best baseline | baseline | {reference} ZS | difference [95 % CI] | p (Holm) |",
                   "|:--|:--|--:|--:|--:|--:|"]
         for _, r in zs.iterrows():
-            p = "–" if pd.isna(r["p_holm"]) else f"{r['p_holm']:.3f}"
+            p = fmt_p(r["p_holm"])
             lines.append(f"| {r['setting']} | {r['other']} | {fmt(r['other_value'])} | {fmt(r['value'])} | "
                          f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {p} |")
         lines.append("")

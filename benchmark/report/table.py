@@ -107,6 +107,13 @@ def fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def fmt_p(p) -> str:
+    """A p-value: three decimals, '<0.001' below that (a Wald p can be 1e-12), '–' for None/NaN."""
+    if p is None or (isinstance(p, float) and math.isnan(p)) or pd.isna(p):
+        return "–"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
 def cell_parts(r) -> tuple[str, str]:
     """(mean text, rest) e.g. ('0.812', '± 0.010 [0.781, 0.840]'); absent classes -> ('absent', '')."""
     if pd.isna(r["mean"]):
