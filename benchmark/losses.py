@@ -79,6 +79,17 @@ def _local_offset(n_local: int) -> int:
     return rank * n_local  # every rank holds the same local batch size (drop_last)
 
 
+def _pair(name: str, a: torch.Tensor, b: torch.Tensor):
+    """The prologue every contrastive loss shares: equal shapes, unit-norm float32 rows, and the
+    whole (multi-process) batch of each side gathered with its gradient. Returns
+    ``(a, b, all_a, all_b)``."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name} needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a = F.normalize(a.float(), dim=-1)
+    b = F.normalize(b.float(), dim=-1)
+    return a, b, gather_with_grad(a, full_grad=True), gather_with_grad(b, full_grad=True)
+
+
 # -- losses --------------------------------------------------------------------------------
 def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
     """Symmetric InfoNCE: mean of CE(a -> b) and CE(b -> a), pair i <-> i positive.
@@ -86,11 +97,7 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | floa
     ``a``, ``b``: [N, D] embeddings (normalised here, so raw projections are fine);
     ``logit_scale``: multiplier of the cosine similarities (1 / temperature, CLIP-style).
     """
-    if a.shape != b.shape:
-        raise ValueError(f"clip_loss needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
-    a = F.normalize(a.float(), dim=-1)
-    b = F.normalize(b.float(), dim=-1)
-    all_a, all_b = gather_with_grad(a, full_grad=True), gather_with_grad(b, full_grad=True)
+    a, b, all_a, all_b = _pair("clip_loss", a, b)
     target = torch.arange(a.shape[0], device=a.device) + _local_offset(a.shape[0])
     logits_ab = logit_scale * a @ all_b.T
     logits_ba = logit_scale * b @ all_a.T
@@ -99,12 +106,8 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | floa
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent over two views ``z1``, ``z2`` [N, D] of the same N examples."""
-    if z1.shape != z2.shape:
-        raise ValueError(f"nt_xent needs equal shapes, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    z1, z2, all1, all2 = _pair("nt_xent", z1, z2)
     n = z1.shape[0]
-    z1 = F.normalize(z1.float(), dim=-1)
-    z2 = F.normalize(z2.float(), dim=-1)
-    all1, all2 = gather_with_grad(z1, full_grad=True), gather_with_grad(z2, full_grad=True)
     n_all = all1.shape[0]
     off = _local_offset(n)
     local = torch.cat([z1, z2], dim=0)  # [2N, D] rows
@@ -127,12 +130,8 @@ def clocs_loss(
     adjacent segment of the same record). Each row's loss is the mean over its positives of
     ``-log softmax``; the loss is symmetric (segment 1 -> 2 and 2 -> 1 averaged).
     """
-    if z1.shape != z2.shape:
-        raise ValueError(f"clocs_loss needs equal shapes, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    z1, z2, all1, all2 = _pair("clocs_loss", z1, z2)
     n = z1.shape[0]
-    z1 = F.normalize(z1.float(), dim=-1)
-    z2 = F.normalize(z2.float(), dim=-1)
-    all1, all2 = gather_with_grad(z1, full_grad=True), gather_with_grad(z2, full_grad=True)
     if groups is None:
         groups = torch.arange(n, device=z1.device) + _local_offset(n)
     groups = groups.to(z1.device)
