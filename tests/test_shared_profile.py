@@ -14,7 +14,7 @@ def test_shared_plan_is_seed_major_with_fine_tune_only_where_configured(tmp_path
     cfg = build_config("shared")
     jobs = Runner(cfg, out=tmp_path / "r", progress=False).plan()
     seeds = [j.seed for j in jobs]
-    assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2}
+    assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2, 3, 4}
     ft = [j for j in jobs if j.mode == "fine-tune"]
     assert {j.task for j in ft if j.protocol == "few-label"} == set(cfg["finetune_tasks"] or cfg["few_label_tasks"])
     assert {j.dataset for j in ft if j.protocol == "cross-dataset"} == set(cfg["cross_finetune_datasets"])
