@@ -98,6 +98,15 @@ class ReportFolder:
             sec.absent = absent
         return sec
 
+    def csv_item(self, sec: Section, df: pd.DataFrame, name: str, caption: str, inline: str) -> None:
+        """Write ``df`` to ``tables/<name>``, list it in ``sec`` with ``caption`` and show
+        ``inline`` (its Markdown rendering) beneath it."""
+        path = self.tables_dir / name
+        atomic_write_csv(df, path)
+        rel = self.rel(path)
+        sec.items.append((rel, caption))
+        sec.inline[rel] = inline
+
     def figure_item(self, sec: Section, paths: list[Path], caption: str) -> None:
         png = next(p for p in paths if p.suffix == ".png")
         pdf = next(p for p in paths if p.suffix == ".pdf")
@@ -143,11 +152,8 @@ def key_results_section(w: ReportFolder, pc: pd.DataFrame, summary: pd.DataFrame
     if k.empty:
         sec.absent = "no METS zero-shot against few-label baselines, and no MIT-BIH AAMI rows"
         return sec
-    path = w.tables_dir / "key_results.csv"
-    atomic_write_csv(k, path)
-    rel = w.rel(path)
-    sec.items.append((rel, "The headline comparisons; every number below is in the sections that follow."))
-    sec.inline[rel] = claims.key_results_markdown(k)
+    w.csv_item(sec, k, "key_results.csv", "The headline comparisons; every number below is in the sections that "
+               "follow.", claims.key_results_markdown(k))
     return sec
 
 
@@ -158,14 +164,11 @@ def mitbih_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, d
                           "no MIT-BIH AAMI rows")
     counts = claims.mitbih_counts(dirs, rows)
     if counts is not None and sec.items:
-        path = w.tables_dir / "mitbih_aami_counts.csv"
-        atomic_write_csv(counts.reset_index(), path)
         md = ["| class | " + " | ".join(counts.columns) + " |", "|---" * (len(counts.columns) + 1) + "|"]
         md += [f"| {c} | " + " | ".join(f"{int(v):,}" for v in r) + " |" for c, r in counts.iterrows()]
-        rel = w.rel(path)
-        sec.items.append((rel, "Beats per AAMI class and split (train/val: DS1 patients, val held out; test: "
-                               "DS2; paced records and records without MLII excluded)."))
-        sec.inline[rel] = "\n".join(md)
+        w.csv_item(sec, counts.reset_index(), "mitbih_aami_counts.csv",
+                   "Beats per AAMI class and split (train/val: DS1 patients, val held out; test: DS2; paced records "
+                   "and records without MLII excluded).", "\n".join(md))
     return sec
 
 
@@ -175,21 +178,18 @@ def paired_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, p
     if paired.empty:
         sec.absent = "no two methods were evaluated on the same test examples with saved scores"
         return sec
-    rel = w.rel(claims.write_paired(paired, w.tables_dir))
-    sec.items.append((rel, "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
-                           "and averaged over seeds, with a 95 % paired-bootstrap CI (the same resampled test units "
-                           "for both methods: PTB-XL ECGs, MIT-BIH records (`unit`, `n_units`)); the seed-mean row's "
-                           "interval is seed-aware (seeds resampled too), and `excludes_zero`/`p_value` are decided "
-                           "on it; `delong_p` cross-checks per-seed AUROC rows with DeLong's test. Headline pairs "
-                           "below (the reference method minus each other, seed mean)."))
     ref = claims.headline_reference(paired)
-    sec.inline[rel] = claims.headline_markdown(claims.headline_pairs(paired, summary, reference=ref), ref)
-    delong = claims.delong_markdown(paired)
-    if delong:
-        sec.inline[rel] += "\n\n" + delong
-    variants = claims.variant_markdown(paired, sorted(rows["method"].unique(), key=method_sort_key))
-    if variants:  # issue 13: lm_train variants against frozen, merl against mets
-        sec.inline[rel] += "\n\n" + variants
+    inline = [claims.headline_markdown(claims.headline_pairs(paired, summary, reference=ref), ref),
+              claims.delong_markdown(paired),
+              # issue 13: lm_train variants against frozen, merl against mets
+              claims.variant_markdown(paired, sorted(rows["method"].unique(), key=method_sort_key))]
+    w.csv_item(sec, paired, "paired.csv",
+               "Every pair of methods on every setting: metric(method_b) − metric(method_a) per seed "
+               "and averaged over seeds, with a 95 % paired-bootstrap CI (the same resampled test units "
+               "for both methods: PTB-XL ECGs, MIT-BIH records (`unit`, `n_units`)); the seed-mean row's "
+               "interval is seed-aware (seeds resampled too), and `excludes_zero`/`p_value` are decided "
+               "on it; `delong_p` cross-checks per-seed AUROC rows with DeLong's test. Headline pairs "
+               "below (the reference method minus each other, seed mean).", "\n\n".join(p for p in inline if p))
     return sec
 
 
@@ -202,13 +202,11 @@ def paper_section(w: ReportFolder, rows: pd.DataFrame, pc: pd.DataFrame) -> Sect
     if pc.empty:
         sec.absent = "no METS zero-shot or MIT-BIH AAMI rows with saved per-example scores"
         return sec
-    path = w.tables_dir / "paper_comparison.csv"
-    atomic_write_csv(pc, path)
-    rel = w.rel(path)
-    sec.items.append((rel, "Each claim of Li et al. (2023) beside the paired difference this run measured "
-                           f"(scale: {scale or 'see above'}; seeds averaged), with its family of tests and "
-                           "Holm-adjusted seed-aware p-value."))
-    sec.inline[rel] = claims.paper_markdown(pc, scale or "this run", claims.label_budgets(rows))
+    w.csv_item(sec, pc, "paper_comparison.csv",
+               "Each claim of Li et al. (2023) beside the paired difference this run measured "
+               f"(scale: {scale or 'see above'}; seeds averaged), with its family of tests and "
+               "Holm-adjusted seed-aware p-value.",
+               claims.paper_markdown(pc, scale or "this run", claims.label_budgets(rows)))
     return sec
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.io import atomic_write_csv
 from benchmark.report.order import (DATASET_LABEL, FEW_LABEL, MODE_ABBR, ZERO_SHOT, col_sort_key, column_label,
                                     method_sort_key)
 from benchmark.report.table import Table, fmt, fmt_p
@@ -583,9 +582,3 @@ def key_results_markdown(k: pd.DataFrame, reference: str = "mets") -> str:
                 cells.append(f"{fmt(r['value'])}{sd} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]")
             lines.append(f"| {mode} | {m} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines).rstrip()
-
-
-def write_paired(paired: pd.DataFrame, tables_dir: Path) -> Path:
-    path = tables_dir / "paired.csv"
-    atomic_write_csv(paired, path)
-    return path
