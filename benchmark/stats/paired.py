@@ -29,7 +29,8 @@ per record before scoring (one example = one record); PTB-XL examples are ECGs (
 
 A second test (``delong_p``): on per-seed macro-AUROC rows with example units and no weights, the
 DeLong test of the same difference (:func:`benchmark.stats.inference.delong_macro`), a cross-check
-of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own two-sided p-value.
+of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own two-sided p-value
+(a Wald p with the bootstrap standard error, :func:`benchmark.stats.bootstrap.bootstrap_p`).
 
 Metrics: ``auroc`` (macro) and ``f1`` (macro, from the saved validation-chosen predictions
 ``pred``; rows written before predictions were saved have AUROC only). Example weights saved
@@ -181,7 +182,8 @@ def paired_diff(pairs: list[tuple[Scored, Scored]], metric: str, *, n_boot: int 
     lo, hi, note = _interval(mean_draws, n_boot, ci)
     pairs_ci = [_interval(b, n_boot, ci) for b in per_boot]
     common = {"n": n, "n_represented": float(ref.w.sum()), "unit": unit, "n_units": n_units}
-    return {"diff": float(np.mean(per_pair)), "ci_low": lo, "ci_high": hi, "p_value": bootstrap_p(mean_draws, float(np.mean(per_pair))),
+    diff = float(np.mean(per_pair))
+    return {"diff": diff, "ci_low": lo, "ci_high": hi, "p_value": bootstrap_p(mean_draws, diff),
             "value_a": float(np.mean(va)), "value_b": float(np.mean(vb)), "per_pair": per_pair.tolist(),
             "note": note, **common,
             "pairs": [{"diff": float(d), "ci_low": c[0], "ci_high": c[1], "p_value": bootstrap_p(bt, float(d)),
@@ -268,7 +270,8 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
                     dp = _delong_p(evals[(ma, s)], evals[(mb, s)], unit) if metric == "auroc" else math.nan
                     out.append(_row(ma, mb, setting, metric, int(s), {"diff": float(vb[i] - va[i]), "ci_low": lo,
                                     "ci_high": hi, "value_a": float(va[i]), "value_b": float(vb[i]), "n": n,
-                                    "note": note}, n_seeds=1, sd_seeds=math.nan, p_value=bootstrap_p(boots[i], float(vb[i] - va[i])),
+                                    "note": note}, n_seeds=1, sd_seeds=math.nan,
+                                    p_value=bootstrap_p(boots[i], float(vb[i] - va[i])),
                                     delong_p=dp, **common))
                 if len(seeds) > 1:
                     draws = two_level_draws(boots, seed)  # seeds and test units: the seed-aware interval
