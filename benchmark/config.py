@@ -23,7 +23,7 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.io import atomic_write_text
 from benchmark.protocols import descriptions, protocols_in_order, protocols_in_report_order
 from benchmark.data.datasets import RUN_SETTINGS
-from benchmark.registry import DATASETS, parse_value, split_top_level
+from benchmark.registry import DATASETS, parse_value, plugin_hint, split_top_level
 
 # key -> (default, help)
 DEFAULTS: dict[str, tuple[Any, str]] = {
@@ -285,7 +285,7 @@ def validate(cfg: dict) -> None:
     known = descriptions()
     for p in cfg["protocols"]:
         if p not in known:
-            raise unknown_name("protocol", p, known)
+            raise unknown_name("protocol", p, known, plugin_hint())
     if cfg["device"] not in ("auto", "cpu", "cuda") and not str(cfg["device"]).startswith("cuda:"):
         raise unknown_name("device", cfg["device"], ["auto", "cpu", "cuda"])
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):

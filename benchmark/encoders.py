@@ -1,8 +1,26 @@
-"""ECG encoders: a 1-D ResNet family shared by every method.
+"""ECG encoders: the time-resolved encoder contract, and a 1-D ResNet family shared by every method.
 
-Input is the data layer's [N, 12, T] tensor (normalised, absent leads zero); output is the
-global-average-pooled feature [N, D]. Because the last step is a global pool, one model
-accepts any length T (10 s at 100 Hz = 1000 samples, at 500 Hz = 5000, CLOCS's 5 s segments).
+Every encoder is an :class:`ECGEncoder`. Input is the data layer's [N, leads, T] tensor
+(normalised, absent leads zero). ``features(x)`` returns the time-resolved features [N, D, T']
+*before* any pooling; ``forward(x)`` returns their mean over time [N, D] (``forward(x,
+pooled=False)`` returns the map itself, so one ``torch.compile``d module serves both). Each
+encoder declares how its feature positions sit on the input:
+
+* ``stride`` -- input samples between neighbouring feature positions;
+* ``offset`` -- the input sample at the centre of position 0 (so position ``j`` is centred on
+  sample ``offset + j * stride``);
+* ``receptive_field`` -- how many input samples can influence one position (centred on it).
+
+``position_of(sample, n_samples)`` maps an input sample (or a time, ``sample = t * fs``) to the
+position whose centre is nearest; ``positions_within(start, stop, n_samples)`` the positions centred
+in a span. A protocol that reads features at a time point (a beat's R peak, an attention pool over
+time) uses these and nothing of the encoder's internals. ``tests/test_encoder_conformance.py``
+checks every registered encoder, a plug-in's included: the map's mean equals ``forward``, the
+number of positions is ``n_positions(T)``, and the input samples that move position ``j`` lie
+in its declared receptive field centred on ``offset + j * stride``.
+
+Because the last step is a global pool, one model accepts any length T (10 s at 100 Hz = 1000
+samples, at 500 Hz = 5000, CLOCS's 5 s segments).
 
 Variants (``ECG_ENCODERS``):
 
@@ -22,12 +40,86 @@ at each of the four stages, so D = 8 * width.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
 from benchmark.data.base import LEADS
 from benchmark.errors import UserError
 from benchmark.registry import ECG_ENCODERS, register_ecg_encoder
+
+
+class ECGEncoder(nn.Module):
+    """Base of every ECG encoder: ``features`` [N, leads, T] -> [N, D, T'] (implement it, set
+    ``dim``, ``stride``, ``receptive_field`` and, if position 0 is not centred on sample 0,
+    ``offset``); ``forward`` pools it by the mean over time."""
+
+    dim: int
+    stride: int = 1
+    offset: int = 0
+    receptive_field: int = 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement features(x) -> [N, D, T']")
+
+    def forward(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
+        h = self.features(x)
+        return h.mean(dim=-1) if pooled else h
+
+    # -- where the feature positions sit on the input ---------------------------------------
+    def n_positions(self, n_samples: int) -> int:
+        """T' for an input of ``n_samples`` samples (default: measured with one forward pass)."""
+        p = next(iter(self.parameters()), None)
+        leads = int(getattr(self, "in_leads", 12))
+        with torch.no_grad():
+            x = torch.zeros(1, leads, int(n_samples), device=p.device if p is not None else "cpu",
+                            dtype=p.dtype if p is not None else torch.float32)
+            was = self.training
+            try:
+                return int(self.eval().features(x).shape[-1])
+            finally:
+                self.train(was)
+
+    def centre_of(self, position):
+        """The input sample at the centre of feature position(s) ``position``."""
+        return self.offset + np.asarray(position) * self.stride
+
+    def position_of(self, sample, n_samples: int):
+        """The feature position whose centre is nearest to input sample(s) ``sample`` (a time
+        ``t`` seconds into the window is sample ``t * fs``), clipped to the positions that exist."""
+        pos = np.rint((np.asarray(sample, dtype=np.float64) - self.offset) / self.stride).astype(np.int64)
+        return np.clip(pos, 0, self.n_positions(n_samples) - 1)
+
+    def positions_within(self, start: float, stop: float, n_samples: int) -> np.ndarray:
+        """The positions centred in input samples [start, stop]; the nearest one if none is."""
+        n = self.n_positions(n_samples)
+        centres = self.centre_of(np.arange(n))
+        inside = np.flatnonzero((centres >= start) & (centres <= stop))
+        if len(inside):
+            return inside
+        return np.atleast_1d(self.position_of((start + stop) / 2, n_samples))
+
+    def field_of(self, position: int) -> tuple[int, int]:
+        """The input samples [first, last] that can influence ``position`` (may reach past the input)."""
+        c = int(self.centre_of(position))
+        half = self.receptive_field // 2
+        return c - half, c + half
+
+    def contract(self) -> dict:
+        """The declared feature grid, as ``list`` prints it."""
+        return {"dim": int(self.dim), "stride": int(self.stride), "offset": int(self.offset),
+                "receptive_field": int(self.receptive_field)}
+
+
+def check_encoder(model, spec: str) -> None:
+    """An encoder (a plug-in's too) must implement the time-resolved contract; one line if not."""
+    missing = [a for a in ("features", "dim", "stride", "receptive_field", "position_of") if not hasattr(model, a)]
+    if not isinstance(model, nn.Module) or missing:
+        what = ", ".join(missing) or "an nn.Module"
+        raise UserError(f"ECG encoder '{spec}' lacks the encoder contract ({what}): subclass "
+                        "benchmark.encoders.ECGEncoder and implement features(x) -> [N, D, T']")
 
 
 class BasicBlock1d(nn.Module):
@@ -53,8 +145,14 @@ class BasicBlock1d(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNet1d(nn.Module):
-    """1-D ResNet mapping [N, in_leads, T] -> [N, dim] (global average pool over time)."""
+class ResNet1d(ECGEncoder):
+    """1-D ResNet: features [N, in_leads, T] -> [N, dim, ceil(T / 32)], pooled by the mean over time.
+
+    Every convolution and the stem's max-pool are "same"-padded with odd kernels, so feature
+    position ``j`` is centred on input sample ``j * stride`` (offset 0) with ``stride = 4 * 2 **
+    (stages - 1)`` (32 for four stages); the receptive field adds ``(k - 1) * jump`` per layer along
+    the deepest path (resnet1d-18: 1291 samples, so at 100 Hz every position sees most of a 10 s window).
+    """
 
     def __init__(
         self,
@@ -89,6 +187,8 @@ class ResNet1d(nn.Module):
             c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.dim = c_in
+        self.stride, self.receptive_field = self._grid(stem_kernel, kernel_size)
+        self.offset = 0
         for m in self.modules():
             if isinstance(m, nn.Conv1d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -96,11 +196,25 @@ class ResNet1d(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _grid(self, stem_kernel: int, kernel_size: int) -> tuple[int, int]:
+        """(stride, receptive field) along the deepest path: stem conv, max-pool, two convs a block."""
+        rf, jump = 1, 1
+        for k, s in [(stem_kernel, 2), (3, 2)]:
+            rf, jump = rf + (k - 1) * jump, jump * s
+        for i, n_blocks in enumerate(self.layers):
+            for b in range(n_blocks):
+                s = 2 if (i > 0 and b == 0) else 1
+                rf, jump = rf + (kernel_size - 1) * jump, jump * s  # conv1
+                rf += (kernel_size - 1) * jump  # conv2
+        return jump, rf
+
+    def n_positions(self, n_samples: int) -> int:
+        return max(1, math.ceil(int(n_samples) / self.stride))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1] != self.in_leads:
             raise ValueError(f"expected [N, {self.in_leads}, T] input, got {tuple(x.shape)}")
-        h = self.stages(self.stem(x))
-        return h.mean(dim=-1)
+        return self.stages(self.stem(x))
 
 
 @register_ecg_encoder("resnet1d-18")
@@ -127,15 +241,18 @@ def resnet1d_tiny(*, in_leads: int = 12, width: int = 16, kernel_size: int = 7) 
     return ResNet1d((1, 1, 1, 1), in_leads=in_leads, width=width, kernel_size=kernel_size)
 
 
-def create_encoder(spec: str, *, width: int | None = None, in_leads: int = 12) -> ResNet1d:
+def create_encoder(spec: str, *, width: int | None = None, in_leads: int = 12) -> ECGEncoder:
     """Build an ECG encoder from a spec (``resnet1d-18`` or ``resnet1d-18[width=32]``).
 
-    ``width=None`` keeps the variant's own default width.
+    ``width=None`` keeps the variant's own default width. The result is checked against the
+    encoder contract (:class:`ECGEncoder`), so a plug-in encoder without it fails here, in one line.
     """
     overrides: dict = {"in_leads": in_leads}
     if width is not None:
         overrides["width"] = int(width)
-    return ECG_ENCODERS.create(spec, **overrides)
+    model = ECG_ENCODERS.create(spec, **overrides)
+    check_encoder(model, spec)
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

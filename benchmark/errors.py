@@ -18,12 +18,14 @@ class DataError(UserError):
     """A data file is missing, truncated, corrupt or has unexpected content."""
 
 
-def unknown_name(kind: str, name: str, known) -> UserError:
-    """Build the standard 'unknown X' error with close-match suggestions."""
+def unknown_name(kind: str, name: str, known, extra: str = "") -> UserError:
+    """Build the standard 'unknown X' error with close-match suggestions (``extra``: one more
+    sentence, e.g. how to load a plug-in that would define the name)."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return UserError(f"unknown {kind} '{name}'.{hint} Known: {', '.join(known) or '(none)'}.")
+    tail = f" {extra.strip()}" if extra.strip() else ""
+    return UserError(f"unknown {kind} '{name}'.{hint} Known: {', '.join(known) or '(none)'}.{tail}")
 
 
 class ResourceError(UserError):

@@ -27,6 +27,10 @@ Embeddings: ``encode_ecg`` returns the encoder's pooled features [N, D] (D = ``e
 i.e. the representation *before* any projection head, for every method alike -- SimCLR's and
 CLOCS's projectors and METS's projection into the text space are training devices, and the
 linear probe compares backbones. METS's joint-space ECG embedding is used by its zero-shot scores.
+``encode_ecg(..., pooled=False)`` returns the time-resolved features [N, D, T'] instead, and
+``encode_ecg(..., at=t, span=s)`` the mean of the positions centred within ``s`` seconds around
+``t`` seconds into the window ([N, D]; the nearest position when ``s`` is 0): one batching, device,
+precision and compile path for all three (``feature_grid`` says where the positions sit).
 """
 
 from __future__ import annotations
@@ -217,9 +221,23 @@ class Method(nn.Module):
         return history
 
     # -- features ------------------------------------------------------------------------------
-    def ecg_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder features [B, D] (through ``torch.compile`` when the ``compile`` setting is on)."""
-        return (self._compiled if self._compiled is not None else self.encoder)(x)  # no bool(): it calls len()
+    def ecg_features(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
+        """Encoder features [B, D], or with ``pooled=False`` the time-resolved map [B, D, T']
+        (through ``torch.compile`` when the ``compile`` setting is on)."""
+        enc = self._compiled if self._compiled is not None else self.encoder  # no bool(): it calls len()
+        return enc(x) if pooled else enc(x, pooled=False)
+
+    def feature_grid(self, n_samples: int, fs: float | None = None) -> dict:
+        """Where the encoder's feature positions sit on an input of ``n_samples`` samples: its
+        ``stride``, ``offset`` and ``receptive_field`` in samples, ``positions`` (T'), and with
+        ``fs`` the same in seconds (``centres_s``: the time each position is centred on)."""
+        enc = self.encoder
+        n = int(enc.n_positions(int(n_samples)))
+        out = {**enc.contract(), "positions": n}
+        if fs:
+            out.update(stride_s=enc.stride / fs, receptive_field_s=enc.receptive_field / fs,
+                       centres_s=(enc.centre_of(np.arange(n)) / fs).tolist())
+        return out
 
     @property
     def embedding_dim(self) -> int:
@@ -242,10 +260,40 @@ class Method(nn.Module):
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def encode_ecg(self, data, idx, batch_size: int = 256) -> np.ndarray:
-        """Encoder features [N, D] float32 for positions ``idx`` (eval mode, no grad)."""
-        out = self._map_batches(self.ecg_features, data, idx, batch_size)
-        return out.reshape(len(np.asarray(idx)), self.embedding_dim)
+    def encode_ecg(self, data, idx, batch_size: int = 256, *, pooled: bool = True, at: float | None = None,
+                   span: float = 0.0) -> np.ndarray:
+        """Encoder features float32 for rows ``idx`` of ``data`` (eval mode, no grad):
+
+        * default: the pooled features [N, D];
+        * ``pooled=False``: the time-resolved features [N, D, T'] (T' = ``feature_grid(...)["positions"]``);
+        * ``at=t`` (seconds from the window's start, e.g. the beat of a beat-centred window) and
+          ``span=s``: the mean of the positions centred in [t - s/2, t + s/2], the nearest one when
+          none is (or ``s`` is 0) -> [N, D]. Only those positions leave the device.
+        """
+        n = len(np.asarray(idx))
+        if at is None:
+            if span:
+                raise UserError("encode_ecg: span= needs at= (the time the span is centred on)")
+            if pooled:
+                return self._map_batches(self.ecg_features, data, idx, batch_size).reshape(n, self.embedding_dim)
+            out = self._map_batches(lambda x: self.ecg_features(x, pooled=False), data, idx, batch_size)
+            return out.reshape(n, self.embedding_dim, -1) if n else out.reshape(0, self.embedding_dim, 0)
+        if not pooled:
+            raise UserError("encode_ecg: at= reads pooled local features; pass pooled=True (or drop at= for the map)")
+        pos = self.readout_positions(data, at, span)
+        sel = torch.as_tensor(pos, dtype=torch.long, device=self.device)
+        out = self._map_batches(lambda x: self.ecg_features(x, pooled=False).index_select(-1, sel).mean(-1),
+                                data, idx, batch_size)
+        return out.reshape(n, self.embedding_dim)
+
+    def readout_positions(self, data, at: float, span: float = 0.0) -> np.ndarray:
+        """The feature positions ``encode_ecg(at=, span=)`` averages for windows of ``data``."""
+        fs, n_samples = float(data.fs), int(data.n_samples)
+        at, span = float(at), float(span)
+        if not (0 <= at <= n_samples / fs) or span < 0:
+            raise UserError(f"encode_ecg: at={at:g} s must lie in the {n_samples / fs:g} s window and span={span:g} s "
+                            "must be >= 0")
+        return self.encoder.positions_within((at - span / 2) * fs, (at + span / 2) * fs, n_samples)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError(

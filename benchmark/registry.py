@@ -9,9 +9,13 @@ overrides; ``list("res*")`` lists names by pattern. Variant names carry their se
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib
+import importlib.util
 import inspect
 import itertools
+import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -174,7 +178,7 @@ class Registry:
         name = self.canonical(name)
         if name in self._entries:
             return self._entries[name]
-        raise unknown_name(self.kind, name, self.names())
+        raise unknown_name(self.kind, name, self.names(), plugin_hint())
 
     def create(self, spec: str, **overrides):
         """Build from a spec string such as ``mets[lm=tfidf]``; ``overrides`` win over the spec."""
@@ -245,6 +249,7 @@ def load_builtin_plugins() -> None:
     for mod in (
         "benchmark.encoders",
         "benchmark.data.datasets",
+        "benchmark.protocols",
         "methods",
         "baselines",
     ):
@@ -256,9 +261,102 @@ def load_builtin_plugins() -> None:
             raise UserError(f"plug-in '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
 
 
-def load_plugin(module: str) -> None:
-    """``--plugin my_pkg.my_method``: import a module whose import registers methods."""
+PLUGIN_USAGE = "--plugin path/to/file.py (or --plugin a.module.name on the Python path)"
+_plugins: dict[str, str] = {}  # what the user passed (resolved) -> the module name it was imported as
+_plugin_names: dict[str, set[str]] = {}  # registry kind -> names registered by plug-ins
+
+
+def _registries() -> tuple[Registry, ...]:
+    return (METHODS, TEXT_ENCODERS, ECG_ENCODERS, DATASETS, PROTOCOLS)
+
+
+def plugin_names() -> dict[str, list[str]]:
+    """Registry kind -> the names the loaded plug-ins registered (what ``--plugin-only`` tests)."""
+    return {k: sorted(v) for k, v in _plugin_names.items() if v}
+
+
+def loaded_plugins() -> list[str]:
+    """The plug-ins loaded so far in this process, as :func:`load_plugin` resolved them."""
+    return list(_plugins)
+
+
+def plugin_hint() -> str:
+    """The sentence an 'unknown method/encoder/protocol' error ends with: which plug-ins are
+    loaded, and how to load one (a name defined by a plug-in is unknown until it is loaded)."""
+    if _plugins:
+        return f"Plug-ins loaded: {', '.join(_plugins)}; load another with {PLUGIN_USAGE}."
+    return f"No plug-in is loaded: a method, encoder, protocol or dataset of your own is loaded with {PLUGIN_USAGE}."
+
+
+def load_plugin(spec: str) -> str:
+    """``--plugin``: import a plug-in whose import registers methods, encoders, protocols or
+    datasets. ``spec`` is a path to a ``.py`` file (absolute, or relative to the current directory)
+    or a module name importable from the Python path (``my_pkg.my_method``; ``python -m`` puts the
+    current directory on the path). Returns the canonical form (a file's absolute path, or the
+    module name) that worker processes pass to this function again. Loading the same plug-in twice
+    is a no-op. A plug-in that cannot be found says what was tried; one that fails on import says
+    why, in one line."""
+    text = str(spec).strip()
+    if not text:
+        raise UserError(f"--plugin needs a value: {PLUGIN_USAGE}")
+    load_builtin_plugins()  # so that what the plug-in registers is told apart from the built-ins
+    before = {r.kind: set(r.names()) for r in _registries()}
     try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise UserError(f"cannot import plug-in module '{module}': {exc}") from exc
+        return _load(text)
+    finally:
+        for r in _registries():
+            _plugin_names.setdefault(r.kind, set()).update(set(r.names()) - before[r.kind])
+
+
+def _load(text: str) -> str:
+    path = Path(text).expanduser()
+    if path.is_file():
+        key = str(path.resolve())
+        _plugins[key] = _import_file(path.resolve(), text)  # a no-op when that file is imported already
+        return key
+    looks_like_file = text.endswith(".py") or "/" in text or "\\" in text
+    if looks_like_file:
+        raise UserError(f"plug-in file '{text}' not found (looked for {path.resolve()}); pass an existing "
+                        f".py file or a module name, e.g. {PLUGIN_USAGE}")
+    try:
+        importlib.import_module(text)
+    except ModuleNotFoundError as exc:
+        if exc.name and (text == exc.name or text.startswith(exc.name + ".")):
+            raise UserError(f"cannot load plug-in '{text}': no file {path.resolve()} and no module '{text}' on the "
+                            f"Python path; pass a .py file or a module name, e.g. {PLUGIN_USAGE}") from None
+        raise UserError(f"plug-in '{text}' failed to import: {exc}") from exc
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"plug-in '{text}' failed to import: {type(exc).__name__}: {exc}") from exc
+    _plugins[text] = text
+    return text
+
+
+def _import_file(path: Path, given: str) -> str:
+    """Import the file at ``path`` as a module and return the module's name: its stem where that
+    is a free identifier (so classes defined there pickle to Dask workers, which load the same
+    file under the same name), else the stem plus a hash of the path."""
+    name = path.stem
+    taken = sys.modules.get(name)
+    if not name.isidentifier() or (taken is not None and getattr(taken, "__file__", None) != str(path)):
+        name = f"ecgbench_plugin_{''.join(c if c.isalnum() else '_' for c in path.stem)}_" \
+               f"{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if getattr(sys.modules.get(name), "__file__", None) == str(path):
+        return name  # imported already (e.g. by module name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"plug-in file '{given}' cannot be imported as a Python module (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except UserError:
+        sys.modules.pop(name, None)
+        raise
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        line = getattr(exc, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise UserError(f"plug-in file '{given}' failed to import{where}: {type(exc).__name__}: {exc}") from exc
+    return name

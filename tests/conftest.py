@@ -35,7 +35,51 @@ def _isolated_cache(session_cache, monkeypatch):
     yield
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("ecgbench", "ECG benchmark plug-ins")
+    group.addoption("--ecgbench-plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                    help="load a plug-in (as `run --plugin` does) before collection, so the conformance suites "
+                    "(tests/test_methods_conformance.py, tests/test_encoder_conformance.py) run on what it "
+                    "registers; also ECGBENCH_PLUGINS=a.py:b.py (os.pathsep-separated)")
+    group.addoption("--plugin-only", action="store_true",
+                    help="keep only the tests whose parameters name something a plug-in registered")
+
+
+def _plugin_specs(config) -> list[str]:
+    env = [p for p in os.environ.get("ECGBENCH_PLUGINS", "").split(os.pathsep) if p.strip()]
+    return list(config.getoption("--ecgbench-plugin") or []) + env
+
+
+def pytest_collection_modifyitems(config, items):
+    """``--plugin-only``: deselect every test that does not run on a name a plug-in registered."""
+    if not config.getoption("--plugin-only"):
+        return
+    from benchmark.registry import plugin_names
+
+    names = {n for ns in plugin_names().values() for n in ns}
+    if not names:
+        raise pytest.UsageError("--plugin-only needs a plug-in that registers something: --ecgbench-plugin FILE.py")
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        hit = any(isinstance(v, str) and v.split("[")[0] in names for v in params.values())
+        (keep if hit else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
 def pytest_configure(config):
+    specs = _plugin_specs(config)
+    if specs:  # before collection: the conformance suites parametrise over the registries at import
+        from benchmark.errors import UserError
+        from benchmark.registry import load_plugin
+
+        try:
+            for spec in specs:
+                load_plugin(spec)
+        except UserError as exc:
+            raise pytest.UsageError(f"--ecgbench-plugin: {exc}") from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:

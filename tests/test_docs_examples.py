@@ -28,7 +28,7 @@ def _blocks() -> list[str]:
 def plugin(tmp_path, monkeypatch):
     """The doc's python blocks as a plug-in module ``adding_doc_example`` (unregistered after)."""
     blocks = _blocks()
-    assert len(blocks) == 2, "docs/adding.md should hold a protocol and a dataset skeleton"
+    assert len(blocks) == 3, "docs/adding.md should hold a protocol, a time-point readout and a dataset skeleton"
     mod = tmp_path / "mods" / "adding_doc_example.py"
     mod.parent.mkdir()
     mod.write_text("\n\n".join(blocks))
@@ -39,6 +39,7 @@ def plugin(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("adding_doc_example", None)
         PROTOCOLS.unregister("nearest-centroid")
+        PROTOCOLS.unregister("centre-readout")
         DATASETS.unregister("mydb")
 
 
@@ -88,7 +89,7 @@ def test_dataset_skeleton_registers_lists_and_builds(plugin, tmp_path, capsys):
 def test_protocol_skeleton_registers_plans_and_runs(plugin, tmp_path, capsys):
     assert main(["list", "protocols", "--json", "--plugin", plugin]) == 0
     protos = json.loads(capsys.readouterr().out)["protocols"]
-    assert "nearest-centroid" in protos and list(protos)[-1] == "nearest-centroid"  # order 50: last
+    assert list(protos)[-2:] == ["nearest-centroid", "centre-readout"]  # orders 50, 51: last
     from benchmark.data.store import prepare
     from benchmark.protocols import get_protocol
 
@@ -113,3 +114,33 @@ def test_protocol_skeleton_registers_plans_and_runs(plugin, tmp_path, capsys):
     auroc = rows[(rows["metric"] == "auroc") & (rows["class"].isin(["", "macro"]) | rows["class"].isna())]
     assert len(auroc) >= 1 and float(auroc["value"].iloc[0]) > 0.9, rows[["metric", "class", "value"]]
     assert set(ev.scores["class"]) == {"normal", "abnormal"}
+
+
+def test_readout_skeleton_reads_the_features_at_the_centre(plugin, tmp_path, capsys):
+    """The time-point protocol asks ``embed`` for the window's centre: a stand-in encoder whose local
+    readout sees the beat rate and whose global pool is blind separates the classes only that way."""
+    assert main(["list", "protocols", "--json", "--plugin", plugin]) == 0
+    from benchmark.data.store import prepare
+    from benchmark.protocols import get_protocol
+
+    root = tmp_path / "data"
+    _write_mydb(root, n=36)
+    ds = prepare("mydb", root, tmp_path / "cache", progress=False)
+    proto = get_protocol("centre-readout")
+    cfg = {"few_label_tasks": ["abnormal"], "n_boot": 50}
+    job = proto.jobs("simclr", 0, MethodTraits(has_text_tower=False, uses_labels=False), type("C", (), {"cfg": cfg}))[0]
+    asked = []
+
+    def embed(data, idx, at=None, span=0.0):
+        asked.append((at, span))
+        x = data.raw(np.asarray(idx))[:, 0, :]
+        if at is None:  # the "global pool": blind to the class
+            return np.ones((len(x), 8))
+        c, h = int(at * data.fs), int(span * data.fs / 2) + 50
+        return np.abs(np.fft.rfft(x[:, c - h:c + h], axis=1))[:, :20]
+
+    ev = proto.run(job, JobContext(cfg=cfg, data=ds, model=None, model_hash="x", embed=embed, progress=False))
+    assert set(asked) == {(ds.n_samples / ds.fs / 2, 0.5)}
+    rows = pd.DataFrame(ev.rows)
+    auroc = rows[(rows["metric"] == "auroc") & (rows["class"].isin(["", "macro"]) | rows["class"].isna())]
+    assert float(auroc["value"].iloc[0]) > 0.9, rows[["metric", "class", "value"]]

@@ -2,9 +2,10 @@
 
 Parametrised over ``METHODS.list()`` (after the built-in plug-ins and entry points are loaded),
 so a newly registered method is tested here without anyone writing its test (the idea of timm's
-tests/test_models.py and scikit-learn's ``parametrize_with_checks``). Each case runs a short
+tests/test_models.py and scikit-learn's ``parametrize_with_checks``). A plug-in's methods too:
+``python -m pytest tests/test_methods_conformance.py --ecgbench-plugin path/to/file.py --plugin-only``. Each case runs a short
 pretraining (2 steps, ``resnet1d-tiny``) on real PTB-XL batches and checks: history, finite
-embeddings of the right shape, that training changed the weights, save -> load gives identical
+embeddings of the right shape, time-resolved features whose mean is the pooled embedding, that training changed the weights, save -> load gives identical
 embeddings, the frozen LM is bit-identical after training, determinism for a fixed seed on CPU,
 the text-tower contract, and that unknown settings are rejected.
 """
@@ -89,6 +90,16 @@ def test_method_contract(case, ptbxl_set, rows, tiny_bert, tmp_path):
     assert z.shape == (len(ev), m.embedding_dim) and z.dtype == np.float32
     assert np.isfinite(z).all()
     assert z.std(axis=0).max() > 0  # not a constant output
+
+    # time-resolved features through the same batching/precision path: their mean is z; a
+    # readout at a time is the map's column at the position the encoder's grid names
+    zmap = m.encode_ecg(ptbxl_set, ev, batch_size=4, pooled=False)
+    grid = m.feature_grid(ptbxl_set.n_samples, ptbxl_set.fs)
+    assert zmap.shape == (len(ev), m.embedding_dim, grid["positions"]) and zmap.dtype == np.float32
+    np.testing.assert_allclose(zmap.mean(axis=-1), z, rtol=1e-4, atol=1e-5)
+    t = ptbxl_set.n_samples / ptbxl_set.fs / 2
+    j = int(m.encoder.position_of(t * ptbxl_set.fs, ptbxl_set.n_samples))
+    np.testing.assert_allclose(m.encode_ecg(ptbxl_set, ev, at=t), zmap[:, :, j], rtol=1e-4, atol=1e-5)
 
     # frozen language model: bit-identical, no gradients, not among the trainable parameters
     if lm_before is not None:

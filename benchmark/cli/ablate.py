@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 
 from benchmark.ablate import ABLATIONS, plan
-from benchmark.cli.common import (add_common_arguments, add_plan_arguments, next_step_text, overrides_from_args,
+from benchmark.cli.common import (add_common_arguments, add_plan_arguments, load_plugins, next_step_text, overrides_from_args,
                                   resolve_profile, tracker_from_args)
 from benchmark.config import build_config
 from benchmark.errors import UserError, unknown_name
 from benchmark.engine.dryrun import plan_table
 from benchmark.engine.runner import Runner
-from benchmark.registry import load_plugin
 from benchmark.results import config_yaml, write_run_record
 
 log = logging.getLogger("benchmark.ablate")
@@ -35,8 +34,7 @@ def main(args) -> int:
                                                   for k, v in a.runs.items())
             print(f"{a.name:16s} {a.question}\n{'':16s}   {grid}")
         return 0
-    for mod in args.plugin:
-        load_plugin(mod)
+    load_plugins(args)
     if args.name not in ABLATIONS:
         raise unknown_name("ablation set", args.name, ABLATIONS)
     resolve_profile(args)

@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmark.config import DEFAULTS, PROFILES
 from benchmark.errors import UserError
+from benchmark.registry import load_plugin
 from benchmark.report.index import report_command
 from benchmark.engine.tracking import add_arguments as add_tracking_arguments
 from benchmark.engine.tracking import make_tracker
@@ -36,6 +37,20 @@ def add_cache_dir(p, help: str = CACHE_DIR_HELP, metavar: str | None = None) -> 
 def add_device(p, default: str | None = None, help: str = DEVICE_HELP) -> None:
     """``--device`` (resolved by ``device.resolve_device``; None leaves it to the settings)."""
     p.add_argument("--device", default=default, help=help)
+
+
+PLUGIN_HELP = ("a plug-in that registers methods, encoders, protocols or datasets: a .py file (path/to/file.py) "
+               "or a module name on the Python path (repeatable; default: none)")
+
+
+def add_plugin(p) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help=PLUGIN_HELP)
+
+
+def load_plugins(args) -> None:
+    """Import every ``--plugin`` and keep their canonical forms in ``args.plugin`` (a file's
+    absolute path), which is what worker processes import again."""
+    args.plugin = [load_plugin(spec) for spec in getattr(args, "plugin", None) or []]
 
 
 def profile_default(key: str) -> str:
@@ -95,8 +110,7 @@ def add_common_arguments(p) -> None:
                    f"{profile_default('precision')})")
     add_data_root(p)
     add_cache_dir(p)
-    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods "
-                   "(repeatable; default: none)")
+    add_plugin(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit "
                    "(nothing is run; the output works as --config)")

@@ -7,14 +7,15 @@ import json
 
 from benchmark.config import PROFILE_DOCS, PROFILES
 from benchmark.protocols import descriptions as protocol_descriptions
-from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins, load_plugin
+from benchmark.cli.common import add_plugin, load_plugins
+from benchmark.registry import DATASETS, ECG_ENCODERS, METHODS, TEXT_ENCODERS, load_builtin_plugins
 
 
 def add_arguments(p) -> None:
     p.add_argument("what", nargs="?", default="all",
                    choices=["all", "methods", "encoders", "text-encoders", "datasets", "protocols", "profiles"])
     p.add_argument("--pattern", default="*", help="glob over names, e.g. 'res*'")
-    p.add_argument("--plugin", action="append", default=[], help="import a module that registers extra methods")
+    add_plugin(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -34,7 +35,9 @@ def collect(pattern: str = "*") -> dict:
             # imported here, not at module level: it imports torch, and `--help` must stay light
             from benchmark.encoders import count_parameters
 
-            info["parameters"] = int(count_parameters(e.factory()))
+            model = e.factory()
+            info["parameters"] = int(count_parameters(model))
+            info["features"] = model.contract() if hasattr(model, "contract") else "? (no encoder contract)"
         except Exception as exc:  # listing must not die on one odd encoder
             info["parameters"] = f"? ({exc})"
         out["encoders"][name] = info
@@ -54,8 +57,7 @@ def collect(pattern: str = "*") -> dict:
 
 
 def main(args) -> int:
-    for mod in args.plugin:
-        load_plugin(mod)
+    load_plugins(args)
     info = collect(args.pattern)
     sections = list(info) if args.what == "all" else [args.what]
     if args.json:
@@ -70,6 +72,10 @@ def main(args) -> int:
                 if "parameters" in val:
                     p = val["parameters"]
                     extra = f"  [{p / 1e6:.2f} M params]" if isinstance(p, int) else f"  [{p}]"
+                if isinstance(val.get("features"), dict):
+                    f = val["features"]
+                    extra += (f"\n      features [N, {f['dim']}, T'], stride {f['stride']} samples, "
+                              f"receptive field {f['receptive_field']} samples")
                 if "tasks" in val and val["tasks"]:
                     extra += f"  tasks: {', '.join(val['tasks'])}"
                 if "settings" in val and isinstance(val["settings"], list):

@@ -6,13 +6,13 @@ Dask graph with ``--workers``/``--scheduler``/``--cluster``."""
 from __future__ import annotations
 
 from benchmark import distributed
-from benchmark.cli.common import (add_common_arguments, add_plan_arguments, next_step_text, overrides_from_args,
+from benchmark.cli.common import (add_common_arguments, add_plan_arguments, load_plugins, next_step_text, overrides_from_args,
                                   resolve_profile, tracker_from_args)
 from benchmark.config import build_config
 from benchmark.engine.dryrun import plan_table
 from benchmark.engine.executors import DaskExecutor
 from benchmark.engine.runner import Runner
-from benchmark.registry import load_builtin_plugins, load_plugin
+from benchmark.registry import load_builtin_plugins
 from benchmark.results import config_yaml, write_run_record
 
 
@@ -44,8 +44,7 @@ def dry_run(runner, list_jobs: bool = False) -> None:
 
 
 def main(args) -> int:
-    for mod in args.plugin:
-        load_plugin(mod)
+    load_plugins(args)
     resolve_profile(args)
     cfg = build_config(args.profile, args.config, overrides_from_args(args))
     if args.print_config:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from benchmark.cli.common import add_common_arguments, overrides_from_args, resolve_profile, tracker_from_args
+from benchmark.cli.common import add_common_arguments, load_plugins, overrides_from_args, resolve_profile, tracker_from_args
 from benchmark.config import declared_tasks, parse_seeds
 from benchmark.errors import UserError, unknown_name
 from benchmark.protocols import objectives
-from benchmark.registry import expand_grid, load_builtin_plugins, load_plugin, split_top_level
+from benchmark.registry import expand_grid, load_builtin_plugins, split_top_level
 from benchmark.results import config_yaml
 from benchmark.tune.tuner import Tuner
 
@@ -83,8 +83,7 @@ def check_single(args) -> None:
 
 
 def main(args) -> int:
-    for mod in args.plugin:
-        load_plugin(mod)
+    load_plugins(args)
     load_builtin_plugins()
     if not args.method:
         raise UserError("tune needs --methods (one method), e.g. --methods mets")

@@ -106,7 +106,7 @@ class Runner:
         self._lm_start = 0.0
         self._told: set[str] = set()
         self._data: dict[str, Any] = {}
-        self._embeddings: dict[tuple, np.ndarray] = {}
+        self._embeddings: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # key -> (features, done)
         self._proto: dict[str, Any] = {}
         self.device = resolve_device(cfg["device"])
         self.pretrain_cache = PretrainCache(self)
@@ -216,20 +216,29 @@ class Runner:
         return run_tasks(name, self.cfg)
 
     def embed_fn(self, model, h: str):
-        """``embed(data, idx)`` with per-model, per-dataset memoisation (each ECG encoded once)."""
+        """``embed(data, idx, **readout)`` with per-model, per-dataset, per-readout memoisation
+        (each ECG encoded once per readout). ``readout`` is passed to ``Method.encode_ecg``
+        (``pooled=False``; ``at=``, ``span=``) and is part of the key, so pooled features, feature
+        maps and local readouts never mix."""
 
-        def embed(data, idx):
-            key = (h, data.name, data.manifest.get("key"))
-            if key not in self._embeddings:
-                self._embeddings[key] = np.full((len(data), model.embedding_dim), np.nan, dtype=np.float32)
-            cache = self._embeddings[key]
-            idx = np.asarray(idx)
-            todo = idx[np.isnan(cache[idx, 0])]
+        def embed(data, idx, **readout):
+            key = (h, data.name, data.manifest.get("key"), tuple(sorted(readout.items())))
+            idx = np.asarray(idx, dtype=np.int64)
+            store = self._embeddings.get(key)
+            todo = idx if store is None else idx[~store[1][idx]]
             if len(todo):
+                todo = np.unique(todo)
                 t0 = time.perf_counter()
-                cache[todo] = model.encode_ecg(data, todo)
+                z = model.encode_ecg(data, todo, **readout)
                 self.timings.add("embed", t0)
-            return cache[idx]
+                if store is None:  # sized by the first answer: [len(data), D] or [len(data), D, T']
+                    store = (np.zeros((len(data),) + z.shape[1:], dtype=np.float32), np.zeros(len(data), dtype=bool))
+                    self._embeddings[key] = store
+                store[0][todo] = z
+                store[1][todo] = True
+            if store is None:  # no rows asked for
+                return model.encode_ecg(data, idx, **readout)
+            return store[0][idx]
 
         return embed
 

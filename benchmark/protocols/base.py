@@ -94,7 +94,9 @@ class MethodTraits:
 class JobContext:
     """What ``Protocol.run`` gets besides the job: the run's settings, the job's dataset, the
     pretrained model it asked for (and its cache hash), memoised encoder features
-    ``embed(data, idx) -> [n, D]`` and whether to show progress bars."""
+    ``embed(data, idx) -> [n, D]`` (``embed(data, idx, pooled=False)`` -> [n, D, T'];
+    ``embed(data, idx, at=t, span=s)`` -> [n, D] read at ``t`` seconds into the window: see
+    ``Method.encode_ecg``) and whether to show progress bars."""
 
     cfg: dict
     data: Any
