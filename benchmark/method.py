@@ -261,7 +261,7 @@ class Method(nn.Module):
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def encode_ecg(self, data, idx, batch_size: int = 256, *, pooled: bool = True, at: float | None = None,
-                   span: float = 0.0) -> np.ndarray:
+                   span: float = 0.0, window: tuple[float, float] | None = None) -> np.ndarray:
         """Encoder features float32 for rows ``idx`` of ``data`` (eval mode, no grad):
 
         * default: the pooled features [N, D];
@@ -269,31 +269,50 @@ class Method(nn.Module):
         * ``at=t`` (seconds from the window's start, e.g. the beat of a beat-centred window) and
           ``span=s``: the mean of the positions centred in [t - s/2, t + s/2], the nearest one when
           none is (or ``s`` is 0) -> [N, D]. Only those positions leave the device.
+        * ``window=(a, b)``: the encoder reads only seconds [a, b) of each example's window (a
+          short beat-centred input); ``at`` still counts from the full window's start.
         """
         n = len(np.asarray(idx))
+        crop, _, _ = self._crop(data, window)
         if at is None:
             if span:
                 raise UserError("encode_ecg: span= needs at= (the time the span is centred on)")
             if pooled:
-                return self._map_batches(self.ecg_features, data, idx, batch_size).reshape(n, self.embedding_dim)
-            out = self._map_batches(lambda x: self.ecg_features(x, pooled=False), data, idx, batch_size)
+                out = self._map_batches(lambda x: self.ecg_features(crop(x)), data, idx, batch_size)
+                return out.reshape(n, self.embedding_dim)
+            out = self._map_batches(lambda x: self.ecg_features(crop(x), pooled=False), data, idx, batch_size)
             return out.reshape(n, self.embedding_dim, -1) if n else out.reshape(0, self.embedding_dim, 0)
         if not pooled:
             raise UserError("encode_ecg: at= reads pooled local features; pass pooled=True (or drop at= for the map)")
-        pos = self.readout_positions(data, at, span)
+        pos = self.readout_positions(data, at, span, window)
         sel = torch.as_tensor(pos, dtype=torch.long, device=self.device)
-        out = self._map_batches(lambda x: self.ecg_features(x, pooled=False).index_select(-1, sel).mean(-1),
+        out = self._map_batches(lambda x: self.ecg_features(crop(x), pooled=False).index_select(-1, sel).mean(-1),
                                 data, idx, batch_size)
         return out.reshape(n, self.embedding_dim)
 
-    def readout_positions(self, data, at: float, span: float = 0.0) -> np.ndarray:
-        """The feature positions ``encode_ecg(at=, span=)`` averages for windows of ``data``."""
+    @staticmethod
+    def _crop(data, window):
+        """(crop function on [B, L, T] batches, the crop's start in seconds, its length in samples)."""
         fs, n_samples = float(data.fs), int(data.n_samples)
+        if window is None:
+            return (lambda x: x), 0.0, n_samples
+        a, b = (float(v) for v in window)
+        i, j = int(round(a * fs)), int(round(b * fs))
+        if not (0 <= i < j <= n_samples):
+            raise UserError(f"encode_ecg: window=({a:g}, {b:g}) s must lie in the {n_samples / fs:g} s window "
+                            "with start < stop")
+        return (lambda x: x[..., i:j]), i / fs, j - i
+
+    def readout_positions(self, data, at: float, span: float = 0.0, window=None) -> np.ndarray:
+        """The feature positions ``encode_ecg(at=, span=, window=)`` averages for windows of ``data``."""
+        _, start, n_in = self._crop(data, window)
+        fs = float(data.fs)
         at, span = float(at), float(span)
-        if not (0 <= at <= n_samples / fs) or span < 0:
-            raise UserError(f"encode_ecg: at={at:g} s must lie in the {n_samples / fs:g} s window and span={span:g} s "
-                            "must be >= 0")
-        return self.encoder.positions_within((at - span / 2) * fs, (at + span / 2) * fs, n_samples)
+        if not (start <= at <= start + n_in / fs) or span < 0:
+            raise UserError(f"encode_ecg: at={at:g} s must lie in the {n_in / fs:g} s window read from {start:g} s "
+                            f"and span={span:g} s must be >= 0")
+        rel = at - start
+        return self.encoder.positions_within((rel - span / 2) * fs, (rel + span / 2) * fs, n_in)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError(
