@@ -27,13 +27,16 @@ gets that model in a :class:`JobContext` and returns the rows and per-example sc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.registry import PROTOCOLS
+from benchmark.registry import METHODS, PROTOCOLS, parse_spec
+
+log = logging.getLogger("benchmark.run")
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,53 @@ class Protocol:
         raise UserError(f"protocol '{self.name}' scores no validation objective '{objective}'")
 
 
+def method_class(spec: str) -> type | None:
+    """The registered class of method variant ``spec`` (None when the registry has no class for it)."""
+    try:
+        return METHODS.entry(parse_spec(spec)[0]).meta.get("cls")
+    except UserError:
+        return None
+
+
+def unsupported(spec: str, dataset: str, mode: str) -> str | None:
+    """Why method ``spec`` cannot be evaluated on ``dataset`` in ``mode`` (None: it can).
+
+    Read from two optional class traits of the method: ``only_datasets`` (the datasets whose rows
+    it can embed, e.g. hand-crafted beat features need MIT-BIH's beat annotations; absent or None:
+    any) and ``fine_tunable`` (False: it has no trained encoder a fine-tune could start from)."""
+    cls = method_class(spec)
+    only = getattr(cls, "only_datasets", None)
+    if only is not None and dataset not in only:
+        return f"it embeds only {', '.join(only)} rows"
+    if mode == "fine-tune" and not getattr(cls, "fine_tunable", True):
+        return "it has no encoder to fine-tune"
+    return None
+
+
+_told: set[tuple[str, str, int]] = set()
+
+
+def drop_unsupported(protocol: str, jobs: list[Job]) -> list[Job]:
+    """``jobs`` without those their method cannot run (:func:`unsupported`); the skipped jobs are
+    counted and logged once per method, protocol and count (one line each)."""
+    keep, why = [], {}
+    for job in jobs:
+        reason = unsupported(job.method, job.dataset, job.mode)
+        if reason is None:
+            keep.append(job)
+        else:
+            why.setdefault(f"{job.dataset}/{job.mode}: {reason}", 0)
+            why[f"{job.dataset}/{job.mode}: {reason}"] += 1
+    if why:
+        method = jobs[0].method
+        key = (method, protocol, len(jobs) - len(keep))
+        if key not in _told:
+            _told.add(key)
+            log.warning("%s: skipping %d %s job(s) per seed that do not apply (%s)", method,
+                        len(jobs) - len(keep), protocol, "; ".join(f"{k} [{n}]" for k, n in why.items()))
+    return keep
+
+
 def register_protocol(cls: type[Protocol]) -> type[Protocol]:
     """Class decorator: register a :class:`Protocol` subclass under ``cls.name`` in
     ``benchmark.registry.PROTOCOLS`` (its one instance is the entry's factory result, kept in
@@ -195,4 +245,5 @@ def descriptions() -> dict[str, str]:
 
 
 __all__ = ["Job", "Pretraining", "MethodTraits", "JobContext", "Protocol", "register_protocol", "get_protocol",
+           "method_class", "unsupported", "drop_unsupported",
            "protocols_in_order", "protocols_in_report_order", "protocol_for_objective", "objectives", "descriptions"]

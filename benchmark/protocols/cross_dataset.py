@@ -6,7 +6,9 @@ the encoder plus a head on it (capped at ``cross_finetune_max_train``, its valid
 ``cross_finetune_max_val``; only on ``cross_finetune_datasets`` when that is set), and, for
 text-tower methods, zero-shot. Validation and test examples are capped by ``cross_max_eval``
 (fixed seed, so every method sees the same; single-label caps keep every minority example and
-weigh the rest). Single-label jobs record the class counts per split in their meta.
+weigh the rest). Single-label jobs record the class counts per split in their meta. Jobs a method
+cannot run (its ``only_datasets`` / ``fine_tunable`` traits, ``base.unsupported``) are not planned;
+their count is logged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from benchmark.data.datasets import cross_targets
 from benchmark.errors import unknown_name
 from benchmark.protocols import few_label, zero_shot
-from benchmark.protocols.base import Job, Protocol, register_protocol
+from benchmark.protocols.base import Job, Protocol, drop_unsupported, register_protocol
 from benchmark.protocols.common import capped_indices
 
 
@@ -55,7 +57,7 @@ class CrossDataset(Protocol):
                     out.append(Job(spec, seed, self.name, mode, target, task, 1.0))
                 if traits.has_text_tower:
                     out.append(Job(spec, seed, self.name, "zero-shot", target, task))
-        return out
+        return drop_unsupported(self.name, out)  # e.g. hand-crafted beat features: MIT-BIH probe only
 
     def stage(self, job):
         return "finetune" if job.mode == "fine-tune" else "evaluate"

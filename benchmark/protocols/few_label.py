@@ -17,7 +17,7 @@ import numpy as np
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
-from benchmark.protocols.base import Job, Pretraining, Protocol, register_protocol
+from benchmark.protocols.base import Job, Pretraining, Protocol, drop_unsupported, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices, validation_indices
 from benchmark.stats.metrics import macro_auroc
 
@@ -241,9 +241,10 @@ class FewLabel(Protocol):
     def jobs(self, spec, seed, traits, ctx):
         cfg = ctx.cfg
         only = cfg["finetune_tasks"]  # fine-tune only on these tasks (empty: all)
-        return [Job(spec, seed, self.name, mode, "ptbxl", task, float(frac))
+        jobs = [Job(spec, seed, self.name, mode, "ptbxl", task, float(frac))
                 for task in cfg["few_label_tasks"] for frac in cfg["label_fractions"] for mode in cfg["few_label_modes"]
                 if not (mode == "fine-tune" and only and task not in only)]
+        return drop_unsupported(self.name, jobs)  # a method that cannot embed PTB-XL plans none
 
     def pretraining(self, job, traits, ctx):
         if not traits.uses_labels:
