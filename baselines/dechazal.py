@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from benchmark.data.beats import beat_features, feature_names
+from benchmark.data.beats import beat_features, feature_names, record_folds
 from benchmark.data.mitbih import MITBIH
 from benchmark.errors import DataError, UserError
 from benchmark.method import Method, register_method_class
@@ -47,6 +47,7 @@ class DeChazal(Method):
     needs_pretraining = False
     only_datasets: ClassVar[tuple[str, ...]] = ("mitbih",)  # the protocols plan nothing else for it
     fine_tunable: ClassVar[bool] = False  # no trained encoder: no fine-tune jobs
+    beat_features: ClassVar[bool] = True  # already one vector per beat, RR included: no readout, no RR appended
     defaults = {
         **Method.defaults,
         "encoder": "resnet1d-tiny",  # built by Method, never used: keep it small
@@ -196,18 +197,6 @@ def macro_f1(y_true, y_pred, classes) -> float:
     """Mean F1 (%) over ``classes`` (a class with neither true nor predicted beats counts 0)."""
     t = class_table(y_true, y_pred, classes)
     return float(np.mean([0.0 if np.isnan(v["f1"]) else v["f1"] for v in t.values()]))
-
-
-def record_folds(records: np.ndarray, n_folds: int) -> list[np.ndarray]:
-    """Record-wise folds: the records (sorted by name) dealt round-robin into ``n_folds`` groups;
-    returns, per fold, the positions of its beats. A record's beats never straddle folds."""
-    names = sorted(set(np.asarray(records).tolist()), key=str)
-    if len(names) < 2:
-        raise UserError(f"record-wise cross-validation needs at least two records, got {len(names)}")
-    k = max(2, min(int(n_folds), len(names)))
-    fold_of = {r: i % k for i, r in enumerate(names)}
-    f = np.array([fold_of[r] for r in np.asarray(records).tolist()])
-    return [np.flatnonzero(f == i) for i in range(k)]
 
 
 def record_cv(X: np.ndarray, y: np.ndarray, records: np.ndarray, candidates: dict[str, Callable[[], Any]],

@@ -39,6 +39,9 @@ class Ablation:
     settings: dict[str, Any] = field(default_factory=lambda: dict(_EVAL))
     # variant -> reason it cannot run here (None: it can); used for optional extras like mpnet
     check: Callable[[str], str | None] | None = None
+    # instead of the product of ``runs``: these run-setting combinations, one sub-folder each
+    # (one change at a time from a protocol's default, where a full product would be too costly)
+    combos: tuple[dict, ...] = ()
 
 
 def _text_encoder_missing(spec: str) -> str | None:
@@ -84,6 +87,15 @@ ABLATIONS: dict[str, Ablation] = {
                  ("mets",), runs={"fs": (100, 500)}),
         Ablation("encoder-depth", "ResNet1d depth of the ECG encoder",
                  ("mets[encoder=resnet1d-10|resnet1d-18|resnet1d-34]",)),
+        Ablation("mitbih-input", "What the MIT-BIH beat head reads: the default (the pool of a 2 s beat-centred "
+                 "input + RR features), without RR, the whole 10 s window, the features within 0.6 s of the beat, "
+                 "and the old input (10 s pool, no RR); linear probe, choices by record-wise CV inside DS1",
+                 ("mets", "simclr", "random-init"),
+                 combos=({}, {"beat_rr": False}, {"beat_window_s": 0}, {"beat_readout": "beat"},
+                         {"beat_window_s": 0, "beat_rr": False}),
+                 settings={"protocols": ["cross-dataset"], "cross_datasets": ["mitbih"], "mitbih_tasks": ["aami"],
+                           "mitbih_subdir": "mitdb", "mitbih_annotator": "atr",
+                           "cross_modes": ["linear-probe"]}),
     ]
 }
 
@@ -117,9 +129,11 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
         raise UserError(f"ablation '{name}': no variant can run here ({'; '.join(skipped.values())})")
     keys = list(ab.runs)
     parts = []
-    for combo in itertools.product(*(ab.runs[k] for k in keys)) if keys else [()]:
-        run_ov = dict(zip(keys, combo))
-        folder = base_out.joinpath(*[f"{k}={v}" for k, v in run_ov.items()]) if run_ov else base_out
+    combos = [dict(c) for c in ab.combos] or [
+        dict(zip(keys, combo)) for combo in (itertools.product(*(ab.runs[k] for k in keys)) if keys else [()])]
+    for run_ov in combos:
+        folder = base_out.joinpath(*[f"{k}={v}" for k, v in run_ov.items()]) if run_ov else (
+            base_out / "default" if ab.combos else base_out)
         # the rows name the setting with the method (mets[prompt_templates=paper]): one merged report
         # of the sub-folders then shows the settings side by side, with paired differences
         ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods, "row_label": dict(run_ov)}

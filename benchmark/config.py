@@ -62,6 +62,13 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                                "rule; 0: cross_max_eval); single-label: majority classes only, weighted"),
     "cross_max_eval": (0, "cap on cross-dataset val/test examples (0: all); single-label tasks subsample only their "
                        "largest classes and weight the kept examples by 1/rate (no minority example dropped)"),
+    "beat_readout": ("pool", "beat-centred datasets (MIT-BIH), probe and fine-tune: what the head reads of the "
+                     "encoder, pool (the mean over the beat_window_s input) | beat (the feature positions within "
+                     "beat_span_s of the beat); zero-shot always reads the global embedding"),
+    "beat_window_s": (2.0, "seconds of a beat-centred window the encoder reads, centred on the beat (0: all)"),
+    "beat_span_s": (0.6, "with beat_readout=beat: the feature positions centred within this span around the beat"),
+    "beat_rr": (True, "append the beat's RR-interval features (causal per-record normalisation) before the head"),
+    "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C and the decision rule"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
     "prompt_templates": ("all", "zero-shot prompts: all (hand-written descriptions x all templates) | paper | report (one template) | catalogue (descriptions generated from scp_statements.csv / AAMI classes x all templates)"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),
@@ -112,8 +119,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mitbih_tasks": ["aami"],
         "cinc_crops": 1,
         "cross_finetune_datasets": ["mitbih"],
+        # the MIT-BIH probe is beat-level and reads all of DS1 (cross_max_train caps CinC only); its
+        # fine-tune reads 2 s beat-centred inputs of 10,000 DS1 beats (every S/V/F/Q beat, a seeded
+        # share of the N beats): the whole of DS1 for three epochs would add ~40 min to this CPU profile
         "cross_max_train": 3000,
-        "cross_finetune_max_train": 1000,
+        "cross_finetune_max_train": 10000,
         "cross_finetune_max_val": 2000,
         "cross_max_eval": 8000,
         "probe_C": [0.01, 0.1, 1.0],

@@ -332,14 +332,26 @@ class Method(nn.Module):
 
     def fine_tune(
         self, data, train_idx, val_idx, targets: np.ndarray, *, multilabel: bool, checkpoint_dir=None,
-        progress: bool = True, **overrides,
+        progress: bool = True, readout: dict | None = None, extra: np.ndarray | None = None, **overrides,
     ) -> "Classifier":
         """Train a copy of the encoder plus a linear head end to end on ``targets`` ([len(data), C]).
 
         Uses this method's training settings unless overridden (``epochs``, ``lr``, ...); early
-        stopping and the kept state use the validation loss only.
+        stopping and the kept state use the validation loss only. ``readout`` (the ``window``,
+        ``at``, ``span`` keywords of :meth:`encode_ecg`) makes the head read part of the window
+        instead of the global pool; ``extra`` ([len(data), F], e.g. a beat's RR features) is
+        concatenated to the features before the head.
         """
-        model = Classifier(self.ecg_backbone(), targets.shape[1], multilabel, seed=int(self.settings["seed"]))
+        crop = positions = None
+        readout = dict(readout or {})
+        if readout.get("window") is not None:
+            _, start, n_in = self._crop(data, readout["window"])
+            i = int(round(start * float(data.fs)))
+            crop = (i, i + n_in)
+        if readout.get("at") is not None:
+            positions = self.readout_positions(data, readout["at"], float(readout.get("span", 0.0)), readout.get("window"))
+        model = Classifier(self.ecg_backbone(), targets.shape[1], multilabel, seed=int(self.settings["seed"]),
+                           crop=crop, positions=positions, extra=extra)
         settings = {**self.fit_settings(), **overrides}
         y = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         model.history = fit(
@@ -439,26 +451,47 @@ def register_method_class(name: str, *, description: str = ""):
 
 
 class Classifier(nn.Module):
-    """Backbone + linear head; ``predict`` gives probabilities (sigmoid or softmax)."""
+    """Backbone + linear head; ``predict`` gives probabilities (sigmoid or softmax).
 
-    def __init__(self, backbone: nn.Module, n_classes: int, multilabel: bool, seed: int = 0):
+    ``crop`` ((first, stop) samples) feeds the backbone part of each window, ``positions`` makes
+    the head read the mean of those feature positions instead of the global pool, and ``extra``
+    ([len(data), F], row-indexed like the data) is concatenated to the features before the head."""
+
+    def __init__(self, backbone: nn.Module, n_classes: int, multilabel: bool, seed: int = 0, *,
+                 crop: tuple[int, int] | None = None, positions=None, extra: np.ndarray | None = None):
         super().__init__()
         self.backbone = backbone
         self.multilabel = bool(multilabel)
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.register_buffer("positions", None if positions is None else torch.as_tensor(np.asarray(positions),
+                                                                                            dtype=torch.long),
+                             persistent=False)
+        self.extra = None if extra is None else torch.as_tensor(np.asarray(extra, dtype=np.float32))
+        n_extra = 0 if extra is None else int(self.extra.shape[1])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.head = nn.Linear(int(backbone.dim), int(n_classes))
+            self.head = nn.Linear(int(backbone.dim) + n_extra, int(n_classes))
         self.history: list[dict] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, idx=None) -> torch.Tensor:
+        if self.crop is not None:
+            x = x[..., self.crop[0]:self.crop[1]]
+        if self.positions is None:
+            h = self.backbone(x)
+        else:
+            h = self.backbone(x, pooled=False).index_select(-1, self.positions).mean(-1)
+        if self.extra is not None:
+            if idx is None:
+                raise ValueError("this classifier reads extra per-row features: pass the rows' idx")
+            h = torch.cat([h, self.extra[torch.as_tensor(np.asarray(idx))].to(h.device, h.dtype)], dim=1)
+        return self.head(h)
 
     def step_for(self, y: torch.Tensor):
         """Loss function over batches for targets ``y`` [len(data), C] (indexed by batch.idx)."""
 
         def step(batch: Batch) -> torch.Tensor:
             target = y[torch.as_tensor(batch.idx)].to(batch.device)
-            return supervised_loss(self(batch.x), target, self.multilabel)
+            return supervised_loss(self(batch.x, batch.idx), target, self.multilabel)
 
         return step
 
@@ -469,7 +502,8 @@ class Classifier(nn.Module):
         idx = np.asarray(idx, dtype=np.int64)
         out = []
         for start in range(0, len(idx), batch_size):
-            logits = self(data.batch(idx[start : start + batch_size], dev)).float()
+            rows = idx[start : start + batch_size]
+            logits = self(data.batch(rows, dev), rows).float()
             out.append((torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, 1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.head.out_features), np.float32)
 

@@ -146,3 +146,13 @@ def test_run_setting_ablation_rows_name_the_setting_and_one_report_compares_them
     pairs = set(zip(paired["method_a"], paired["method_b"]))
     assert ("mets[prompt_templates=all]", "mets[prompt_templates=paper]") in pairs or \
            ("mets[prompt_templates=paper]", "mets[prompt_templates=all]") in pairs
+
+
+def test_mitbih_input_runs_one_change_at_a_time_from_the_default(tmp_path):
+    from benchmark.ablate import plan
+
+    parts = plan("mitbih-input", tmp_path / "mi")
+    assert [p.out.relative_to(tmp_path / "mi").as_posix() for p in parts] == [
+        "default", "beat_rr=False", "beat_window_s=0", "beat_readout=beat", "beat_window_s=0/beat_rr=False"]
+    assert parts[0].overrides["row_label"] == {} and parts[-1].overrides["row_label"] == {"beat_window_s": 0, "beat_rr": False}
+    assert all(p.overrides["protocols"] == ["cross-dataset"] and p.overrides["cross_datasets"] == ["mitbih"] for p in parts)

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from baselines.dechazal import DeChazal, WeightedLD, class_table, macro_f1, record_cv, record_folds
+from baselines.dechazal import DeChazal, WeightedLD, class_table, macro_f1, record_cv
+from benchmark.data.beats import record_folds
 from benchmark.data.base import SplitAccessError
 from benchmark.data.beats import beat_features, feature_names
 from benchmark.data.mitbih import MITBIH

@@ -32,6 +32,8 @@ def main(args) -> int:
         for a in ABLATIONS.values():
             grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"
                                                   for k, v in a.runs.items())
+            if a.combos:
+                grid += "; runs: " + " | ".join(",".join(f"{k}={v}" for k, v in c.items()) or "default" for c in a.combos)
             print(f"{a.name:16s} {a.question}\n{'':16s}   {grid}")
         return 0
     load_plugins(args)

@@ -60,7 +60,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import DataError
+from benchmark.errors import DataError, UserError
 
 RR_NAMES: tuple[str, ...] = (
     "pre_rr", "post_rr", "rr_ratio", "local_rr", "avg_rr", "pre_rr_norm", "post_rr_norm", "local_rr_norm",
@@ -209,3 +209,15 @@ def feature_names(morphology: bool = True) -> tuple[str, ...]:
 
 __all__ = ["RR_NAMES", "MORPHOLOGY_NAMES", "rr_features", "remove_baseline", "morphology_features",
            "beat_features", "feature_names"]
+
+
+def record_folds(records: np.ndarray, n_folds: int) -> list[np.ndarray]:
+    """Record-wise folds: the records (sorted by name) dealt round-robin into ``n_folds`` groups;
+    returns, per fold, the positions of its beats. A record's beats never straddle folds."""
+    names = sorted(set(np.asarray(records).tolist()), key=str)
+    if len(names) < 2:
+        raise UserError(f"record-wise cross-validation needs at least two records, got {len(names)}")
+    k = max(2, min(int(n_folds), len(names)))
+    fold_of = {r: i % k for i, r in enumerate(names)}
+    f = np.array([fold_of[r] for r in np.asarray(records).tolist()])
+    return [np.flatnonzero(f == i) for i in range(k)]

@@ -155,6 +155,7 @@ class MITBIH(PhysioNetDataset):
     download_name = "mitbih"
     version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("II",)
+    beat_centred = True  # one example per beat, its window centred on it: beat-level heads apply
     default_options: dict = {"subdir": "mitdb", "annotator": "atr", "val_every": 5}
 
     # -- contract ------------------------------------------------------------------------

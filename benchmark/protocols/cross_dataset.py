@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from benchmark.data.datasets import cross_targets
 from benchmark.errors import unknown_name
-from benchmark.protocols import few_label, zero_shot
+from benchmark.protocols import beat_level, few_label, zero_shot
 from benchmark.protocols.base import Job, Protocol, drop_unsupported, register_protocol
 from benchmark.protocols.common import capped_indices
 
@@ -39,6 +39,7 @@ class CrossDataset(Protocol):
     report_order = 30
 
     def validate(self, cfg):
+        beat_level.validate(cfg)
         for m in cfg["cross_modes"]:
             if m not in few_label.MODES:
                 raise unknown_name("cross-dataset mode", m, list(few_label.MODES))
@@ -65,20 +66,28 @@ class CrossDataset(Protocol):
     def run(self, job, ctx):
         cfg, data = ctx.cfg, ctx.data
         max_eval = cfg["cross_max_eval"]
+        beat = job.mode != "zero-shot" and beat_level.is_beat_level(data)  # zero-shot: the global embedding
         if job.mode == "zero-shot":
             ev = zero_shot.run(ctx.model, data, job.task, template_set=cfg["prompt_templates"], n_boot=cfg["n_boot"],
                                seed=job.seed, max_eval=max_eval, embed=ctx.embed)
         elif job.mode == "fine-tune":  # PTB-XL-pretrained encoder + head trained on the target
             cap = int(cfg["cross_finetune_max_train"] or cfg["cross_max_train"])
             train, _ = capped_indices(data, job.task, "train", cap, seed=job.seed)
-            ev = few_label.run_fine_tune(ctx.model, data, job.task, train, cfg=cfg, seed=job.seed,
-                                         progress=ctx.progress, max_eval=max_eval,
-                                         max_val=int(cfg["cross_finetune_max_val"] or max_eval))
+            run = beat_level.run_beat_fine_tune if beat else few_label.run_fine_tune
+            ev = run(ctx.model, data, job.task, train, cfg=cfg, seed=job.seed, progress=ctx.progress,
+                     max_eval=max_eval, max_val=int(cfg["cross_finetune_max_val"] or max_eval))
+        elif beat:  # the complete DS1, choices by record-wise cross-validation inside it
+            feats = beat_level.beat_embed(ctx.embed, data, cfg, ctx.model)
+            ev = beat_level.run_beat_probe(feats, data, job.task, Cs=cfg["probe_C"], folds=int(cfg["beat_cv_folds"]),
+                                           max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
+                                           max_eval=max_eval)
         else:
             train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
             ev = few_label.run_linear_probe(ctx.embed, data, job.task, train, Cs=cfg["probe_C"],
                                             max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
                                             max_eval=max_eval)
+        if beat:
+            ev.info["beat_level"] = beat_level.describe(cfg)
         if not data.task(job.task).multilabel:
             ev.info["class_counts"] = class_counts(data, job.task)
         return ev

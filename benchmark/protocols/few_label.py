@@ -171,8 +171,10 @@ def run_fine_tune(
     checkpoint_dir=None,
     max_eval: int = 0,
     max_val: int | None = None,
+    **head,
 ) -> Evaluation:
-    """A copy of the method's encoder plus a linear head (``Method.fine_tune``), trained end to end
+    """A copy of the method's encoder plus a linear head (``Method.fine_tune``; ``head``: its
+    ``readout`` and ``extra`` features), trained end to end
     on ``train_idx`` with the protocol's epochs/lr/batch size; early stopping on the validation
     loss (best state kept). Test scores are computed once at the end. ``max_eval`` caps the
     validation and test examples (:func:`capped_indices`), ``max_val`` the validation examples alone."""
@@ -185,7 +187,7 @@ def run_fine_tune(
             data, train_idx, val_idx, y, multilabel=spec.multilabel, checkpoint_dir=checkpoint_dir,
             progress=progress, epochs=int(cfg["finetune_epochs"]), batch_size=int(cfg["finetune_batch_size"]),
             lr=float(cfg["finetune_lr"]), weight_decay=1e-4, seed=seed,
-            early_stopping_patience=int(cfg["finetune_patience"]),
+            early_stopping_patience=int(cfg["finetune_patience"]), **head,
         )
         s_val = clf.predict(data, val_idx, device=method.device)
     s_test = clf.predict(data, test_idx, device=method.device)
