@@ -135,3 +135,13 @@ def test_tune_plural_flags_take_one_value(capsys):
         assert main(["tune", *argv]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and word in err, (argv, err)
+
+
+def test_console_script_is_ours_alone():
+    """`ecgbench` is a PyPI package's command too (dataset splits, 2026): ours is named after the project."""
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    scripts = meta["project"]["scripts"]
+    assert scripts == {meta["project"]["name"]: "benchmark.cli:main"} and "ecgbench" not in scripts
