@@ -9,7 +9,8 @@ encoder declares how its feature positions sit on the input:
 * ``stride`` -- input samples between neighbouring feature positions;
 * ``offset`` -- the input sample at the centre of position 0 (so position ``j`` is centred on
   sample ``offset + j * stride``);
-* ``receptive_field`` -- how many input samples can influence one position (centred on it).
+* ``receptive_field`` -- how many input samples can influence one position (centred on it);
+  0 for an encoder whose every position sees the whole input (attention: ``ViT1d``).
 
 ``position_of(sample, n_samples)`` maps an input sample (or a time, ``sample = t * fs``) to the
 position whose centre is nearest; ``positions_within(start, stop, n_samples)`` the positions centred
@@ -102,8 +103,11 @@ class ECGEncoder(nn.Module):
         return np.atleast_1d(self.position_of((start + stop) / 2, n_samples))
 
     def field_of(self, position: int) -> tuple[int, int]:
-        """The input samples [first, last] that can influence ``position`` (may reach past the input)."""
+        """The input samples [first, last] that can influence ``position`` (may reach past the input;
+        ``receptive_field`` 0, attention: everything, reported as the position's centre +- 10^9)."""
         c = int(self.centre_of(position))
+        if not self.receptive_field:
+            return c - 10**9, c + 10**9
         half = self.receptive_field // 2
         return c - half, c + half
 
@@ -239,6 +243,63 @@ def resnet1d_10(*, in_leads: int = 12, width: int = 64, kernel_size: int = 7) ->
 def resnet1d_tiny(*, in_leads: int = 12, width: int = 16, kernel_size: int = 7) -> ResNet1d:
     """ResNet1d-tiny: BasicBlock [1,1,1,1], width 16, D=128 (tests, laptop smoke runs)."""
     return ResNet1d((1, 1, 1, 1), in_leads=in_leads, width=width, kernel_size=kernel_size)
+
+
+class ViT1d(ECGEncoder):
+    """A 1-D vision transformer (as MERL's ViT variant): non-overlapping patches of ``patch``
+    samples embedded by one strided convolution, fixed sinusoidal positions (any input length),
+    pre-norm transformer layers, a final LayerNorm. Token ``j`` covers samples ``[j * patch, (j + 1)
+    * patch)``, so ``stride = patch`` and ``offset = patch // 2`` (odd patches centre exactly);
+    attention makes the receptive field the whole input (``receptive_field = 0``). An input whose
+    length is not a multiple of the patch is zero-padded on the right. A ``width`` not divisible by
+    ``heads`` (a profile's ResNet width) uses their greatest common divisor of heads."""
+
+    def __init__(self, *, in_leads: int = 12, width: int = 128, depth: int = 4, heads: int = 4, patch: int = 25,
+                 mlp_ratio: float = 4.0):
+        super().__init__()
+        if patch < 1 or patch % 2 == 0:
+            raise UserError(f"ViT1d patch must be an odd number of samples >= 1 (got {patch})")
+        heads = math.gcd(int(width), int(heads))  # a width from a profile (32) keeps the heads that divide it
+        self.in_leads, self.dim, self.patch = in_leads, int(width), int(patch)
+        self.stride, self.offset, self.receptive_field = self.patch, self.patch // 2, 0
+        self.embed = nn.Conv1d(in_leads, width, patch, stride=patch)
+        layer = nn.TransformerEncoderLayer(width, heads, int(width * mlp_ratio), dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+
+    def _positions(self, n: int, device, dtype) -> torch.Tensor:
+        pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, self.dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / self.dim))
+        pe = torch.zeros(n, self.dim, device=device, dtype=torch.float32)
+        pe[:, 0::2] = torch.sin(pos * freq)
+        pe[:, 1::2] = torch.cos(pos * freq)[:, : self.dim // 2]
+        return pe.to(dtype)
+
+    def n_positions(self, n_samples: int) -> int:
+        return max(1, math.ceil(int(n_samples) / self.patch))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[1] != self.in_leads:
+            raise ValueError(f"expected [N, {self.in_leads}, T] input, got {tuple(x.shape)}")
+        pad = -x.shape[-1] % self.patch
+        if pad:
+            x = nn.functional.pad(x, (0, pad))
+        tokens = self.embed(x).transpose(1, 2)  # [N, T', D]
+        tokens = tokens + self._positions(tokens.shape[1], tokens.device, tokens.dtype)[None]
+        return self.norm(self.blocks(tokens)).transpose(1, 2)
+
+
+@register_ecg_encoder("vit1d-small")
+def vit1d_small(*, in_leads: int = 12, width: int = 192, depth: int = 6, heads: int = 6, patch: int = 25) -> ViT1d:
+    """ViT1d-small: patches of 25 samples (0.25 s at 100 Hz), 6 layers, width 192, 6 heads (GPU runs)."""
+    return ViT1d(in_leads=in_leads, width=width, depth=depth, heads=heads, patch=patch)
+
+
+@register_ecg_encoder("vit1d-tiny")
+def vit1d_tiny(*, in_leads: int = 12, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 25) -> ViT1d:
+    """ViT1d-tiny: patches of 25 samples, 2 layers, width 64 (tests, CPU smoke runs)."""
+    return ViT1d(in_leads=in_leads, width=width, depth=depth, heads=heads, patch=patch)
 
 
 def create_encoder(spec: str, *, width: int | None = None, in_leads: int = 12) -> ECGEncoder:

@@ -21,22 +21,27 @@ from benchmark.registry import ECG_ENCODERS, load_builtin_plugins
 load_builtin_plugins()
 
 
-def gradient_support(model, j: int, n_samples: int, draws: int = 3) -> np.ndarray:
-    """Input samples whose value moves feature position ``j`` (union over ``draws`` inputs)."""
+def gradient_magnitude(model, j: int, n_samples: int, draws: int = 3) -> np.ndarray:
+    """|d position j / d input sample|, summed over leads, channels and ``draws`` random inputs."""
     acc = torch.zeros(n_samples, dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
     for _ in range(draws):
         x = torch.randn(1, model.in_leads, n_samples, dtype=torch.float64, generator=gen, requires_grad=True)
         model.features(x)[0, :, j].sum().backward()
         acc += x.grad.abs().sum(dim=(0, 1))
-    return np.flatnonzero(acc.numpy() > 0)
+    return acc.numpy()
+
+
+def gradient_support(model, j: int, n_samples: int, draws: int = 3) -> np.ndarray:
+    """Input samples whose value moves feature position ``j`` (union over ``draws`` inputs)."""
+    return np.flatnonzero(gradient_magnitude(model, j, n_samples, draws) > 0)
 
 
 @pytest.mark.parametrize("name", ECG_ENCODERS.list())
 def test_time_resolved_features_pool_to_forward(name):
     torch.manual_seed(0)
     model = create_encoder(name).eval()
-    assert isinstance(model, ECGEncoder) and int(model.stride) >= 1 and int(model.receptive_field) >= 1
+    assert isinstance(model, ECGEncoder) and int(model.stride) >= 1 and int(model.receptive_field) >= 0
     for n in (1000, 250):  # 10 s and 2.5 s at 100 Hz
         x = torch.randn(2, model.in_leads, n)
         with torch.no_grad():
@@ -52,6 +57,14 @@ def test_time_resolved_features_pool_to_forward(name):
 def test_declared_grid_matches_the_gradients(name):
     torch.manual_seed(0)
     model = create_encoder(name).double().eval()
+    if not model.receptive_field:  # attention: every sample moves every position; the position's own
+        n = 24 * model.stride      # stretch of input (its patch) moves it most, through the residual path
+        j = model.n_positions(n) // 2
+        g = np.convolve(gradient_magnitude(model, j, n), np.ones(model.stride), mode="valid")
+        centre = int(np.argmax(g)) + (model.stride - 1) / 2
+        assert abs(centre - model.centre_of(j)) <= model.stride / 2, (
+            f"position {j} is moved most by samples centred on {centre:g}, the declared grid says {model.centre_of(j)}")
+        return
     n = int(2 * model.receptive_field + 8 * model.stride)
     j = model.n_positions(n) // 2  # a middle position: its field lies inside the input
     support = gradient_support(model, j, n)

@@ -18,13 +18,14 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.method import Method, load_method
-from benchmark.registry import METHODS, load_builtin_plugins
+from benchmark.registry import METHODS, load_builtin_plugins, parse_spec
 
 load_builtin_plugins()
 
 TINY = dict(encoder="resnet1d-tiny", epochs=1, batch_size=8, max_steps_per_epoch=2, device="cpu", seed=0)
 METS_TEXT_ENCODERS = ["tfidf", "random-bert[size=tiny]", "hf:{tiny_bert}", "mpnet"]  # minilm: plain "mets"
-CASES = METHODS.list() + [f"mets[lm={lm}]" for lm in METS_TEXT_ENCODERS] + ["mets[lm_train=last-2]"]
+CASES = METHODS.list() + [f"mets[lm={lm}]" for lm in METS_TEXT_ENCODERS] + ["mets[lm_train=last-2]"] + [
+    "mets[encoder=vit1d-tiny]"]  # every method trains any registered encoder family
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def rows(ptbxl_set):
 
 
 def build(spec: str, cache_dir, **extra) -> Method:
+    name, own = parse_spec(spec)  # the case's own settings (encoder=...) win over the tiny defaults
     try:
-        return METHODS.create(spec, **TINY, cache_dir=str(cache_dir), **extra)
+        return METHODS.create(name, **{**TINY, **own}, cache_dir=str(cache_dir), **extra)
     except UserError as exc:
         if "mpnet" in spec and "not installed" in str(exc):
             pytest.skip(f"optional text encoder not installed: {exc}")
