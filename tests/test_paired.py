@@ -173,3 +173,24 @@ def test_an_evaluation_without_test_examples_pairs_to_nan_not_a_crash():
 
     empty = Scored(np.array([], dtype=str), ["a"], np.zeros((0, 1), int), np.zeros((0, 1)), None, np.ones(0), True)
     assert np.isnan(_delong_p(empty, empty, "example"))
+
+
+def test_each_row_is_decided_on_its_p_and_a_disagreeing_interval_is_flagged():
+    """Skewed draws: an interval that excludes 0 while the Wald p is 0.07 is decided on p and flagged."""
+    import pandas as pd
+
+    from benchmark.report.claims import headline_markdown
+    from benchmark.stats.paired import decide
+
+    df = pd.DataFrame({"p_value": [0.07, 0.01, 0.5, float("nan")], "excludes_zero": [True, True, False, False]})
+    out = decide(df)
+    assert [bool(v) for v in out["differs"][:3]] == [False, True, False] and pd.isna(out["differs"].iloc[3])
+    assert list(out["interval_agrees"][:3]) == [False, True, True] and pd.isna(out["interval_agrees"].iloc[3])
+    h = pd.DataFrame({"protocol": "cross-dataset", "mode": "linear-probe", "dataset": "mitbih", "task": "aami",
+                      "label_fraction": float("nan"), "metric": "f1", "other": ["simclr", "clocs"],
+                      "ref_value": [0.5, 0.6], "other_value": [0.45, 0.5], "diff": [0.05, 0.1],
+                      "ci_low": [0.001, 0.02], "ci_high": [0.09, 0.18], "p_value": [0.07, 0.01],
+                      "excludes_zero": [True, True], "n_seeds": 5})
+    md = headline_markdown(h)
+    assert "| no (interval excludes 0) |" in md and "| yes: better |" in md
+    assert "in 1 row(s) the percentile interval disagrees" in md

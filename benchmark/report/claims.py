@@ -11,7 +11,8 @@ Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a tabl
 * **Paired differences** (``tables/paired.csv``, columns in :data:`benchmark.stats.paired.PAIRED_COLUMNS`):
   every pair of methods on every setting of the tables, per seed and averaged over seeds, with
   paired-bootstrap 95 % intervals; the index shows the headline pairs (METS against each other
-  method on the main table's settings) and whether each interval excludes zero; and the variant
+  method on the main table's settings), each decided on its p-value with the interval beside it
+  and any disagreement between the two said in the row; and the variant
   comparisons (:func:`comparison_pairs`: each variant against its method's reference variant,
   merl against mets).
 * **Paper comparison**: each claim of Li et al. (2023) beside the measured paired difference, the
@@ -239,19 +240,30 @@ def headline_reference(paired: pd.DataFrame) -> str:
 
 
 def headline_markdown(h: pd.DataFrame, reference: str = "mets") -> str:
+    """The headline pairs, each decided on one basis: its seed-aware bootstrap p (a Wald p with the
+    bootstrap SE, the basis Holm adjusts in the paper comparison), p < 0.05. The percentile interval
+    is printed beside it; where the two disagree (the draws are skewed: the interval excludes 0 at
+    p >= 0.05, or includes it at p < 0.05) the row says so instead of letting either decide silently."""
     if h.empty:
         return f"*absent:* no pair with {reference} shares a setting with saved per-example scores"
-    lines = [f"| setting | metric | {reference} vs other | other | {reference} − other [95 % seed-aware paired CI] | excludes 0 "
-             "| seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| setting | metric | {reference} vs other | other | {reference} − other [95 % seed-aware paired CI] | p "
+             "| differs (p < 0.05) | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    split = 0
     for _, r in h.sort_values(["protocol", "dataset", "task", "mode", "metric", "other"]).iterrows():
         lf = "" if pd.isna(r["label_fraction"]) or r["protocol"] != FEW_LABEL else f" {100 * r['label_fraction']:g}%"
         setting = f"{MODE_ABBR.get(r['mode'], r['mode'])}{lf} {DATASET_LABEL.get(r['dataset'], r['dataset'])} {r['task']}"
-        verdict = ("yes: better" if r["excludes_zero"] and r["diff"] > 0 else
-                   "yes: worse" if r["excludes_zero"] else "no")
+        pv = r.get("p_value", np.nan)
+        sig = bool(pd.notna(pv) and pv < ALPHA)
+        verdict = ("yes: better" if r["diff"] > 0 else "yes: worse") if sig else "no"
+        if pd.notna(pv) and sig != bool(r["excludes_zero"]):
+            split += 1
+            verdict += " (interval " + ("excludes" if r["excludes_zero"] else "includes") + " 0)"
         lines.append(f"| {setting} | {r['metric']} | {fmt(r['ref_value'])} vs {fmt(r['other_value'])} | {r['other']} | "
-                     f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {verdict} | "
+                     f"{r['diff']:+.3f} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] | {fmt_p(pv)} | {verdict} | "
                      f"{int(r['n_seeds']) if not pd.isna(r['n_seeds']) else 1} |")
+    if split:
+        lines += ["", f"Decided on p; in {split} row(s) the percentile interval disagrees with it (said in the row)."]
     return "\n".join(lines)
 
 

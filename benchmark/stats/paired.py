@@ -35,7 +35,9 @@ of the bootstrap interval on the same rows; ``p_value`` is the bootstrap's own t
 Metrics: ``auroc`` (macro) and ``f1`` (macro, from the saved validation-chosen predictions
 ``pred``; rows written before predictions were saved have AUROC only). Example weights saved
 with the scores (majority-capped test splits) are applied to both methods alike.
-``excludes_zero`` says whether the interval lies entirely on one side of zero.
+``excludes_zero`` says whether the interval lies entirely on one side of zero. Each row is decided
+on one basis, its p-value (``differs``: p < 0.05; families are Holm-adjusted in the report);
+``interval_agrees`` flags the rows where the percentile interval tells otherwise (:func:`decide`).
 
 Cross-mode pairs (:func:`paired_diff`) work the same way: zero-shot METS against a baseline's
 linear probe on the PTB-XL test fold is a paired comparison too, since the examples are shared.
@@ -60,7 +62,7 @@ from benchmark.stats.metrics import all_stats
 PAIRED_COLUMNS = ("method_a", "method_b", "protocol", "mode", "dataset", "task", "label_fraction", "metric",
                   "seed", "diff", "ci_low", "ci_high", "excludes_zero", "p_value", "delong_p", "value_a", "value_b",
                   "n", "n_represented", "unit", "n_units", "n_seeds", "sd_seeds", "mode_b", "label_fraction_b",
-                  "note")
+                  "note", "differs", "interval_agrees")
 # datasets whose test examples share a subject: the unit a bootstrap resamples, and how an
 # example id names it (MIT-BIH beat ids are '<record>:<sample>')
 CLUSTERED = {"mitbih": "record"}
@@ -285,7 +287,21 @@ def paired_table(rows: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, progr
     for c in PAIRED_COLUMNS:
         if c not in df.columns:
             df[c] = np.nan
+    df = decide(df)
     return df[list(PAIRED_COLUMNS)]
+
+
+def decide(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Each row decided on one basis, its p-value (the Wald p of the same bootstrap draws, the basis
+    Holm adjusts): ``differs`` = p < ``alpha`` (NaN where there is no p). ``interval_agrees`` says
+    whether the percentile interval (printed beside) tells the same (``excludes_zero == differs``):
+    with skewed draws the two can part near the boundary, and such rows are flagged, not hidden."""
+    p = pd.to_numeric(df["p_value"], errors="coerce")
+    has = p.notna()
+    df["differs"] = pd.Series(np.where(has, p < alpha, np.nan), index=df.index, dtype=object)
+    agree = df["excludes_zero"].astype(bool) == (p < alpha)
+    df["interval_agrees"] = pd.Series(np.where(has, agree, np.nan), index=df.index, dtype=object)
+    return df
 
 
 def _interval(boot: np.ndarray, n_boot: int, ci: float = 0.95) -> tuple[float, float, str]:
