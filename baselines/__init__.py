@@ -1,3 +1,3 @@
 """Baselines METS is compared with; each module registers its method on import."""
 
-from baselines import clocs, dechazal, random_init, simclr, supervised  # noqa: F401
+from baselines import checkpoint, clocs, dechazal, random_init, simclr, supervised  # noqa: F401

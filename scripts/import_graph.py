@@ -38,7 +38,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
     1: ("registry", ("benchmark.registry",)),
     2: ("data", ("benchmark.data.*", "benchmark.augment")),
     3: ("statistics", ("benchmark.stats.*",)),
-    4: ("model machinery", ("benchmark.encoders", "benchmark.losses", "benchmark.training",
+    4: ("model machinery", ("benchmark.encoders", "benchmark.checkpoints", "benchmark.losses", "benchmark.training",
                             "benchmark.distributed", "benchmark.heal", "benchmark.method")),
     5: ("plug-ins", ("methods.*", "baselines.*")),
     6: ("protocols", ("benchmark.protocols.*",)),

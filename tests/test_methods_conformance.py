@@ -12,6 +12,8 @@ the text-tower contract, and that unknown settings are rejected.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -53,6 +55,11 @@ def rows(ptbxl_set):
 
 def build(spec: str, cache_dir, **extra) -> Method:
     name, own = parse_spec(spec)  # the case's own settings (encoder=...) win over the tiny defaults
+    cls = METHODS.entry(name).meta.get("cls")
+    if hasattr(cls, "example_settings"):  # a method that needs an input file (checkpoint): its own example
+        folder = Path(cache_dir).parent / "example"
+        folder.mkdir(parents=True, exist_ok=True)
+        own = {**cls.example_settings(folder), **own}
     try:
         return METHODS.create(name, **{**TINY, **own}, cache_dir=str(cache_dir), **extra)
     except UserError as exc:

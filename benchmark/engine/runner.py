@@ -127,6 +127,8 @@ class Runner:
         entry = METHODS.entry(name)
         accepted = entry.accepted_params()
         settings = {k: v for k, v in self.cfg["method_settings"].items() if accepted is None or k in accepted}
+        if getattr(entry.meta.get("cls"), "architecture_from_file", False):  # checkpoint: the file fixes it
+            settings = {k: v for k, v in settings.items() if k not in ("encoder", "width")}
         settings.update(params)
         runtime = {"seed": seed, "device": self.cfg["device"], "precision": self.cfg["precision"],
                    "cache_dir": str(self.cache_dir), **extra}

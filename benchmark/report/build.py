@@ -30,7 +30,7 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.io import atomic_write_csv, atomic_write_text
-from benchmark.report import claims
+from benchmark.report import claims, key_results
 from benchmark.report.html import landing_html, write_html
 from benchmark.report.index import Section, caveat_lines, index_text, landing_markdown, report_command
 from benchmark.report.order import DATASET_LABEL, FEW_LABEL, TEXT_CEILING, method_sort_key
@@ -148,12 +148,12 @@ def claim_sections(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, d
 
 def key_results_section(w: ReportFolder, pc: pd.DataFrame, summary: pd.DataFrame) -> Section:
     sec = Section("Key results", lead=True)
-    k = claims.key_results(pc, summary)
+    k = key_results.key_results(pc, summary)
     if k.empty:
         sec.absent = "no METS zero-shot against few-label baselines, and no MIT-BIH AAMI rows"
         return sec
     w.csv_item(sec, k, "key_results.csv", "The headline comparisons; every number below is in the sections that "
-               "follow.", claims.key_results_markdown(k))
+               "follow.", key_results.key_results_markdown(k))
     return sec
 
 
