@@ -37,7 +37,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "zero_shot_tasks": (["superdiagnostic", "subdiagnostic", "form", "rhythm"], "PTB-XL tasks for zero-shot"),
     "few_label_tasks": (["superdiagnostic"], "PTB-XL tasks for the few-label protocol"),
     "label_fractions": ([0.01, 0.1, 1.0], "fractions of the training split that keep their labels"),
-    "few_label_modes": (["linear-probe", "fine-tune"], "linear-probe and/or fine-tune"),
+    "few_label_modes": (["linear-probe", "fine-tune"], "linear-probe, fine-tune, and the frozen heads mlp-probe "
+                        "(an MLP on the pooled features) and attention-probe (attention pooling over the encoder's "
+                        "time steps)"),
+    "probe_hidden": (256, "hidden units of the mlp-probe head"),
+    "probe_epochs": (100, "max epochs of the mlp-probe and attention-probe heads (early stopping on val loss, patience 5)"),
     "finetune_tasks": ([], "PTB-XL tasks that get the few-label fine-tune mode ([]: every few_label_tasks task)"),
     "probe_C": ([0.001, 0.01, 0.1, 1.0, 10.0], "inverse L2 strengths tried by the linear probe (chosen on val)"),
     "probe_max_iter": (1000, "iterations of the probe's logistic regression"),

@@ -31,6 +31,9 @@ def class_counts(data, task: str) -> dict:
     return out
 
 
+CROSS_MODES = ("linear-probe", "fine-tune")  # the frozen heads of few-label (mlp/attention) are PTB-XL only
+
+
 @register_protocol
 class CrossDataset(Protocol):
     name = "cross-dataset"
@@ -41,8 +44,8 @@ class CrossDataset(Protocol):
     def validate(self, cfg):
         beat_level.validate(cfg)
         for m in cfg["cross_modes"]:
-            if m not in few_label.MODES:
-                raise unknown_name("cross-dataset mode", m, list(few_label.MODES))
+            if m not in CROSS_MODES:
+                raise unknown_name("cross-dataset mode", m, list(CROSS_MODES))
         for d in cfg["cross_datasets"]:
             if d not in cross_targets():
                 raise unknown_name("cross-dataset target", d, cross_targets())

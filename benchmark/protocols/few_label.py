@@ -17,11 +17,12 @@ import numpy as np
 from benchmark.data.base import ECGSet
 from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
+from benchmark.protocols import heads
 from benchmark.protocols.base import Job, Pretraining, Protocol, drop_unsupported, register_protocol
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices, validation_indices
 from benchmark.stats.metrics import macro_auroc
 
-MODES = ("linear-probe", "fine-tune")
+MODES = ("linear-probe", "fine-tune", *heads.KINDS)
 
 
 def draw_subset(y: np.ndarray, train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -263,6 +264,8 @@ class FewLabel(Protocol):
         if job.mode == "linear-probe":
             ev = run_linear_probe(ctx.embed, data, job.task, subset, Cs=cfg["probe_C"], max_iter=cfg["probe_max_iter"],
                                   n_boot=cfg["n_boot"], seed=job.seed)
+        elif job.mode in heads.KINDS:
+            ev = heads.run_head_probe(job.mode, ctx.embed, data, job.task, subset, cfg=cfg, seed=job.seed)
         elif getattr(model, "uses_labels", False):
             ev = run_predict(model, data, job.task, n_boot=cfg["n_boot"], seed=job.seed)
         else:

@@ -22,10 +22,10 @@ FEW_LABEL = FewLabel.name
 CROSS_DATASET = CrossDataset.name
 TEXT_CEILING = TextCeiling.name
 
-MODE_ORDER = ("zero-shot", "linear-probe", "fine-tune", "text-tower", "bare-lm", "ecg", "ecg-single-lead")
+MODE_ORDER = ("zero-shot", "linear-probe", "mlp-probe", "attention-probe", "fine-tune", "text-tower", "bare-lm", "ecg", "ecg-single-lead")
 DATASET_ORDER = ("ptbxl", "mitbih", "cinc2017")
 METHOD_ORDER = ("mets", "supervised", "simclr", "clocs", "random-init")
-MODE_ABBR = {"zero-shot": "ZS", "linear-probe": "LP", "fine-tune": "FT"}
+MODE_ABBR = {"zero-shot": "ZS", "linear-probe": "LP", "fine-tune": "FT", "mlp-probe": "MLP", "attention-probe": "AP"}
 DATASET_LABEL = {"ptbxl": "PTB-XL", "mitbih": "MIT-BIH", "cinc2017": "CinC 2017"}
 UNLISTED = 9  # rank of a protocol, dataset or mode not in the order above
 
