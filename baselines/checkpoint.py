@@ -12,6 +12,11 @@ configuration hash, so two files never share cached results::
 
     python -m benchmark run --methods "checkpoint[path=/models/my_encoder.safetensors,encoder=resnet1d-18]" ...
 
+``input_fs``, ``input_samples`` and ``input_leads`` (``I|II|V1|...``) declare what the file's model
+takes; the store's batches are adapted to it (``benchmark.data.adapt``: leads selected, resampled,
+centre-cropped or padded) and the feature grid is mapped back to the store's time. A lead outside
+the 12 standard ones is refused before the file is read.
+
 There is no text tower, so zero-shot does not apply; probe and fine-tune do (the fine-tune copies
 the loaded encoder, a TorchScript one included).
 """
@@ -25,6 +30,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from benchmark.checkpoints import ScriptedEncoder, file_digest, load_into, read_checkpoint, remap
+from benchmark.data.adapt import InputContract
+from benchmark.encoders import AdaptedEncoder, create_encoder
 from benchmark.errors import UserError
 from benchmark.method import Method, register_method_class
 
@@ -37,19 +44,25 @@ class Checkpoint(Method):
 
     needs_pretraining: ClassVar[bool] = False
     architecture_from_file: ClassVar[bool] = True  # a profile's encoder/width never override the spec's
-    defaults = {**Method.defaults, "path": "", "format": "auto", "select": "", "key_map": "", "strict": True}
+    defaults = {**Method.defaults, "path": "", "format": "auto", "select": "", "key_map": "", "strict": True,
+                "input_fs": 0.0, "input_samples": 0, "input_leads": ""}
 
     def build(self) -> None:
         path = str(self.settings["path"] or "")
         if not path:
             raise UserError("checkpoint needs path=FILE (e.g. checkpoint[path=enc.safetensors,encoder=resnet1d-18])")
+        contract = self.input_contract()  # checked before anything is read
         fmt, obj = read_checkpoint(path, str(self.settings["format"]))
         self.digest = file_digest(path)
         if fmt == "torchscript":
-            module, contract = obj
-            self.encoder = ScriptedEncoder(module, contract, source=f"TorchScript archive '{path}'")
+            module, grid = obj
+            self.encoder = ScriptedEncoder(module, grid, source=f"TorchScript archive '{path}'")
             self.stats["load"] = {"format": fmt, "loaded": "all (TorchScript)"}
+            self._wrap(contract)
             return
+        if contract is not None and contract.leads:  # the architecture takes the contract's leads
+            self.encoder = create_encoder(str(self.settings["encoder"]), width=self.settings["width"],
+                                          in_leads=contract.n_leads)
         select = str(self.settings["select"] or "")
         if select:  # only the keys under one prefix (the encoder of a whole-model checkpoint)
             obj = {k: v for k, v in obj.items() if k.startswith(select)}
@@ -58,10 +71,26 @@ class Checkpoint(Method):
         state = remap(obj, str(self.settings["key_map"]))
         report = load_into(self.encoder, state, strict=bool(self.settings["strict"]), source=f"checkpoint '{path}'")
         self.stats["load"] = {"format": fmt, **{k: (v if k == "loaded" else len(v)) for k, v in report.items()}}
+        self._wrap(contract)
         if report["missing"] or report["unexpected"] or report["mismatched"]:
             log.warning("checkpoint '%s' loaded partly (strict=false): %d keys loaded, %d missing, %d unexpected, "
                         "%d shape-mismatched", path, report["loaded"], len(report["missing"]),
                         len(report["unexpected"]), len(report["mismatched"]))
+
+    def input_contract(self) -> InputContract | None:
+        """The file's model's input (``input_fs``, ``input_samples``, ``input_leads`` = ``I|II|V1|...``),
+        or None when it takes the store's batches as they are."""
+        s = self.settings
+        leads = tuple(x.strip() for x in str(s["input_leads"] or "").split("|") if x.strip())
+        if not (s["input_fs"] or s["input_samples"] or leads):
+            return None
+        return InputContract(float(s["input_fs"] or 0), int(s["input_samples"] or 0), leads).check(
+            f"checkpoint '{s['path']}'")
+
+    def _wrap(self, contract) -> None:
+        if contract is not None:
+            self.encoder = AdaptedEncoder(self.encoder, contract)
+            self.stats["input"] = contract.describe()
 
     def config_hash(self) -> str:
         """The settings' hash with the weights' SHA-256: another file under the same path is another model."""

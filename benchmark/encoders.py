@@ -117,6 +117,51 @@ class ECGEncoder(nn.Module):
                 "receptive_field": int(self.receptive_field)}
 
 
+class AdaptedEncoder(ECGEncoder):
+    """An encoder with an input contract (``benchmark.data.adapt.InputContract``: its rate, length,
+    leads), fed store batches through :func:`benchmark.data.adapt.adapt`. ``bind(fs)`` tells it the
+    store's rate (``Method`` binds before encoding or fine-tuning); its grid is given in *store*
+    samples, so ``position_of`` / ``encode_ecg(at=...)`` keep meaning the store's time."""
+
+    def __init__(self, inner: ECGEncoder, contract):
+        super().__init__()
+        self.inner, self.input_contract = inner, contract
+        self.dim, self.receptive_field = inner.dim, inner.receptive_field
+        self.in_leads = 12
+        self.fs_in: float | None = None
+        self.stride, self.offset = inner.stride, inner.offset
+
+    def bind(self, fs_in: float, n_samples: int | None = None) -> None:
+        from benchmark.data.adapt import crop_start, resampled_length
+
+        self.fs_in = float(fs_in)
+        scale = self.fs_in / float(self.input_contract.fs or fs_in)  # store samples per encoder sample
+        self.stride = self.inner.stride * scale
+        shift = crop_start(resampled_length(n_samples, fs_in, self.input_contract.fs or fs_in),
+                           self.input_contract.samples) if n_samples else 0
+        self.offset = (self.inner.offset + shift) * scale
+        self.receptive_field = int(round(self.inner.receptive_field * scale))
+
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor:
+        from benchmark.data.adapt import adapt
+
+        if self.fs_in is None:
+            raise RuntimeError("AdaptedEncoder: bind(fs) to the store's rate before encoding")
+        return adapt(x, self.fs_in, self.input_contract)
+
+    def n_positions(self, n_samples: int) -> int:
+        from benchmark.data.adapt import resampled_length
+
+        n = resampled_length(n_samples, self.fs_in or 0, self.input_contract.fs or self.fs_in or 0)
+        return self.inner.n_positions(self.input_contract.samples or n)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.features(self._adapt(x))
+
+    def contract(self) -> dict:
+        return {**self.inner.contract(), "input": self.input_contract.describe()}
+
+
 def check_encoder(model, spec: str) -> None:
     """An encoder (a plug-in's too) must implement the time-resolved contract; one line if not."""
     missing = [a for a in ("features", "dim", "stride", "receptive_field", "position_of") if not hasattr(model, a)]

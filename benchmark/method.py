@@ -243,9 +243,16 @@ class Method(nn.Module):
     def embedding_dim(self) -> int:
         return int(self.encoder.dim)
 
+    def _bind(self, data, n_samples: int | None = None) -> None:
+        """Tell an encoder with an input contract (``AdaptedEncoder``) the store's rate and length."""
+        if hasattr(self.encoder, "bind"):
+            self.encoder.bind(float(data.fs), int(n_samples or data.n_samples))
+
     @torch.inference_mode()
     def _map_batches(self, fn, data, idx, batch_size: int) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
+        if hasattr(self.encoder, "bind") and getattr(self.encoder, "fs_in", None) != float(data.fs):
+            self._bind(data)
         was_training = self.training
         self.to(self.device).eval()
         out = []
@@ -273,7 +280,8 @@ class Method(nn.Module):
           short beat-centred input); ``at`` still counts from the full window's start.
         """
         n = len(np.asarray(idx))
-        crop, _, _ = self._crop(data, window)
+        crop, _, n_in = self._crop(data, window)
+        self._bind(data, n_in)
         if at is None:
             if span:
                 raise UserError("encode_ecg: span= needs at= (the time the span is centred on)")
@@ -312,6 +320,7 @@ class Method(nn.Module):
             raise UserError(f"encode_ecg: at={at:g} s must lie in the {n_in / fs:g} s window read from {start:g} s "
                             f"and span={span:g} s must be >= 0")
         rel = at - start
+        self._bind(data, n_in)
         return self.encoder.positions_within((rel - span / 2) * fs, (rel + span / 2) * fs, n_in)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
@@ -344,6 +353,7 @@ class Method(nn.Module):
         """
         crop = positions = None
         readout = dict(readout or {})
+        self._bind(data)
         if readout.get("window") is not None:
             _, start, n_in = self._crop(data, readout["window"])
             i = int(round(start * float(data.fs)))

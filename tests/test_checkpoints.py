@@ -124,3 +124,28 @@ def test_the_documented_command_runs(trained, tmp_path, data_root, session_cache
 
     rows = ResultStore(out).load_rows()
     assert rows["method"].str.startswith("checkpoint[").all() and (rows["protocol"] == "few-label").all()
+
+
+def test_a_checkpoint_with_another_contract_is_adapted(ptbxl_set, tmp_path):
+    """A model that takes 8 leads at 500 Hz for 5 s, fed the 100 Hz, 10 s, 12-lead store: the
+    features equal the inner model run on the hand-adapted batch; a foreign lead is refused first."""
+    from benchmark.data.base import LEADS
+    from benchmark.encoders import create_encoder
+
+    leads = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    torch.manual_seed(0)
+    inner = create_encoder("resnet1d-tiny", in_leads=len(leads)).eval()
+    path = export(inner, tmp_path / "eight_leads.safetensors", "safetensors")
+    m = METHODS.create("checkpoint", **TINY, path=str(path), input_fs=500, input_samples=2500,
+                       input_leads="|".join(leads))
+    ev = ptbxl_set.split_indices("test")[:6]
+    x = ptbxl_set.batch(ev, torch.device("cpu"))[:, [LEADS.index(lead) for lead in leads], :]
+    x = torch.nn.functional.interpolate(x, size=5000, mode="linear", align_corners=False)[..., 1250:3750]
+    with torch.no_grad():
+        want = inner(x).numpy()
+    np.testing.assert_allclose(m.encode_ecg(ptbxl_set, ev), want, rtol=1e-4, atol=1e-5)
+    grid = m.feature_grid(ptbxl_set.n_samples, ptbxl_set.fs)  # in store time: 32 model samples = 6.4 store samples
+    assert grid["positions"] == inner.n_positions(2500) and abs(grid["stride_s"] - 32 / 500) < 1e-9
+    assert abs(grid["centres_s"][0] - 2.5) < 1e-9  # the crop starts 2.5 s into the 10 s window
+    with pytest.raises(UserError, match=r"input lead\(s\) \['X1'\] are not among the 12 standard leads"):
+        METHODS.create("checkpoint", **TINY, path=str(tmp_path / "not-read.pt"), input_leads="I|X1")
