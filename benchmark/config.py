@@ -72,7 +72,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "beat_window_s": (2.0, "seconds of a beat-centred window the encoder reads, centred on the beat (0: all)"),
     "beat_span_s": (0.6, "with beat_readout=beat: the feature positions centred within this span around the beat"),
     "beat_rr": (True, "append the beat's RR-interval features (causal per-record normalisation) before the head"),
-    "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C and the decision rule"),
+    "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C"),
+    "beat_min_class_beats": (50, "beat-level heads: a class with fewer DS1 training beats is never predicted "
+                             "(AAMI Q: 8); the others by the argmax of the class-weighted model"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),
     "prompt_templates": ("all", "zero-shot prompts: all (hand-written descriptions x all templates) | paper | report (one template) | catalogue (descriptions generated from scp_statements.csv / AAMI classes x all templates)"),
     "method_settings": ({}, "settings passed to every method factory that accepts them"),

@@ -153,8 +153,11 @@ def _gather_plain(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def supervised_loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """BCE-with-logits for multi-label targets, cross-entropy (on argmax of one-hot) otherwise."""
+def supervised_loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool,
+                    class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE-with-logits for multi-label targets, cross-entropy (on argmax of one-hot) otherwise;
+    ``class_weight`` [C] weighs the single-label classes (e.g. inversely to their counts)."""
     if multilabel:
         return F.binary_cross_entropy_with_logits(logits.float(), y.float())
-    return F.cross_entropy(logits.float(), y.argmax(dim=1))
+    w = None if class_weight is None else class_weight.to(logits.device, torch.float32)
+    return F.cross_entropy(logits.float(), y.argmax(dim=1), weight=w)

@@ -341,7 +341,8 @@ class Method(nn.Module):
 
     def fine_tune(
         self, data, train_idx, val_idx, targets: np.ndarray, *, multilabel: bool, checkpoint_dir=None,
-        progress: bool = True, readout: dict | None = None, extra: np.ndarray | None = None, **overrides,
+        progress: bool = True, readout: dict | None = None, extra: np.ndarray | None = None,
+        class_weight: np.ndarray | None = None, **overrides,
     ) -> "Classifier":
         """Train a copy of the encoder plus a linear head end to end on ``targets`` ([len(data), C]).
 
@@ -349,7 +350,8 @@ class Method(nn.Module):
         stopping and the kept state use the validation loss only. ``readout`` (the ``window``,
         ``at``, ``span`` keywords of :meth:`encode_ecg`) makes the head read part of the window
         instead of the global pool; ``extra`` ([len(data), F], e.g. a beat's RR features) is
-        concatenated to the features before the head.
+        concatenated to the features before the head; ``class_weight`` ([C]) weighs a single-label
+        task's classes in the loss.
         """
         crop = positions = None
         readout = dict(readout or {})
@@ -365,7 +367,7 @@ class Method(nn.Module):
         settings = {**self.fit_settings(), **overrides}
         y = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         model.history = fit(
-            model, model.step_for(y), data, train_idx, val_idx, checkpoint_dir=checkpoint_dir,
+            model, model.step_for(y, class_weight), data, train_idx, val_idx, checkpoint_dir=checkpoint_dir,
             progress=progress, desc=f"fine-tune {self.name}", **settings,
         )
         return model
@@ -496,12 +498,13 @@ class Classifier(nn.Module):
             h = torch.cat([h, self.extra[torch.as_tensor(np.asarray(idx))].to(h.device, h.dtype)], dim=1)
         return self.head(h)
 
-    def step_for(self, y: torch.Tensor):
+    def step_for(self, y: torch.Tensor, class_weight=None):
         """Loss function over batches for targets ``y`` [len(data), C] (indexed by batch.idx)."""
+        w = None if class_weight is None else torch.as_tensor(np.asarray(class_weight, dtype=np.float32))
 
         def step(batch: Batch) -> torch.Tensor:
             target = y[torch.as_tensor(batch.idx)].to(batch.device)
-            return supervised_loss(self(batch.x, batch.idx), target, self.multilabel)
+            return supervised_loss(self(batch.x, batch.idx), target, self.multilabel, w)
 
         return step
 

@@ -82,6 +82,16 @@ def test_probe_chooses_on_ds1_folds_and_reads_ds2_once_at_the_end(tiny, mitbih):
     rows = pd.DataFrame(ev.rows)
     macro = rows[(rows.metric == "auroc") & (rows["class"] == "")]["value"].iloc[0]
     assert 0.5 < macro <= 1  # RR timing alone separates S and V from N well above chance
+    q = ev.scores[ev.scores["class"] == "Q"]
+    assert len(q) and q["pred"].sum() == 0 and ev.info["offsets"][-1] == -np.inf  # Q (8 DS1 beats) never predicted
+    assert ev.info["offsets"][:4] == [0.0, 0.0, 0.0, 0.0]  # the others: argmax of the class-weighted model
+
+
+def test_fixed_rule_and_balanced_weights():
+    labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    assert list(beat_level.decision_rule(labels, 4, min_beats=5)) == [0.0, 0.0, -np.inf, -np.inf]
+    w = beat_level.balanced_weights(labels, 4)
+    np.testing.assert_allclose(w, [100 / (3 * 90), 100 / (3 * 9), 100 / 3, 0.0])
 
 
 def test_beat_fine_tune_reads_the_beat_and_rr(tiny, mitbih):

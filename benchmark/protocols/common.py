@@ -100,8 +100,11 @@ def score_rows(
     seed: int,
     w_val: np.ndarray | None = None,
     w_test: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> Evaluation:
     """Validation scores -> decision rule; test scores -> metric rows with bootstrap CIs.
+    ``offsets`` (single-label): a decision rule fixed in advance (0: argmax, -inf: never predicted)
+    instead of one fitted on the validation scores.
 
     The decision rule is chosen on the validation split only: per-class F1-optimal thresholds for
     multi-label tasks, per-class argmax offsets (macro-F1-optimal) for single-label tasks.
@@ -122,8 +125,10 @@ def score_rows(
     ev_test, yt, st = aggregate_by_example(ex[test_idx], y[test_idx], s_test)
     wv = _example_weights(ex[val_idx], ev_val, w_val)
     wt = _example_weights(ex[test_idx], ev_test, w_test)
-    thresholds = offsets = None
-    if len(yv):
+    thresholds = None
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.float64)
+    elif len(yv):
         if spec.multilabel:
             thresholds = choose_thresholds(yv, sv)
         else:

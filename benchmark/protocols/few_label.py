@@ -172,6 +172,7 @@ def run_fine_tune(
     checkpoint_dir=None,
     max_eval: int = 0,
     max_val: int | None = None,
+    offsets: np.ndarray | None = None,
     **head,
 ) -> Evaluation:
     """A copy of the method's encoder plus a linear head (``Method.fine_tune``; ``head``: its
@@ -193,7 +194,7 @@ def run_fine_tune(
         s_val = clf.predict(data, val_idx, device=method.device)
     s_test = clf.predict(data, test_idx, device=method.device)
     ev = score_rows(data, task, val_idx, s_val, test_idx, s_test, n_boot=int(cfg["n_boot"]), seed=seed,
-                    w_val=w_val, w_test=w_test)
+                    w_val=w_val, w_test=w_test, offsets=offsets)
     losses = [h["val_loss"] for h in clf.history if h.get("val_loss") is not None]
     ev.info.update({"n_train": int(len(train_idx)), "epochs_run": len(clf.history),
                     "best_val_loss": min(losses) if losses else None})
