@@ -15,41 +15,45 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
-from torch import nn
 
 from benchmark.protocols.common import Evaluation, capped_indices, score_rows
 
 KINDS = ("mlp-probe", "attention-probe")
 
 
-class AttentionPool(nn.Module):
-    def __init__(self, dim: int, n_classes: int):
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-        self.head = nn.Linear(dim, n_classes)
+def make_head(kind: str, dim: int, n_classes: int, hidden: int):
+    """The head module (torch is imported here: the protocols package loads with `--help`)."""
+    import torch
+    from torch import nn
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # h: [B, D, T']
-        h = h.transpose(1, 2)  # [B, T', D]
-        a = torch.softmax(self.score(h).squeeze(-1), dim=1)  # [B, T']
-        return self.head((a.unsqueeze(-1) * h).sum(dim=1))
+    class AttentionPool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.score = nn.Linear(dim, 1)
+            self.head = nn.Linear(dim, n_classes)
 
+        def forward(self, h):  # h: [B, D, T']
+            h = h.transpose(1, 2)  # [B, T', D]
+            a = torch.softmax(self.score(h).squeeze(-1), dim=1)  # [B, T']
+            return self.head((a.unsqueeze(-1) * h).sum(dim=1))
 
-def make_head(kind: str, dim: int, n_classes: int, hidden: int) -> nn.Module:
     if kind == "mlp-probe":
         return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, n_classes))
-    return AttentionPool(dim, n_classes)
+    return AttentionPool()
 
 
 def _loss(logits, y, multilabel: bool):
+    from torch.nn import functional as F
+
     if multilabel:
-        return nn.functional.binary_cross_entropy_with_logits(logits, y)
-    return nn.functional.cross_entropy(logits, y.argmax(dim=1))
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return F.cross_entropy(logits, y.argmax(dim=1))
 
 
 def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, seed: int, epochs: int = 100,
              hidden: int = 256, lr: float = 1e-3, batch_size: int = 256, patience: int = 5):
     """Train the head on standardised features; return ``predict(z) -> probabilities`` and info."""
+    import torch
     axes = (0, 2) if z_train.ndim == 3 else (0,)
     mu = z_train.mean(axis=axes, keepdims=True)
     sd = z_train.std(axis=axes, keepdims=True) + 1e-6
