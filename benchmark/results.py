@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import functools
 import os
 import platform
 import re
@@ -110,6 +111,21 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
     ``torch_version`` comes from package metadata, so this does not import torch.
     """
     repo = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    commit, dirty = code_version(str(repo))
+    try:
+        from importlib.metadata import version
+
+        torch_version = version("torch")
+    except Exception:
+        torch_version = ""
+    return _env_rest(commit, dirty, device, torch_version)
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(repo: str) -> tuple[str, bool]:
+    """``(commit, dirty)`` of ``repo``, read once per process: a process runs the code it loaded at
+    its start, so edits or commits made while it runs must not relabel its later rows (the runner
+    reads it when a run begins)."""
     commit, dirty = "", False
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
@@ -123,12 +139,10 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
     if not commit and os.environ.get("ECGBENCH_GIT_COMMIT"):
         # a copy of the code without .git (a container, a cluster job): the launcher says which commit
         commit = os.environ["ECGBENCH_GIT_COMMIT"].strip()
-    try:
-        from importlib.metadata import version
+    return commit, dirty
 
-        torch_version = version("torch")
-    except Exception:
-        torch_version = ""
+
+def _env_rest(commit: str, dirty: bool, device: str | None, torch_version: str) -> dict:
     dev = device or "cpu"
     if dev.startswith("cuda") and "torch" in sys.modules:
         try:

@@ -160,3 +160,23 @@ def test_env_info():
     assert len(info["git_commit"]) in (0, 40) and info["device"].startswith("cpu")
     assert info["python_version"].count(".") == 2
     assert env_info(repo="/")["git_commit"] == ""
+
+
+def test_code_version_is_read_once_per_process(tmp_path):
+    """A commit or an edit made while a run goes on must not relabel its later rows."""
+    import subprocess
+
+    from benchmark.results import code_version
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (repo / "f.txt").write_text("a")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    first = env_info(repo=repo)
+    (repo / "f.txt").write_text("b")  # an edit after the run began
+    assert env_info(repo=repo)["git_commit"] == first["git_commit"] and env_info(repo=repo)["git_dirty"] is False
+    code_version.cache_clear()
+    assert env_info(repo=repo)["git_dirty"] is True  # a new process would see it

@@ -48,7 +48,7 @@ from benchmark.paths import resolve_cache_dir, resolve_data_root, stable_hash
 from benchmark.protocols import Job, JobContext, MethodTraits, Pretraining, get_protocol, protocol_for_objective
 from benchmark.protocols import protocols_in_order
 from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, parse_spec
-from benchmark.results import ResultStore, env_info, make_job_id, new_run_id, safe_name
+from benchmark.results import ResultStore, code_version, env_info, make_job_id, new_run_id, safe_name
 
 log = logging.getLogger("benchmark.run")
 
@@ -116,6 +116,7 @@ class Runner:
         :meth:`run` does first, and what a Dask worker's runner does with the submitter's id."""
         self.store = ResultStore(self.out)
         self.run_id = run_id or new_run_id()
+        code_version(str(Path(__file__).resolve().parents[2]))  # pinned now: the code this process runs
         mets = sys.modules.get("methods.mets")
         self._lm_start = mets.lm_seconds() if mets is not None else 0.0  # frozen-LM time so far
 
