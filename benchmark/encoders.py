@@ -69,6 +69,10 @@ class ECGEncoder(nn.Module):
         h = self.features(x)
         return h.mean(dim=-1) if pooled else h
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 3 or x.shape[1] != self.in_leads:
+            raise ValueError(f"expected [N, {self.in_leads}, T] input, got {tuple(x.shape)}")
+
     # -- where the feature positions sit on the input ---------------------------------------
     def n_positions(self, n_samples: int) -> int:
         """T' for an input of ``n_samples`` samples (default: measured with one forward pass)."""
@@ -261,8 +265,7 @@ class ResNet1d(ECGEncoder):
         return max(1, math.ceil(int(n_samples) / self.stride))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 3 or x.shape[1] != self.in_leads:
-            raise ValueError(f"expected [N, {self.in_leads}, T] input, got {tuple(x.shape)}")
+        self._check_input(x)
         return self.stages(self.stem(x))
 
 
@@ -325,8 +328,7 @@ class ViT1d(ECGEncoder):
         return max(1, math.ceil(int(n_samples) / self.patch))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 3 or x.shape[1] != self.in_leads:
-            raise ValueError(f"expected [N, {self.in_leads}, T] input, got {tuple(x.shape)}")
+        self._check_input(x)
         pad = -x.shape[-1] % self.patch
         if pad:
             x = nn.functional.pad(x, (0, pad))

@@ -47,6 +47,7 @@ from benchmark.io import atomic_write_parquet, atomic_write_text
 from benchmark.paths import resolve_cache_dir, resolve_data_root, stable_hash
 from benchmark.protocols import Job, JobContext, MethodTraits, Pretraining, get_protocol, protocol_for_objective
 from benchmark.protocols import protocols_in_order
+from benchmark.protocols.base import method_class
 from benchmark.registry import METHODS, expand_grid, format_spec, load_builtin_plugins, parse_spec
 from benchmark.results import ResultStore, code_version, env_info, make_job_id, new_run_id, safe_name
 
@@ -128,7 +129,7 @@ class Runner:
         entry = METHODS.entry(name)
         accepted = entry.accepted_params()
         settings = {k: v for k, v in self.cfg["method_settings"].items() if accepted is None or k in accepted}
-        if getattr(entry.meta.get("cls"), "architecture_from_file", False):  # checkpoint: the file fixes it
+        if getattr(method_class(spec), "architecture_from_file", False):  # checkpoint: the file fixes it
             settings = {k: v for k, v in settings.items() if k not in ("encoder", "width")}
         settings.update(params)
         runtime = {"seed": seed, "device": self.cfg["device"], "precision": self.cfg["precision"],

@@ -42,18 +42,12 @@ def make_head(kind: str, dim: int, n_classes: int, hidden: int):
     return AttentionPool()
 
 
-def _loss(logits, y, multilabel: bool):
-    from torch.nn import functional as F
-
-    if multilabel:
-        return F.binary_cross_entropy_with_logits(logits, y)
-    return F.cross_entropy(logits, y.argmax(dim=1))
-
-
 def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, seed: int, epochs: int = 100,
              hidden: int = 256, lr: float = 1e-3, batch_size: int = 256, patience: int = 5):
     """Train the head on standardised features; return ``predict(z) -> probabilities`` and info."""
     import torch
+
+    from benchmark.losses import supervised_loss as _loss  # torch: imported here, not with the package
     axes = (0, 2) if z_train.ndim == 3 else (0,)
     mu = z_train.mean(axis=axes, keepdims=True)
     sd = z_train.std(axis=axes, keepdims=True) + 1e-6
