@@ -73,6 +73,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "beat_span_s": (0.6, "with beat_readout=beat: the feature positions centred within this span around the beat"),
     "beat_rr": (True, "append the beat's RR-interval features (causal per-record normalisation) before the head"),
     "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C"),
+    "beat_rule": ("auto", "beat-level probe's decision rule: argmax (class-weighted, equal priors), offsets "
+                  "(fitted to DS1 out-of-fold macro F1), auto (whichever a nested record-wise CV in DS1 prefers)"),
     "beat_min_class_beats": (50, "beat-level heads: a class with fewer DS1 training beats is never predicted "
                              "(AAMI Q: 8); the others by the argmax of the class-weighted model"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),

@@ -84,7 +84,44 @@ def test_probe_chooses_on_ds1_folds_and_reads_ds2_once_at_the_end(tiny, mitbih):
     assert 0.5 < macro <= 1  # RR timing alone separates S and V from N well above chance
     q = ev.scores[ev.scores["class"] == "Q"]
     assert len(q) and q["pred"].sum() == 0 and ev.info["offsets"][-1] == -np.inf  # Q (8 DS1 beats) never predicted
-    assert ev.info["offsets"][:4] == [0.0, 0.0, 0.0, 0.0]  # the others: argmax of the class-weighted model
+    rule = ev.info["decision_rule"]  # chosen on DS1 alone (out-of-fold scores, nested folds)
+    assert rule["rule"] == "auto" and rule["chosen"] in ("argmax", "offsets")
+    if rule["chosen"] == "argmax":
+        assert ev.info["offsets"][:4] == [0.0, 0.0, 0.0, 0.0]
+    assert np.isfinite(ev.info["offsets"][:4]).all()
+
+
+def _biased_scores(rng, n_per_record=60, records=6, bias=0.0):
+    """Three learnable classes and a rare fourth (never predicted); class 1's true beats score a
+    little below class 0 in every record unless ``bias`` < 0 -- the kind of miscalibration a
+    class-weighted model carries from DS1 to new patients alike."""
+    y_idx = rng.integers(0, 3, size=n_per_record * records)
+    y_idx[:2] = 3
+    p = np.full((len(y_idx), 4), 0.05)
+    p[np.arange(len(y_idx)), y_idx] = 0.6
+    one = y_idx == 1
+    p[one, 0] = 0.6 + 0.1 + bias  # class 1 loses to class 0 by a margin the offsets can undo
+    p /= p.sum(axis=1, keepdims=True)
+    y = np.eye(4)[y_idx]
+    folds = [np.arange(r * n_per_record, (r + 1) * n_per_record) for r in range(records)]
+    return y, p, folds
+
+
+def test_auto_rule_takes_offsets_only_when_nested_folds_agree():
+    rng = np.random.default_rng(0)
+    base = np.array([0.0, 0.0, 0.0, -np.inf])
+    y, p, folds = _biased_scores(rng)
+    off, info = beat_level.choose_rule(y, p, folds, base, "auto")
+    assert info["chosen"] == "offsets" and info["cv_macro_f1_offsets"] > info["cv_macro_f1_argmax"]
+    assert off[3] == -np.inf and off[1] > off[0]  # class 1 raised; the rare class stays out
+    pred = (np.log(p) + off).argmax(axis=1)
+    assert (pred[y[:, 1] == 1] == 1).all() and not (pred == 3).any()
+    y, p, folds = _biased_scores(rng, bias=-0.3)  # calibrated: argmax is already right everywhere
+    off, info = beat_level.choose_rule(y, p, folds, base, "auto")
+    assert info["chosen"] == "argmax" and list(off) == list(base)
+    assert beat_level.choose_rule(y, p, folds, base, "argmax")[0] is base
+    with pytest.raises(UserError, match="unknown beat_rule 'median'"):
+        beat_level.validate(_cfg(beat_rule="median"))
 
 
 def test_fixed_rule_and_balanced_weights():

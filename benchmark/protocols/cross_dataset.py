@@ -83,7 +83,8 @@ class CrossDataset(Protocol):
             feats = beat_level.beat_embed(ctx.embed, data, cfg, ctx.model)
             ev = beat_level.run_beat_probe(feats, data, job.task, Cs=cfg["probe_C"], folds=int(cfg["beat_cv_folds"]),
                                            max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
-                                           max_eval=max_eval, min_beats=int(cfg["beat_min_class_beats"]))
+                                           max_eval=max_eval, min_beats=int(cfg["beat_min_class_beats"]),
+                                           rule=str(cfg["beat_rule"]))
         else:
             train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
             ev = few_label.run_linear_probe(ctx.embed, data, job.task, train, Cs=cfg["probe_C"],
