@@ -80,7 +80,7 @@ def test_declared_grid_matches_the_gradients(name):
 @pytest.mark.parametrize("name", ECG_ENCODERS.list())
 def test_position_of_inverts_centre_of(name):
     model = create_encoder(name)
-    n = 1000
+    n = max(1000, 8 * int(model.stride))  # at least 8 positions (ECGFounder's stride is 256 samples)
     positions = np.arange(model.n_positions(n))
     assert np.array_equal(model.position_of(model.centre_of(positions), n), positions)
     assert model.position_of(-10**6, n) == 0 and model.position_of(10**6, n) == positions[-1]
