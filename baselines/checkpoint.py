@@ -12,10 +12,13 @@ configuration hash, so two files never share cached results::
 
     python -m benchmark run --methods "checkpoint[path=/models/my_encoder.safetensors,encoder=resnet1d-18]" ...
 
-``input_fs``, ``input_samples`` and ``input_leads`` (``I|II|V1|...``) declare what the file's model
-takes; the store's batches are adapted to it (``benchmark.data.adapt``: leads selected, resampled,
-centre-cropped or padded) and the feature grid is mapped back to the store's time. A lead outside
-the 12 standard ones is refused before the file is read.
+What the file's model takes is the architecture's declared input contract
+(``ECGEncoder.input_contract``: a published model's adapter declares the authors' rate, length,
+leads, unit and normalisation), overridden field by field by ``input_fs``, ``input_samples``,
+``input_leads`` (``I|II|V1|...``), ``input_unit`` (mV|uV) and ``input_norm`` (dataset|none|record).
+The store's batches are adapted to it (``benchmark.data.adapt``: amplitude, leads, rate, length,
+per-input normalisation) and the feature grid is mapped back to the store's time. A lead outside
+the 12 standard ones, an unknown unit or normalisation is refused before the file is read.
 
 There is no text tower, so zero-shot does not apply; probe and fine-tune do (the fine-tune copies
 the loaded encoder, a TorchScript one included).
@@ -45,7 +48,7 @@ class Checkpoint(Method):
     needs_pretraining: ClassVar[bool] = False
     architecture_from_file: ClassVar[bool] = True  # a profile's encoder/width never override the spec's
     defaults = {**Method.defaults, "path": "", "format": "auto", "select": "", "key_map": "", "strict": True,
-                "input_fs": 0.0, "input_samples": 0, "input_leads": ""}
+                "input_fs": 0.0, "input_samples": 0, "input_leads": "", "input_unit": "", "input_norm": ""}
 
     def build(self) -> None:
         path = str(self.settings["path"] or "")
@@ -78,14 +81,22 @@ class Checkpoint(Method):
                         len(report["unexpected"]), len(report["mismatched"]))
 
     def input_contract(self) -> InputContract | None:
-        """The file's model's input (``input_fs``, ``input_samples``, ``input_leads`` = ``I|II|V1|...``),
-        or None when it takes the store's batches as they are."""
+        """The file's model's input: the architecture's declared contract (``ECGEncoder.input_contract``;
+        a published model's adapter declares the authors' one) with the fields the spec gives
+        overriding it (``input_fs``, ``input_samples``, ``input_leads`` = ``I|II|V1|...``,
+        ``input_unit`` = mV|uV, ``input_norm`` = dataset|none|record); None when nothing is given
+        (the architecture's own contract then applies, as for every method)."""
+        from dataclasses import replace
+
         s = self.settings
         leads = tuple(x.strip() for x in str(s["input_leads"] or "").split("|") if x.strip())
-        if not (s["input_fs"] or s["input_samples"] or leads):
+        given = {k: v for k, v in {"fs": float(s["input_fs"] or 0), "samples": int(s["input_samples"] or 0),
+                                   "leads": leads, "unit": str(s["input_unit"] or ""),
+                                   "normalisation": str(s["input_norm"] or "")}.items() if v}
+        if not given:
             return None
-        return InputContract(float(s["input_fs"] or 0), int(s["input_samples"] or 0), leads).check(
-            f"checkpoint '{s['path']}'")
+        base = getattr(self.encoder, "input_contract", InputContract())
+        return replace(base, **given).check(f"checkpoint '{s['path']}'")
 
     def _wrap(self, contract) -> None:
         if contract is not None:

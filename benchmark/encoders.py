@@ -47,9 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.data.adapt import InputContract
 from benchmark.data.base import LEADS
 from benchmark.errors import UserError
-from benchmark.registry import ECG_ENCODERS, register_ecg_encoder
+from benchmark.registry import ECG_ENCODERS, parse_spec, register_ecg_encoder
 
 
 class ECGEncoder(nn.Module):
@@ -61,6 +62,9 @@ class ECGEncoder(nn.Module):
     stride: int = 1
     offset: int = 0
     receptive_field: int = 1
+    # what the encoder reads (rate, length, leads, unit, normalisation): the store's batches as they
+    # are unless declared otherwise; a method adapts every batch to it (AdaptedEncoder)
+    input_contract: InputContract = InputContract()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not implement features(x) -> [N, D, T']")
@@ -116,9 +120,9 @@ class ECGEncoder(nn.Module):
         return c - half, c + half
 
     def contract(self) -> dict:
-        """The declared feature grid, as ``list`` prints it."""
+        """The declared input and feature grid, as ``list`` prints it and a run records it."""
         return {"dim": int(self.dim), "stride": int(self.stride), "offset": int(self.offset),
-                "receptive_field": int(self.receptive_field)}
+                "receptive_field": int(self.receptive_field), "input": self.input_contract.describe()}
 
 
 class AdaptedEncoder(ECGEncoder):
@@ -127,18 +131,24 @@ class AdaptedEncoder(ECGEncoder):
     store's rate (``Method`` binds before encoding or fine-tuning); its grid is given in *store*
     samples, so ``position_of`` / ``encode_ecg(at=...)`` keep meaning the store's time."""
 
-    def __init__(self, inner: ECGEncoder, contract):
+    def __init__(self, inner: ECGEncoder, contract: InputContract | None = None):
         super().__init__()
-        self.inner, self.input_contract = inner, contract
+        self.inner = inner
+        self.input_contract = (contract or inner.input_contract).check(type(inner).__name__)
         self.dim, self.receptive_field = inner.dim, inner.receptive_field
         self.in_leads = 12
         self.fs_in: float | None = None
+        self.stats: tuple | None = None
         self.stride, self.offset = inner.stride, inner.offset
 
-    def bind(self, fs_in: float, n_samples: int | None = None) -> None:
+    def bind(self, fs_in: float, n_samples: int | None = None, stats: tuple | None = None) -> None:
+        """The store's rate, window length and (for a raw or record-normalised contract) its
+        per-lead statistics on the 12 standard leads (``benchmark.data.adapt.lead_stats``)."""
         from benchmark.data.adapt import crop_start, resampled_length
 
         self.fs_in = float(fs_in)
+        if stats is not None:
+            self.stats = stats
         scale = self.fs_in / float(self.input_contract.fs or fs_in)  # store samples per encoder sample
         self.stride = self.inner.stride * scale
         shift = crop_start(resampled_length(n_samples, fs_in, self.input_contract.fs or fs_in),
@@ -151,7 +161,7 @@ class AdaptedEncoder(ECGEncoder):
 
         if self.fs_in is None:
             raise RuntimeError("AdaptedEncoder: bind(fs) to the store's rate before encoding")
-        return adapt(x, self.fs_in, self.input_contract)
+        return adapt(x, self.fs_in, self.input_contract, self.stats)
 
     def n_positions(self, n_samples: int) -> int:
         from benchmark.data.adapt import resampled_length
@@ -164,6 +174,17 @@ class AdaptedEncoder(ECGEncoder):
 
     def contract(self) -> dict:
         return {**self.inner.contract(), "input": self.input_contract.describe()}
+
+
+def with_contract(encoder: ECGEncoder) -> ECGEncoder:
+    """``encoder`` itself when it takes the store's batches as they are, else wrapped so every batch
+    is adapted to its declared ``input_contract`` (checked here, before any compute)."""
+    if isinstance(encoder, AdaptedEncoder):
+        return encoder
+    contract = getattr(encoder, "input_contract", InputContract())
+    if contract.check(type(encoder).__name__).is_store:
+        return encoder
+    return AdaptedEncoder(encoder, contract)
 
 
 def check_encoder(model, spec: str) -> None:
@@ -357,7 +378,9 @@ def create_encoder(spec: str, *, width: int | None = None, in_leads: int = 12) -
     """
     overrides: dict = {"in_leads": in_leads}
     if width is not None:
-        overrides["width"] = int(width)
+        accepted = ECG_ENCODERS.entry(parse_spec(spec)[0]).accepted_params()
+        if accepted is None or "width" in accepted:  # an architecture fixed by a paper takes none
+            overrides["width"] = int(width)
     model = ECG_ENCODERS.create(spec, **overrides)
     check_encoder(model, spec)
     return model

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.encoders import create_encoder
+from benchmark.encoders import create_encoder, with_contract
 from benchmark.errors import UserError, unknown_name
 from benchmark.losses import supervised_loss
 from benchmark.registry import METHODS, load_builtin_plugins, register_method
@@ -121,6 +121,7 @@ class Method(nn.Module):
             torch.manual_seed(int(self.settings["seed"]))
             self.encoder = create_encoder(self.settings["encoder"], width=self.settings["width"])
             self.build()
+        self.encoder = with_contract(self.encoder)  # adapts every batch to a declared input contract
         self._compiled = None
         if self.settings["compile"]:
             object.__setattr__(self, "_compiled", torch.compile(self.encoder))
@@ -212,6 +213,7 @@ class Method(nn.Module):
         self.stats = {}
         train_idx = self.usable_rows(data, np.asarray(train_idx, dtype=np.int64), targets)
         val_idx = self.usable_rows(data, np.asarray([] if val_idx is None else val_idx, dtype=np.int64), targets)
+        self._bind(data)  # an encoder with an input contract reads this store's rate and statistics
         self.setup(data, train_idx, val_idx, targets)
         history = fit(
             self, self.training_step, data, train_idx, val_idx,
@@ -239,6 +241,17 @@ class Method(nn.Module):
                        centres_s=(enc.centre_of(np.arange(n)) / fs).tolist())
         return out
 
+    def input_record(self, data) -> dict:
+        """What the encoder reads from ``data``, as a run records it with the results: its declared
+        input contract, what that resolves to on this store (rate, samples, leads, unit,
+        normalisation) and which of its leads the dataset does not record (fed as zeros)."""
+        from benchmark.data.adapt import lead_coverage
+
+        contract = self.encoder.input_contract
+        return {"contract": contract.describe(), "reads": contract.resolved(float(data.fs), int(data.n_samples)),
+                "store": {"fs": float(data.fs), "samples": int(data.n_samples), "leads": list(data.leads)},
+                "leads_zero": lead_coverage(contract, data.leads)["zero"], "dim": int(self.encoder.dim)}
+
     @property
     def embedding_dim(self) -> int:
         return int(self.encoder.dim)
@@ -246,12 +259,16 @@ class Method(nn.Module):
     def _bind(self, data, n_samples: int | None = None) -> None:
         """Tell an encoder with an input contract (``AdaptedEncoder``) the store's rate and length."""
         if hasattr(self.encoder, "bind"):
-            self.encoder.bind(float(data.fs), int(n_samples or data.n_samples))
+            from benchmark.data.adapt import lead_stats
+
+            self.encoder.bind(float(data.fs), int(n_samples or data.n_samples),
+                              stats=lead_stats(data.mean, data.std, data.lead_idx))
+            self.encoder.bound_to = id(data)
 
     @torch.inference_mode()
     def _map_batches(self, fn, data, idx, batch_size: int) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
-        if hasattr(self.encoder, "bind") and getattr(self.encoder, "fs_in", None) != float(data.fs):
+        if hasattr(self.encoder, "bind") and getattr(self.encoder, "bound_to", None) != id(data):
             self._bind(data)
         was_training = self.training
         self.to(self.device).eval()

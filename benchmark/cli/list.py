@@ -56,6 +56,14 @@ def collect(pattern: str = "*") -> dict:
     return out
 
 
+def input_line(c: dict) -> str:
+    """One line for an input contract (``InputContract.describe``)."""
+    fs = "the store's rate" if c["fs"] == "store" else f"{c['fs']:g} Hz"
+    n = "any length" if c["samples"] == "any" else f"{c['samples']} samples"
+    leads = c["leads"] if isinstance(c["leads"], str) else "|".join(c["leads"])
+    return f"{fs}, {n}, leads {leads}, normalisation {c['normalisation_text']}"
+
+
 def main(args) -> int:
     load_plugins(args)
     info = collect(args.pattern)
@@ -75,7 +83,9 @@ def main(args) -> int:
                 if isinstance(val.get("features"), dict):
                     f = val["features"]
                     extra += (f"\n      features [N, {f['dim']}, T'], stride {f['stride']} samples, "
-                              f"receptive field {f['receptive_field']} samples")
+                              f"receptive field {f['receptive_field'] or 'all'} samples")
+                    if isinstance(f.get("input"), dict):
+                        extra += "\n      input: " + input_line(f["input"])
                 if "tasks" in val and val["tasks"]:
                     extra += f"  tasks: {', '.join(val['tasks'])}"
                 if "settings" in val and isinstance(val["settings"], list):

@@ -109,6 +109,7 @@ class Runner:
         self._data: dict[str, Any] = {}
         self._embeddings: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # key -> (features, done)
         self._proto: dict[str, Any] = {}
+        self._warned_leads: set = set()
         self.device = resolve_device(cfg["device"])
         self.pretrain_cache = PretrainCache(self)
 
@@ -437,14 +438,33 @@ class Runner:
             return
         req = proto.pretraining(job, self.traits(job.method), self)
         model, h = self.pretrained(req.spec, req.seed, labels=req.labels, wait=wait)
+        encoder = self._input_record(job, model, data)
         t0 = time.perf_counter()
         ctx = JobContext(cfg=self.cfg, data=data, model=model, model_hash=h, embed=self.embed_fn(model, h),
                          progress=self.progress, dataset=self.dataset)
         ev = proto.run(job, ctx)
         self.timings.add(proto.stage(job), t0)
-        self._write(job, ev, h)
+        self._write(job, ev, h, encoder=encoder)
 
-    def _write(self, job: Job, ev, h: str) -> None:
+    def _input_record(self, job: Job, model, data) -> dict | None:
+        """What the encoder reads from this dataset (recorded with the rows); leads it takes that the
+        dataset does not record are fed as zeros (a warning, once), and none at all is an error."""
+        if not hasattr(model, "input_record"):
+            return None
+        rec = model.input_record(data)
+        zero = rec["leads_zero"]
+        if zero and len(zero) == len(rec["reads"]["leads"]):
+            raise UserError(f"{job.method}: its encoder reads leads {rec['reads']['leads']}, none of which "
+                            f"dataset '{job.dataset}' records ({rec['store']['leads']})")
+        key = (job.method, job.dataset)
+        declared = bool(rec["contract"]["leads"] != "12 standard")  # the suite's own layout: absent leads are zero
+        if zero and declared and key not in self._warned_leads:
+            self._warned_leads.add(key)
+            log.warning("%s: its encoder reads leads %s that dataset '%s' does not record; they are fed as zeros",
+                        job.method, zero, job.dataset)
+        return rec
+
+    def _write(self, job: Job, ev, h: str, encoder: dict | None = None) -> None:
         """Write a job's rows, scores and meta; log its metrics to the tracked run."""
         env = env_info(str(self.device))
         jid = self.job_id(job)
@@ -456,7 +476,7 @@ class Runner:
             "config_hash": self.config_hash(job.method), **env,
         }
         rows = [{**extra, **r} for r in ev.rows]
-        meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg}
+        meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg, "encoder": encoder}
         self.store.write_job(jid, rows, ev.scores, meta)
         tracked = self.tracked(job.method, job.seed)
         if tracked is not None:

@@ -165,13 +165,16 @@ def unsupported(spec: str, dataset: str, mode: str) -> str | None:
 
     Read from two optional class traits of the method: ``only_datasets`` (the datasets whose rows
     it can embed, e.g. hand-crafted beat features need MIT-BIH's beat annotations; absent or None:
-    any) and ``fine_tunable`` (False: it has no trained encoder a fine-tune could start from)."""
+    any), ``fine_tunable`` (False: it has no trained encoder a fine-tune could start from) and
+    ``beat_features`` (one vector per beat: no feature map for an attention head)."""
     cls = method_class(spec)
     only = getattr(cls, "only_datasets", None)
     if only is not None and dataset not in only:
         return f"it embeds only {', '.join(only)} rows"
     if mode == "fine-tune" and not getattr(cls, "fine_tunable", True):
         return "it has no encoder to fine-tune"
+    if mode == "attention-probe" and getattr(cls, "beat_features", False):
+        return "its features have no time axis to attend over"
     return None
 
 

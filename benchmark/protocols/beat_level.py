@@ -270,6 +270,36 @@ def run_beat_probe(feats, data, task: str, *, Cs, folds: int, max_iter: int, n_b
     return ev
 
 
+def run_beat_head(kind: str, embed, data, task: str, *, cfg: dict, seed: int, method=None,
+                  max_eval: int = 0) -> Evaluation:
+    """A frozen MLP or attention head on the beat-level input, the same for every method: the MLP
+    reads the configured readout plus the RR features (:func:`beat_embed`); the attention pool reads
+    the feature map of the ``beat_window_s`` beat-centred input (the RR features have no time axis
+    and are not given to it). Trained on DS1's training records with the class-weighted loss, stopped
+    on DS1's validation records, decided by the fixed rule (argmax, a class with fewer than
+    ``beat_min_class_beats`` DS1 beats never predicted): a head per record-wise fold would multiply
+    its cost by ``beat_cv_folds``."""
+    from benchmark.protocols.heads import run_head_probe
+    from benchmark.protocols.common import task_indices
+
+    y, _ = data.labels(task)
+    train = task_indices(data, task, "train")
+    labels = y[train].argmax(axis=1)
+    n_cls = y.shape[1]
+    if kind == "attention-probe":
+        window = {k: v for k, v in readout(data, cfg).items() if k == "window"}
+
+        def feats(d, idx):
+            return embed(d, idx, pooled=False, **window)
+    else:
+        feats = beat_embed(embed, data, cfg, method)
+    ev = run_head_probe(kind, feats, data, task, train, cfg=cfg, seed=seed, max_eval=max_eval, read={},
+                        class_weight=balanced_weights(labels, n_cls),
+                        offsets=decision_rule(labels, n_cls, int(cfg["beat_min_class_beats"])))
+    ev.info["input"] = "feature map of the beat-centred window" if kind == "attention-probe" else "readout + RR"
+    return ev
+
+
 def run_beat_fine_tune(method, data, task: str, train_idx: np.ndarray, *, cfg: dict, seed: int,
                        progress: bool = True, max_eval: int = 0, max_val: int | None = None) -> Evaluation:
     """A copy of the encoder plus a head that reads the configured readout (and the standardised

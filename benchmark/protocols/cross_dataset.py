@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from benchmark.data.datasets import cross_targets
 from benchmark.errors import unknown_name
-from benchmark.protocols import beat_level, few_label, zero_shot
+from benchmark.protocols import beat_level, few_label, heads, zero_shot
 from benchmark.protocols.base import Job, Protocol, drop_unsupported, register_protocol
 from benchmark.protocols.common import capped_indices
 
@@ -31,7 +31,7 @@ def class_counts(data, task: str) -> dict:
     return out
 
 
-CROSS_MODES = ("linear-probe", "fine-tune")  # the frozen heads of few-label (mlp/attention) are PTB-XL only
+CROSS_MODES = ("linear-probe", "fine-tune", *heads.KINDS)
 
 
 @register_protocol
@@ -79,6 +79,13 @@ class CrossDataset(Protocol):
             run = beat_level.run_beat_fine_tune if beat else few_label.run_fine_tune
             ev = run(ctx.model, data, job.task, train, cfg=cfg, seed=job.seed, progress=ctx.progress,
                      max_eval=max_eval, max_val=int(cfg["cross_finetune_max_val"] or max_eval))
+        elif job.mode in heads.KINDS and beat:
+            ev = beat_level.run_beat_head(job.mode, ctx.embed, data, job.task, cfg=cfg, seed=job.seed,
+                                          method=ctx.model, max_eval=max_eval)
+        elif job.mode in heads.KINDS:
+            train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
+            ev = heads.run_head_probe(job.mode, ctx.embed, data, job.task, train, cfg=cfg, seed=job.seed,
+                                      max_eval=max_eval)
         elif beat:  # the complete DS1, choices by record-wise cross-validation inside it
             feats = beat_level.beat_embed(ctx.embed, data, cfg, ctx.model)
             ev = beat_level.run_beat_probe(feats, data, job.task, Cs=cfg["probe_C"], folds=int(cfg["beat_cv_folds"]),

@@ -43,8 +43,10 @@ def make_head(kind: str, dim: int, n_classes: int, hidden: int):
 
 
 def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, seed: int, epochs: int = 100,
-             hidden: int = 256, lr: float = 1e-3, batch_size: int = 256, patience: int = 5):
-    """Train the head on standardised features; return ``predict(z) -> probabilities`` and info."""
+             hidden: int = 256, lr: float = 1e-3, batch_size: int = 256, patience: int = 5,
+             class_weight: np.ndarray | None = None):
+    """Train the head on standardised features; return ``predict(z) -> probabilities`` and info.
+    ``class_weight`` ([C], single-label) weighs the classes in the training and validation loss."""
     import torch
 
     from benchmark.losses import supervised_loss as _loss  # torch: imported here, not with the package
@@ -57,6 +59,11 @@ def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, see
 
     xt, xv = prep(z_train), prep(z_val)
     yt, yv = torch.as_tensor(y_train, dtype=torch.float32), torch.as_tensor(y_val, dtype=torch.float32)
+    cw = None if class_weight is None else torch.as_tensor(np.asarray(class_weight), dtype=torch.float32)
+
+    def loss(logits, y):
+        return _loss(logits, y, multilabel) if cw is None else _loss(logits, y, multilabel, class_weight=cw)
+
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -68,11 +75,11 @@ def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, see
         head.train()
         for b in torch.randperm(len(xt), generator=gen).split(batch_size):
             opt.zero_grad()
-            _loss(head(xt[b]), yt[b], multilabel).backward()
+            loss(head(xt[b]), yt[b]).backward()
             opt.step()
         head.eval()
         with torch.no_grad():
-            val = float(_loss(head(xv), yv, multilabel)) if len(xv) else 0.0
+            val = float(loss(head(xv), yv)) if len(xv) else 0.0
         if val < best_loss - 1e-6:
             best, best_loss, bad = copy.deepcopy(head.state_dict()), val, 0
         else:
@@ -91,21 +98,28 @@ def fit_head(kind: str, z_train, y_train, z_val, y_val, *, multilabel: bool, see
 
 
 def run_head_probe(kind: str, embed, data, task: str, train_idx: np.ndarray, *, cfg: dict, seed: int,
-                   max_eval: int = 0) -> Evaluation:
-    """A frozen-feature head of ``kind`` trained on ``train_idx``, chosen and stopped on validation."""
+                   max_eval: int = 0, read: dict | None = None, class_weight: np.ndarray | None = None,
+                   offsets: np.ndarray | None = None) -> Evaluation:
+    """A frozen-feature head of ``kind`` trained on ``train_idx``, stopped on validation.
+
+    ``embed(data, idx, **read)`` gives its input (``read`` defaults to the pooled features, or the
+    feature map for ``attention-probe``); ``class_weight`` weighs the loss; ``offsets`` fixes the
+    decision rule in advance (otherwise it is fitted on validation, ``common.score_rows``)."""
     spec = data.task(task)
     y, _ = data.labels(task)
-    read = {"pooled": False} if kind == "attention-probe" else {}
+    if read is None:
+        read = {"pooled": False} if kind == "attention-probe" else {}
     val_idx, w_val = capped_indices(data, task, "val", max_eval, seed=12345)
     test_idx, w_test = capped_indices(data, task, "test", max_eval, seed=12345)
     with data.forbid("test"):
         z_train, z_val = embed(data, train_idx, **read), embed(data, val_idx, **read)
         predict, info = fit_head(kind, z_train, y[train_idx], z_val, y[val_idx], multilabel=spec.multilabel, seed=seed,
-                                 epochs=int(cfg["probe_epochs"]), hidden=int(cfg["probe_hidden"]))
+                                 epochs=int(cfg["probe_epochs"]), hidden=int(cfg["probe_hidden"]),
+                                 class_weight=class_weight)
         s_val = predict(z_val)
     s_test = predict(embed(data, test_idx, **read))
     ev = score_rows(data, task, val_idx, s_val.astype(np.float32), test_idx, s_test.astype(np.float32),
-                    n_boot=cfg["n_boot"], seed=seed, w_val=w_val, w_test=w_test)
+                    n_boot=cfg["n_boot"], seed=seed, w_val=w_val, w_test=w_test, offsets=offsets)
     ev.info.update(info)
     ev.info["n_train"] = int(len(train_idx))
     return ev
