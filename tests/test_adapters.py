@@ -5,6 +5,7 @@ hand on the hand-adapted input. No published weights are read (none are shipped)
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from pathlib import Path
@@ -79,10 +80,8 @@ def st_mem_by_hand(module, raw_mv: np.ndarray, fs_in: float) -> np.ndarray:
     x = sosfiltfilt(butter(5, 0.67, btype="highpass", fs=250, output="sos"), x)
     x = sosfiltfilt(butter(5, 40.0, btype="lowpass", fs=250, output="sos"), x)
     x = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
-    plain = type(module)(in_leads=12, width=module.width, depth=module.depth, heads=module.block0.attn.fn.heads,
-                         dim_head=module.block0.attn.fn.to_qkv.out_features // 3 // module.block0.attn.fn.heads,
-                         mlp_dim=module.block0.ff.fn.net[0].out_features, preprocess=False)
-    plain.load_state_dict(module.state_dict(), strict=True)
+    plain = copy.deepcopy(module)
+    plain.preprocess = False
     with torch.no_grad():
         return plain.eval().features(torch.from_numpy(x).float()).numpy()
 

@@ -60,7 +60,9 @@ does the rest itself, first thing in :meth:`STMEMViT.features`: the two filters 
 linear map per input length: ``sosfiltfilt`` is linear, so it is the matrix ``sosfiltfilt(I)``,
 differentiable and on the model's device), then the joint z-score. Remaining differences from the
 authors' pipeline: the suite resamples linearly (100 -> 250 Hz) or by block averaging
-(500 -> 250 Hz) instead of by FFT, and reads one centred crop instead of averaging three. A lead the
+(500 -> 250 Hz) instead of by FFT (a store prepared at 500 Hz, ``--fs 500``, is the closer
+input: 100 Hz records carry nothing above 50 Hz and are up-sampled by 2.5), and reads one centred
+crop instead of averaging three. A lead the
 dataset does not record reaches the model as zeros and takes part in the joint z-score (the
 authors' single-lead models instead slice the lead and use ``num_leads=1``; ``in_leads=1`` here
 does the same for lead I, loaded with ``strict=false``: 11 lead embeddings unused).
@@ -74,8 +76,8 @@ writes ``{"epoch": int, "model": encoder.state_dict(), "optimizer": None, "scale
 ``block0.attn.fn.to_qkv.weight``, ``block0.attn.fn.to_out.0.weight``, ``block0.ff.norm.weight``,
 ``block0.ff.fn.net.0.weight``, ``block0.ff.fn.net.3.weight``, ..., ``norm.weight``) and no
 ``head.*``. The suite's reader takes the dict under ``"model"`` by itself, so the published
-"Encoder" file (README: Google Drive link, commonly saved as ``st_mem_vit_base_encoder.pth``) needs
-no ``select`` nor ``key_map``::
+"Encoder" file (the README's Google Drive link; saved here as ``st_mem_vit_base_encoder.pth``)
+needs no ``select`` nor ``key_map``::
 
     python -m benchmark run --plugin docs/examples/adapters/st_mem.py \\
         --methods "checkpoint[path=st_mem_vit_base_encoder.pth,encoder=st-mem-vit-b]" \\
@@ -88,6 +90,12 @@ embedding under ``to_patch_embedding.`` and the decoder (``to_decoder_embedding`
 read it with ``select=encoder.,key_map=encoder.=``. A fine-tuned file
 (``best-<metric>.pth`` of ``main_downstream.py``) has the same unprefixed keys plus ``head.weight``
 and ``head.bias``: drop them with ``strict=false`` (the report counts 2 unexpected keys).
+
+Not verified here (no network): the published file itself. That it is ``main_pretrain.py``'s
+``encoder.pth`` rests on the README ("Encoder" vs "Full (encoder + decoder)") and on third-party
+loaders that read ``torch.load(f)["model"]`` strictly into ``st_mem_vit_base(num_leads=12)``. Its
+other entries (epoch, ``None``, a config of plain values) are what ``torch.load(weights_only=True)``
+accepts; should a file hold anything else, the suite refuses it in one line rather than unpickle it.
 
 Registered: ``st-mem-vit-b`` (the published ViT-B/75) and ``st-mem-vit-tiny`` (same module names,
 width 64, 2 blocks: for tests and smoke runs; no published weights).
@@ -188,7 +196,8 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         # slots 2 and 4 are the authors' (parameter-free) dropouts, kept so the indices match
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Identity(), nn.Linear(hidden, dim), nn.Identity())
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Identity(), nn.Linear(hidden, dim),
+                                 nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -309,7 +318,7 @@ class STMEMViT(ECGEncoder):
 
 @register_ecg_encoder("st-mem-vit-b")
 def st_mem_vit_b(*, in_leads: int = 12) -> STMEMViT:
-    """ST-MEM ViT-B/75 (Na et al. 2024), the published encoder: 250 Hz, 2250 samples, D 768 (docs/examples/adapters/st_mem.py)."""
+    """ST-MEM ViT-B/75 (Na et al. 2024); band-passes and z-scores its input itself (docs/examples/adapters/st_mem.py)."""
     return STMEMViT(in_leads=in_leads, width=768, depth=12, heads=12, dim_head=64, mlp_dim=3072)
 
 
