@@ -136,3 +136,23 @@ def test_the_documented_override_builds_that_contract(ptbxl_set, tmp_path):
     assert z.shape == (3, m.embedding_dim) and np.isfinite(z).all()
     reads = m.input_record(ptbxl_set)["reads"]
     assert reads == {"fs": 500.0, "samples": 2500, "leads": leads, "unit": "mV", "normalisation": "record"}
+
+
+class OnlyAVR(ResNet1d):
+    input_contract = InputContract(leads=("aVR",))
+
+
+def test_a_model_whose_leads_the_dataset_lacks_is_refused_in_one_line(data_root, session_cache, tmp_path, capsys):
+    name = "test-avr-only"
+    if name not in ECG_ENCODERS.list("*"):
+        @register_ecg_encoder(name)
+        def _make(*, in_leads: int = 1) -> OnlyAVR:
+            """Test encoder reading aVR alone (MIT-BIH records no aVR)."""
+            return OnlyAVR(in_leads=1, width=8, layers=(1, 1, 1, 1))
+    rc = main(["run", "--profile", "quick", "--methods", f"random-init[encoder={name}]", "--protocols",
+               "cross-dataset", "--set", "cross_datasets=mitbih", "--seeds", "0", "--data-root", str(data_root),
+               "--cache-dir", str(session_cache), "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "reads leads ['aVR'], none of which dataset 'mitbih' records" in err, err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "run").glob("rows/*"))

@@ -50,7 +50,7 @@ import numpy as np
 
 from benchmark.data.beats import record_folds, rr_features
 from benchmark.errors import UserError
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices
+from benchmark.protocols.common import Evaluation, capped_indices, fit_logreg, score_rows, task_indices
 from benchmark.registry import DATASETS
 
 READOUTS = ("pool", "beat")
@@ -116,23 +116,6 @@ def describe(cfg: dict) -> dict:
     """The readout settings a result row's info records."""
     return {k: cfg[k] for k in ("beat_readout", "beat_window_s", "beat_span_s", "beat_rr", "beat_cv_folds",
                                 "beat_min_class_beats", "beat_rule")}
-
-
-def _fit(x, labels, C: float, n_cls: int, seed: int, max_iter: int):
-    from sklearn.linear_model import LogisticRegression
-
-    if len(np.unique(labels)) < 2:
-        const = np.zeros(n_cls)
-        const[int(labels[0])] = 1.0
-        return lambda z: np.repeat(const[None, :], len(z), axis=0)
-    m = LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced", random_state=seed).fit(x, labels)
-
-    def predict(z):
-        out = np.zeros((len(z), n_cls))
-        out[:, m.classes_] = m.predict_proba(z)
-        return out
-
-    return predict
 
 
 def decision_rule(labels: np.ndarray, n_cls: int, min_beats: int) -> np.ndarray:
@@ -244,8 +227,8 @@ def run_beat_probe(feats, data, task: str, *, Cs, folds: int, max_iter: int, n_b
                 held = np.zeros(len(ds1), dtype=bool)
                 held[rows] = True
                 scaler = StandardScaler().fit(x[~held])
-                return held, _fit(scaler.transform(x[~held]), labels[~held], float(C), n_cls, seed,
-                                  max_iter)(scaler.transform(x[held]))
+                return held, fit_logreg(scaler.transform(x[~held]), labels[~held], float(C), n_cls, seed=seed,
+                                        max_iter=max_iter, class_weight="balanced")(scaler.transform(x[held]))
 
             # the fits are independent and scikit-learn's solver releases the GIL: one thread per
             # core this process may use (deterministic, whatever the order)
@@ -259,7 +242,8 @@ def run_beat_probe(feats, data, task: str, *, Cs, folds: int, max_iter: int, n_b
                 raise UserError(f"beat-level probe on '{task}': no finite out-of-fold AUROC (too few DS1 records?)")
             best_C = max(finite, key=finite.get)
             scaler = StandardScaler().fit(x)
-            predict = _fit(scaler.transform(x), labels, best_C, n_cls, seed, max_iter)
+            predict = fit_logreg(scaler.transform(x), labels, best_C, n_cls, seed=seed, max_iter=max_iter,
+                                 class_weight="balanced")
             offsets, rule_info = choose_rule(y[ds1], oof[best_C], fold_rows,
                                              decision_rule(labels, n_cls, min_beats), rule)
     s_test = predict(scaler.transform(feats(data, test_idx).astype(np.float64)))

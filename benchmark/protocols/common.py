@@ -206,3 +206,25 @@ def majority_cap(idx: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple
     w = np.concatenate(weights)
     order_ = np.argsort(kept, kind="stable")
     return kept[order_], w[order_]
+
+
+def fit_logreg(x: np.ndarray, labels: np.ndarray, C: float, n_cls: int, *, seed: int, max_iter: int,
+               class_weight=None):
+    """One single-label logistic regression on (standardised) ``x``; returns ``predict(z) -> [n,
+    n_cls]`` probabilities, 0 for classes absent from ``labels`` (a single class present: a
+    constant score). ``class_weight``: scikit-learn's (``"balanced"``: de Chazal's equal priors)."""
+    from sklearn.linear_model import LogisticRegression  # local: start-up time (scikit-learn takes seconds)
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        const = np.zeros(n_cls)
+        const[int(labels[0])] = 1.0
+        return lambda z: np.repeat(const[None, :], len(z), axis=0)
+    m = LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight, random_state=seed).fit(x, labels)
+
+    def predict(z):
+        out = np.zeros((len(z), n_cls))
+        out[:, m.classes_] = m.predict_proba(z)
+        return out
+
+    return predict

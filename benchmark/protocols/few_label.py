@@ -19,7 +19,8 @@ from benchmark.errors import UserError, unknown_name
 from benchmark.paths import stable_hash
 from benchmark.protocols import heads
 from benchmark.protocols.base import Job, Pretraining, Protocol, drop_unsupported, register_protocol
-from benchmark.protocols.common import Evaluation, capped_indices, score_rows, task_indices, validation_indices
+from benchmark.protocols.common import (Evaluation, capped_indices, fit_logreg, score_rows, task_indices,
+                                        validation_indices)
 from benchmark.stats.metrics import macro_auroc
 
 MODES = ("linear-probe", "fine-tune", *heads.KINDS)
@@ -88,11 +89,7 @@ def linear_probe(
                 m = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
                 models.append(m.fit(xt, yc))
         else:
-            labels = y_train.argmax(axis=1)
-            if len(np.unique(labels)) < 2:
-                models.append(("const", int(labels[0])))
-            else:
-                models.append(LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(xt, labels))
+            models.append(fit_logreg(xt, y_train.argmax(axis=1), C, n_cls, seed=seed, max_iter=max_iter))
         return models
 
     def predict_with(models, x):
@@ -101,11 +98,7 @@ def linear_probe(
             for c, m in enumerate(models):
                 out[:, c] = m if isinstance(m, float) else m.predict_proba(x)[:, 1]
         else:
-            m = models[0]
-            if isinstance(m, tuple):
-                out[:, m[1]] = 1.0
-            else:
-                out[:, m.classes_] = m.predict_proba(x)
+            out[:] = models[0](x)
         return out
 
     from threadpoolctl import threadpool_limits  # local: comes with scikit-learn (start-up time)

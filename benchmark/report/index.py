@@ -71,8 +71,10 @@ def caveat_lines(rows: pd.DataFrame, dirs: list[Path]) -> list[str]:
                      f"left out of macro means: {ex}{' ...' if len(absent) > 8 else ''}.")
     lines.append("Cells: mean over seeds ± sample SD over seeds, [mean over seeds of the per-run 95 % percentile-"
                  "bootstrap CI bounds] (test-set uncertainty of one run, not a CI of the mean). F1/precision/recall "
-                 "use decision rules chosen on the validation split only (per-class thresholds; argmax offsets "
-                 "for single-label tasks). Differences between methods: see the paired differences.")
+                 "use decision rules chosen without the test split: on the validation split (per-class thresholds; "
+                 "argmax offsets for single-label tasks), or for MIT-BIH's beat-level heads on DS1 alone (the probe's "
+                 "rule by record-wise cross-validation, `beat_rule`; the other heads' fixed in advance). Differences "
+                 "between methods: see the paired differences.")
     commits = sorted({c[:10] + ("-dirty" if d else "") for c, d in zip(rows["git_commit"], rows["git_dirty"]) if c})
     devices = sorted({d for d in rows["device"] if d})
     tv = sorted({v for v in rows["torch_version"] if v})

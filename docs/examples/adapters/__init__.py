@@ -1,1 +1,1 @@
-"""Worked adapters for published ECG models (plug-in encoders whose module names match the authors' weights)."""
+"""Worked adapters for published ECG models (plug-in encoders; see docs/checkpoints.md)."""
