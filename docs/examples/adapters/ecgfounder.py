@@ -19,37 +19,48 @@ but are never applied, and there is no dropout; this module keeps the BatchNorm 
 names and does the same. ``features`` returns the last stage's map [N, 1024, T']; its mean over time
 is the authors' ``deep_features`` (``Net1D.forward`` with ``return_features``), the input of the head.
 
-Input contract as published (``ptbxl_eval.PTBXL_Dataset``, ``dataset.py``): 500 Hz, 10 s = 5000
+Input contract as published (``dataset.py``, ``ptbxl_eval.PTBXL_Dataset``): 500 Hz, 10 s = 5000
 samples, the 12 leads in the order I, II, III, aVR, aVL, aVF, V1-V6 (PTB-XL's file order; MIMIC-IV-ECG
-files are reordered to it), the WFDB physical signal (mV), z-scored **over the whole 12 x 5000 array
-at once** (one mean and one standard deviation, ``(x - mean) / (std + 1e-8)``), not per lead. The
-suite's contract has no whole-array z-score (``record`` is per lead), so the contract below takes raw
-millivolts (``normalisation="none"``) and :meth:`ECGFounder.features` applies the authors' z-score
-itself as its first step; it is scale-free, so the unit does not matter.
+files are reordered to it), the WFDB physical signal (mV). The README asks users of the weights to
+follow ``dataset.py`` strictly, "including filtering, z-score normalization": per lead at 500 Hz
+(``util.filter_bandpass``) a 50 Hz IIR notch (``iirnotch(50, 30)``), a 4th-order Butterworth
+band-pass 0.67-40 Hz (both zero-phase, ``filtfilt`` with scipy's default odd padding), minus a
+baseline that is the 0.4 s (201-sample) median filter of the result (``medfilt``, zero-padded ends);
+then one z-score **over the whole 12 x 5000 array** (one mean, one standard deviation,
+``(x - mean) / (std + 1e-8)``), not per lead. (Their ``ptbxl_eval.py``, the 150-label check on
+PTB-XL, z-scores the same way but filters nothing.)
 
-Filtering the contract cannot express: ``dataset.py`` (the fine-tuning datasets, and the README
-asks users to follow it) applies, per lead at 500 Hz before the z-score, a 50 Hz IIR notch (Q=30),
-a 4th-order Butterworth band-pass 0.67-40 Hz (both zero-phase, ``filtfilt``) and subtracts a 0.4 s
-(201-sample) median-filter baseline. Their own PTB-XL evaluation (``ptbxl_eval.py``) filters
-nothing. This adapter does not filter: the model sees the store's unfiltered signals (linearly
-upsampled to 500 Hz from a 100 Hz store: prepare the store with ``--fs 500`` for the original
-bandwidth). Windows shorter than 10 s (beat-level MIT-BIH) are zero-padded to 5000 samples on both
-sides, and the z-score then includes the padding.
+The suite's contract expresses the rate, length, leads, unit and raw amplitude; it cannot express
+the filters nor a z-score shared by all leads (``record`` z-scores each lead alone, which would
+discard the relative lead amplitudes the model saw). So, as the ST-MEM adapter does, this one
+declares ``InputContract(fs=500, samples=5000, leads=<the 12 above>, unit="mV",
+normalisation="none")`` and does the rest first thing in :meth:`ECGFounder.features`
+(:meth:`ECGFounder.prepare`): notch and band-pass as one exact linear map per input length
+(``filtfilt`` is linear in its input, so it is the matrix ``filtfilt(I)``; differentiable, on the
+model's device, in float32 even under mixed precision), the median baseline (a 201-sample running
+median in torch), then the joint z-score.
+Remaining differences: the suite resamples linearly from the store's rate (a 100 Hz store carries
+nothing above 50 Hz; a store prepared with ``--fs 500`` is the authors' input); a window shorter than
+10 s (beat-level MIT-BIH) is zero-padded to 5000 samples on both sides and the padding takes part in
+the filters and the z-score; a lead the dataset lacks is zeros and takes part in the z-score.
 
 Checkpoint file (``12_lead_ECGFounder.pth`` on huggingface.co/PKUDigitalHealth/ECGFounder): a
-``torch.save`` of ``{"step": ..., "val_auroc": ..., "state_dict": {...}}`` (``util.save_checkpoint``;
-the code reads ``checkpoint['state_dict']``). The state dict has the bare ``Net1D`` names, no
-``module.`` prefix: ``first_conv.conv.*``, ``first_bn.*``, ``stage_list.{0-6}.block_list.{b}.{bn1,
-bn2,bn3,conv1.conv,conv2.conv,conv3.conv,se_fc1,se_fc2}.*`` (507 keys), and the head ``dense.weight``
-[150, 1024], ``dense.bias`` [150] (150 labels, ``tasks.txt``), which the authors' fine-tuning code
-drops (``k.startswith('dense.')``). Two things keep the suite from reading the file as it is: its
-metadata are NumPy scalars, which ``torch.load(weights_only=True)`` refuses (the suite never unpickles
-arbitrary objects), and the encoder keys share no prefix a ``select=`` could keep. So convert it once
-(reads it with only NumPy's scalar and dtype types allowed, drops ``dense.*``, writes safetensors)::
+``torch.save`` of ``{"step": ..., "val_auroc": ..., "state_dict": {...}}`` (``util.save_checkpoint``
+writes those keys; ``finetune_model.py`` and ``ptbxl_eval.py`` read ``checkpoint['state_dict']``).
+The state dict has the bare ``Net1D`` names, no ``module.`` prefix (the authors' loader filters
+``k.startswith('dense.')`` and loads the rest into a bare ``Net1D``): ``first_conv.conv.*``,
+``first_bn.*`` and ``stage_list.{0-6}.block_list.{b}.{bn1,bn2,bn3,conv1.conv,conv2.conv,conv3.conv,
+se_fc1,se_fc2}.*`` -- 507 encoder keys (30.73 M numbers, BatchNorm statistics included) -- and the
+head ``dense.weight`` [150, 1024], ``dense.bias`` [150] (the 150 labels of ``tasks.txt``). Two things
+keep the suite from reading that file as it is: its metadata are NumPy scalars, which
+``torch.load(weights_only=True)`` refuses (the suite never unpickles arbitrary objects), and the
+encoder keys share no prefix that ``select=`` could keep without the head. So convert it once: the
+adapter reads it with only NumPy's scalar and dtype types allowed, drops ``dense.*`` (as the
+authors' fine-tuning does) and writes the 507 encoder tensors as safetensors::
 
     python -m docs.examples.adapters.ecgfounder convert 12_lead_ECGFounder.pth 12_lead_ECGFounder.safetensors
 
-then evaluate (strict loading: every one of the 507 encoder keys must be there, with its shape)::
+then evaluate, with strict loading (every encoder key present, with its shape; no select/key_map)::
 
     python -m benchmark run --plugin docs/examples/adapters/ecgfounder.py \\
         --methods "checkpoint[path=12_lead_ECGFounder.safetensors,encoder=ecgfounder]" \\
@@ -61,19 +72,30 @@ fraction of the width, for tests on a CPU.
 
 Feature grid: 8 stride-2 steps, so ``stride = 256`` input samples (0.512 s at 500 Hz; 20 positions
 for 5000 samples). Every block's squeeze-and-excitation averages over the whole time axis, and the
-z-score reads the whole input, so every input sample moves every position: ``receptive_field = 0``.
+IIR filters and the z-score read the whole input, so every input sample moves every position:
+``receptive_field = 0``.
 The "same" padding of the even kernels puts 7 zeros on the left and 7 or 8 on the right, so a
 k=16 convolution's output ``j`` reads inputs ``[s*j - 7, s*j + 8]`` (centre ``s*j + 0.5``) and the
 max-pool shortcut ``[2j, 2j + 1]``: along the identity path position ``j`` covers input samples
-``256 j - 7 .. 256 j + 262``, centred on ``256 j + 127.5``; ``offset = 128``.
+``256 j - 7 .. 256 j + 262``, centred on ``256 j + 127.5``; ``offset = 128`` (the conformance
+suite's gradient test finds the 256 samples that move position ``j`` most centred within 4 samples
+of ``256 j + 128``, tiny and full model).
+
+Not verified here (no network): the published file itself. Its layout rests on the authors' code
+(``save_checkpoint``, the loaders above) and on third-party loaders that read
+``torch.load(f)["state_dict"]`` strictly into the 150-class ``Net1D`` and allow-list NumPy scalars
+to read ``step`` and ``val_auroc`` with ``weights_only=True``. Should the file hold anything else,
+``convert`` refuses it in one line rather than unpickle it.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -91,6 +113,49 @@ TINY = dict(base_filters=16, filters=(16, 16, 16, 32, 32, 64, 64), blocks=(2, 2,
 KERNEL, STRIDE, GROUP_WIDTH, RATIO = 16, 2, 16, 1.0
 HEAD_PREFIX = "dense."  # the authors' classification head, not part of the encoder
 PUBLISHED_LEADS = {12: tuple(LEADS), 1: ("I",)}
+FS, SAMPLES = 500, 5000
+NOTCH_HZ, NOTCH_Q, BAND_HZ, BAND_ORDER, BASELINE_S = 50.0, 30.0, (0.67, 40.0), 4, 0.4
+
+
+# -- the authors' preprocessing the contract cannot express (util.filter_bandpass, z-score) ------
+@lru_cache(maxsize=2)
+def filter_matrix(n: int, fs: float = FS) -> np.ndarray:
+    """[n, n] float64 ``M`` with ``x @ M`` = the 50 Hz notch then the 0.67-40 Hz band-pass, each
+    ``filtfilt`` along the last axis as ``util.filter_bandpass`` runs them (linear in ``x``, so the
+    filtered identity is the whole map)."""
+    from scipy.signal import butter, filtfilt, iirnotch
+
+    b_notch, a_notch = iirnotch(NOTCH_HZ, NOTCH_Q, fs)
+    b_band, a_band = butter(BAND_ORDER, list(BAND_HZ), btype="bandpass", fs=fs)
+    try:
+        eye = filtfilt(b_notch, a_notch, np.eye(n), axis=-1)
+        return np.ascontiguousarray(filtfilt(b_band, a_band, eye, axis=-1))
+    except ValueError as exc:  # shorter than filtfilt's padding
+        raise ValueError(f"ECGFounder's filters need a longer input than {n} samples: {exc}") from None
+
+
+def baseline_kernel(fs: float = FS) -> int:
+    """The median filter's width: int(0.4 fs) + 1, made odd (201 at 500 Hz)."""
+    k = int(BASELINE_S * fs) + 1
+    return k if k % 2 else k + 1
+
+
+def running_median(x: torch.Tensor, kernel: int, budget: int = 1 << 27) -> torch.Tensor:
+    """``scipy.signal.medfilt`` along the last axis (zeros beyond the ends), in chunks of rows that
+    keep the [rows, T, kernel] windows under ``budget`` bytes."""
+    rows = x.reshape(-1, x.shape[-1])
+    step = max(1, budget // max(1, x.shape[-1] * kernel * x.element_size()))
+    half = kernel // 2
+    out = [F.pad(rows[i:i + step], (half, half)).unfold(-1, kernel, 1).median(dim=-1).values
+           for i in range(0, rows.shape[0], step)]
+    return torch.cat(out).reshape(x.shape)
+
+
+def joint_zscore(x: torch.Tensor) -> torch.Tensor:
+    """One z-score per input over all its leads and samples, as the authors write it:
+    ``(x - mean) / (std + 1e-8)`` (population std; an all-zero input stays zero)."""
+    mu = x.mean(dim=(-2, -1), keepdim=True)
+    return (x - mu) / (x.std(dim=(-2, -1), keepdim=True, correction=0) + 1e-8)
 
 
 def _same_pads(n: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -167,18 +232,24 @@ class Stage(nn.Module):
 
 class ECGFounder(ECGEncoder):
     """ECGFounder's ``Net1D`` backbone without its head: [N, leads, 5000] -> [N, 1024, 20] (full size).
-    The first step is the authors' z-score over the whole input array (module docstring)."""
 
-    input_contract = InputContract(fs=500, samples=5000, leads=tuple(LEADS), unit="mV", normalisation="none")
+    ``preprocess=True`` (the registered encoders) filters and jointly z-scores every input first, as
+    the authors' ``dataset.py`` does (module docstring); the input is then raw mV at 500 Hz.
+    """
 
-    def __init__(self, *, in_leads: int = 12, base_filters: int, filters: tuple[int, ...], blocks: tuple[int, ...]):
+    input_contract = InputContract(fs=FS, samples=SAMPLES, leads=tuple(LEADS), unit="mV", normalisation="none")
+
+    def __init__(self, *, in_leads: int = 12, base_filters: int, filters: tuple[int, ...], blocks: tuple[int, ...],
+                 preprocess: bool = True):
         super().__init__()
+        self.preprocess = preprocess
+        self._filters: dict = {}  # (n, dtype, device) -> filter matrix; not part of the state dict
         if in_leads not in PUBLISHED_LEADS:
             raise UserError(f"ECGFounder was published for 12 leads and for lead I alone (in_leads 12 or 1), "
                             f"not {in_leads}")
         self.in_leads = in_leads
         if in_leads != 12:  # the 1-lead model reads lead I
-            self.input_contract = InputContract(fs=500, samples=5000, leads=PUBLISHED_LEADS[in_leads], unit="mV",
+            self.input_contract = InputContract(fs=FS, samples=SAMPLES, leads=PUBLISHED_LEADS[in_leads], unit="mV",
                                                 normalisation="none")
         self.first_conv = SameConv1d(in_leads, base_filters, KERNEL, stride=2)
         self.first_bn = nn.BatchNorm1d(base_filters)  # held for the published names; not applied (use_bn=False)
@@ -190,7 +261,20 @@ class ECGFounder(ECGEncoder):
         self.dim = c_in
         self.stride = 2 * STRIDE ** len(filters)
         self.offset = self.stride // 2  # identity path of position j: samples 256 j - 7 .. 256 j + 262
-        self.receptive_field = 0  # squeeze-and-excitation and the input z-score see the whole input
+        self.receptive_field = 0  # squeeze-and-excitation, the filters and the z-score see the whole input
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw [N, leads, T] mV at 500 Hz -> notch, band-pass, minus the median baseline, jointly
+        z-scored (``util.filter_bandpass`` and ``z_score_normalization``); identity if not ``preprocess``."""
+        if not self.preprocess:
+            return x
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # never in half precision
+        key = (int(x.shape[-1]), dtype, x.device)
+        if key not in self._filters:
+            self._filters[key] = torch.from_numpy(filter_matrix(key[0])).to(device=x.device, dtype=dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            h = x.to(dtype) @ self._filters[key]
+            return joint_zscore(h - running_median(h, baseline_kernel())).to(x.dtype)
 
     def n_positions(self, n_samples: int) -> int:
         n = math.ceil(int(n_samples) / 2)
@@ -199,10 +283,10 @@ class ECGFounder(ECGEncoder):
         return max(1, n)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, leads, T] raw mV at 500 Hz -> [N, D, T'] (T' = 20 for 5000 samples): the last stage's
+        map, whose mean over time is the authors' ``deep_features``."""
         self._check_input(x)
-        mu = x.mean(dim=(1, 2), keepdim=True)
-        sd = x.std(dim=(1, 2), keepdim=True, correction=0)
-        h = F.silu(self.first_conv((x - mu) / (sd + 1e-8)))
+        h = F.silu(self.first_conv(self.prepare(x)))
         for stage in self.stage_list:
             h = stage(h)
         return h
@@ -210,7 +294,8 @@ class ECGFounder(ECGEncoder):
 
 @register_ecg_encoder("ecgfounder")
 def ecgfounder(*, in_leads: int = 12) -> ECGFounder:
-    """ECGFounder (Li et al. 2025) Net1D backbone, D=1024, 500 Hz x 5000, the published weights' names (docs/examples/adapters/ecgfounder.py)."""
+    """ECGFounder (Li et al. 2025) Net1D backbone, D=1024; filters and z-scores its own input
+    (docs/examples/adapters/ecgfounder.py)."""
     return ECGFounder(in_leads=in_leads, **FULL)
 
 
