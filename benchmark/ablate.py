@@ -89,10 +89,13 @@ ABLATIONS: dict[str, Ablation] = {
                  ("mets[encoder=resnet1d-10|resnet1d-18|resnet1d-34]",)),
         Ablation("mitbih-input", "What the MIT-BIH beat head reads: the default (the pool of a 2 s beat-centred "
                  "input + RR features), without RR, the whole 10 s window, the features within 0.6 s of the beat, "
-                 "and the old input (10 s pool, no RR); linear probe, choices by record-wise CV inside DS1",
+                 "the old input (10 s pool, no RR), per-record feature normalisation, baseline-wander removal, "
+                 "and baseline removal + per-record amplitude scaling; linear probe, choices by record-wise CV "
+                 "inside DS1",
                  ("mets", "simclr", "random-init"),
                  combos=({}, {"beat_rr": False}, {"beat_window_s": 0}, {"beat_readout": "beat"},
-                         {"beat_window_s": 0, "beat_rr": False}),
+                         {"beat_window_s": 0, "beat_rr": False}, {"beat_norm": "record"},
+                         {"mitbih_baseline": "median"}, {"mitbih_baseline": "median", "mitbih_scale": "record"}),
                  settings={"protocols": ["cross-dataset"], "cross_datasets": ["mitbih"], "mitbih_tasks": ["aami"],
                            "mitbih_subdir": "mitdb", "mitbih_annotator": "atr",
                            "cross_modes": ["linear-probe"]}),
@@ -108,6 +111,7 @@ class Part:
     overrides: dict
     methods: list[str]
     skipped: dict[str, str]
+    arm: str = "default"  # the run settings as `ablate --list` prints them ("k=v,k2=v2" or "default")
 
 
 def plan(name: str, out: str | Path | None = None, overrides: dict | None = None) -> list[Part]:
@@ -137,5 +141,21 @@ def plan(name: str, out: str | Path | None = None, overrides: dict | None = None
         # the rows name the setting with the method (mets[prompt_templates=paper]): one merged report
         # of the sub-folders then shows the settings side by side, with paired differences
         ov = {**ab.settings, **(overrides or {}), **run_ov, "methods": methods, "row_label": dict(run_ov)}
-        parts.append(Part(folder, ov, methods, skipped))
+        parts.append(Part(folder, ov, methods, skipped, arm_name(run_ov)))
     return parts
+
+
+def arm_name(run_ov: dict) -> str:
+    """How ``ablate --list`` and ``ablate --arm`` name a combination of run settings."""
+    return ",".join(f"{k}={v}" for k, v in run_ov.items()) or "default"
+
+
+def select_arms(parts: list[Part], arms: list[str] | None) -> list[Part]:
+    """The parts named by ``--arm`` (all when none is given); an unknown name is a one-line error."""
+    if not arms:
+        return parts
+    known = {p.arm: p for p in parts}
+    for a in arms:
+        if a not in known:
+            raise unknown_name("ablation arm", a, list(known))
+    return [p for p in parts if p.arm in set(arms)]

@@ -53,6 +53,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "mitbih_subdir": ("mitdb", "MIT-BIH folder under the data root (the shared PVC set: mitdb-pvc)"),
     "mitbih_annotator": ("atr", "MIT-BIH annotator (the shared PVC set: pvc)"),
     "mitbih_tasks": (["aami", "pvc"], "MIT-BIH tasks"),
+    "mitbih_baseline": ("none", "MIT-BIH signal: none | median (de Chazal's 200/600 ms median baseline-wander removal "
+                        "before resampling)"),
+    "mitbih_scale": ("none", "MIT-BIH signal: none | record (each beat window divided by the mean QRS amplitude of its "
+                     "record's beats up to and including it)"),
     "cinc_tasks": (["rhythm", "af"], "CinC 2017 tasks"),
     "cinc_crops": (3, "10 s crops per CinC record; evaluation averages their scores"),
     "cross_modes": (["linear-probe", "fine-tune"], "cross-dataset modes besides zero-shot: linear-probe and/or "
@@ -71,6 +75,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                      "beat_span_s of the beat); zero-shot always reads the global embedding"),
     "beat_window_s": (2.0, "seconds of a beat-centred window the encoder reads, centred on the beat (0: all)"),
     "beat_span_s": (0.6, "with beat_readout=beat: the feature positions centred within this span around the beat"),
+    "beat_norm": ("none", "beat-level probe and heads: none | record (each beat's encoder readout minus the mean "
+                  "readout of its record's beats up to and including it)"),
     "beat_rr": (True, "append the beat's RR-interval features (causal per-record normalisation) before the head"),
     "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C"),
     "beat_rule": ("auto", "beat-level probe's decision rule: argmax (class-weighted, equal priors), offsets "
@@ -308,9 +314,20 @@ def validate(cfg: dict) -> None:
         raise unknown_name("device", cfg["device"], ["auto", "cpu", "cuda"])
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise unknown_name("precision", cfg["precision"], ["auto", "fp32", "bf16", "fp16"])
+    validate_dataset_options(cfg)
     for proto in protocols_in_order():
         proto.validate(cfg)
     validate_tasks(cfg)
+
+
+def validate_dataset_options(cfg: dict) -> None:
+    """Run settings that feed a dataset option with fixed choices (its class's ``option_choices``)
+    hold one of them."""
+    for name, rs in RUN_SETTINGS.items():
+        choices = getattr(DATASETS.entry(name).factory, "option_choices", {})
+        for opt, key in rs.options.items():
+            if opt in choices and key in cfg and str(cfg[key]) not in choices[opt]:
+                raise unknown_name(f"value of {key}", str(cfg[key]), list(choices[opt]))
 
 
 # run settings that list tasks -> the dataset that must declare them (the cross-dataset targets'

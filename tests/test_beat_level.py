@@ -144,3 +144,30 @@ def test_beat_fine_tune_reads_the_beat_and_rr(tiny, mitbih):
     assert clf.crop == (400, 600) and clf.positions is not None and clf.head.in_features == tiny.embedding_dim + 10
     with pytest.raises(ValueError, match="pass the rows' idx"):
         clf(mitbih.batch(train[:2], torch.device("cpu")))
+
+
+def test_record_norm_subtracts_the_causal_record_mean(mitbih):
+    """beat_norm=record: each beat's readout minus the mean over its record's beats at or before it
+    (in sample order), whatever subset is asked for; a later beat never changes an earlier output."""
+    meta = mitbih.meta
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(len(meta), 3))
+    centred = beat_level.record_centred(lambda d, idx: table[np.asarray(idx)], mitbih)
+    rec = meta["record"].astype(str).to_numpy()
+    samples = meta["sample"].to_numpy()
+    first = str(rec[0])
+    rows = np.flatnonzero(rec == first)
+    rows = rows[np.argsort(samples[rows], kind="stable")]
+    other = np.flatnonzero(rec != first)[:5]
+    ask = np.r_[rows[[7, 0, 30]], other]  # any order, two records
+    got = centred(mitbih, ask)
+    for k, i in enumerate(rows[[7, 0, 30]]):
+        upto = rows[: int(np.flatnonzero(rows == i)[0]) + 1]
+        np.testing.assert_allclose(got[k], table[i] - table[upto].mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], 0.0, atol=1e-7)  # a record's first beat: nothing to differ from yet
+    table[rows[31:]] += 100.0  # later beats change: earlier outputs do not
+    np.testing.assert_allclose(centred(mitbih, rows[[7, 0, 30]]), got[:3], rtol=1e-5, atol=1e-6)
+    feats = beat_level.beat_embed(lambda d, idx, **kw: table[np.asarray(idx)], mitbih, _cfg(beat_norm="record"))
+    assert feats(mitbih, rows[:4]).shape == (4, 3 + 10)  # centred readout + the (uncentred) RR features
+    with pytest.raises(UserError, match="unknown beat_norm 'patient'"):
+        beat_level.validate(_cfg(beat_norm="patient"))

@@ -152,3 +152,21 @@ def test_next_step_of_an_ablation_names_one_report_after_its_parent_folder():
         "--results results/ablation-prompts/prompt_templates=all "
         "--results results/ablation-prompts/prompt_templates=paper --out reports/ablation-prompts")
     assert next_step_text("results/quick").strip().endswith("--results results/quick --out reports/quick")
+
+
+def test_every_setting_that_changes_numbers_changes_the_job_id():
+    """Settings hashed later (beat-level heads, MIT-BIH conditioning, head sizes) change the job id
+    when they differ from the value old rows were computed under, and leave the ids of such rows
+    alone: a resumed folder never serves a row of another setting."""
+    from benchmark.config import build_config
+    from benchmark.engine.runner import JOB_SETTINGS, LATER_JOB_SETTINGS, config_hash
+    from benchmark.paths import stable_hash
+
+    cfg = build_config("shared", None, {})
+    legacy = stable_hash({"cfg": {k: v for k, v in cfg.items() if k in JOB_SETTINGS}, "method": "mets"})
+    assert config_hash(cfg, "mets") == legacy  # defaults: the ids of results/shared stand
+    for key, value in {"beat_rr": False, "beat_window_s": 0, "beat_norm": "record", "beat_rule": "argmax",
+                       "mitbih_baseline": "median", "mitbih_scale": "record", "probe_hidden": 64}.items():
+        assert key in LATER_JOB_SETTINGS
+        assert config_hash({**cfg, key: value}, "mets") != legacy, key
+    assert config_hash({**cfg, "beat_window_s": 2}, "mets") == legacy  # 2 == 2.0 as the config reads it

@@ -323,3 +323,37 @@ def test_prepare_record_100_aami_and_options(data_root, session_cache):
     with pytest.raises(UserError) as exc:
         prepare("mitbih", data_root, session_cache, annotatr="pvc", progress=False)
     assert "annotatr" in str(exc.value) and "annotator" in str(exc.value)
+
+
+def test_baseline_and_record_scale_conditioning_on_real_records(data_root):
+    """mitbih_baseline=median removes the wander (windows sit on ~0 mV between beats);
+    mitbih_scale=record divides each window by its record's causal mean QRS amplitude, so after
+    it the QRS spans about 1 in every record, whatever the record's gain; bad values are refused."""
+    from benchmark.data.base import PrepareParams
+    from benchmark.data.mitbih import MITBIH, causal_qrs_scale
+    from benchmark.errors import UserError
+
+    root = data_root / "mitdb"
+    scan = MITBIH.scan(root, PrepareParams(fs=100, window_s=10.0, options={}))
+    recs = list(scan.meta["source"].unique()[:3])  # records with an MLII channel
+    spans = []
+    for rec in recs:
+        rows = scan.meta[scan.meta["source"] == rec]
+        raw = MITBIH.read_group(root, rows, PrepareParams(100, 10.0, {}))[:, 0]
+        flat = MITBIH.read_group(root, rows, PrepareParams(100, 10.0, {"baseline": "median"}))[:, 0]
+        scaled = MITBIH.read_group(root, rows, PrepareParams(100, 10.0, {"baseline": "median", "scale": "record"}))[:, 0]
+        inner = slice(100, 900)  # away from the zero padding of a record's first and last windows
+        assert np.median(np.abs(np.median(flat[:, inner], axis=1))) < 0.05
+        qrs = scaled[:, 495:511]  # -50 .. +100 ms around the beat at 100 Hz
+        spans.append(np.median(np.ptp(qrs, axis=1)))
+    assert all(0.5 < s < 1.5 for s in spans), spans
+    # causal: a huge later beat leaves earlier scales alone
+    x = np.zeros(3600)
+    beats = np.array([400, 1000, 1600, 2200])
+    x[beats] = [1.0, 1.0, 1.0, 50.0]
+    s = causal_qrs_scale(x, beats[::-1])[::-1]
+    np.testing.assert_allclose(s, [1.0, 1.0, 1.0, 13.25])
+    from benchmark.config import build_config
+
+    with pytest.raises(UserError, match="unknown value of mitbih_scale 'patient'"):
+        build_config("quick", None, {"mitbih_scale": "patient"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from benchmark.ablate import ABLATIONS, plan
+from benchmark.ablate import ABLATIONS, arm_name, plan, select_arms
 from benchmark.cli.common import (add_common_arguments, add_plan_arguments, load_plugins, next_step_text, overrides_from_args,
                                   resolve_profile, tracker_from_args)
 from benchmark.config import build_config
@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--list", action="store_true", help="list the ablation sets and what they run")
     p.add_argument("--out", help="results folder (default: results/ablation-NAME, one sub-folder per run setting)")
     add_plan_arguments(p, methods=False)  # the set chooses its methods; --protocols overrides the set's
+    p.add_argument("--arm", action="append", metavar="SETTINGS",
+                   help="run only this arm, named as --list prints it (e.g. beat_norm=record or default); repeatable. "
+                        "The report of the set still reads every arm's folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan of each folder as a table and exit")
     p.add_argument("--list-jobs", action="store_true", help="with --dry-run: also list every planned job")
     add_common_arguments(p)
@@ -33,7 +36,7 @@ def main(args) -> int:
             grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"
                                                   for k, v in a.runs.items())
             if a.combos:
-                grid += "; runs: " + " | ".join(",".join(f"{k}={v}" for k, v in c.items()) or "default" for c in a.combos)
+                grid += "; runs: " + " | ".join(arm_name(c) for c in a.combos)
             print(f"{a.name:16s} {a.question}\n{'':16s}   {grid}")
         return 0
     load_plugins(args)
@@ -43,7 +46,7 @@ def main(args) -> int:
     overrides = overrides_from_args(args)
     if any(k in overrides for k in ABLATIONS[args.name].runs):
         raise UserError(f"ablation '{args.name}' varies {list(ABLATIONS[args.name].runs)} itself: do not --set them")
-    parts = plan(args.name, args.out, overrides)
+    parts = select_arms(plan(args.name, args.out, overrides), getattr(args, "arm", None))
     for spec, reason in parts[0].skipped.items():
         print(f"note: skipping {spec}: {reason}")
     # every folder's settings and plan are checked before the first one runs

@@ -24,7 +24,8 @@ class RunSettings:
 # in the order the cross-dataset targets are listed
 RUN_SETTINGS: dict[str, RunSettings] = {
     "ptbxl": RunSettings(),
-    "mitbih": RunSettings(options={"subdir": "mitbih_subdir", "annotator": "mitbih_annotator"}, tasks="mitbih_tasks"),
+    "mitbih": RunSettings(options={"subdir": "mitbih_subdir", "annotator": "mitbih_annotator",
+                                   "baseline": "mitbih_baseline", "scale": "mitbih_scale"}, tasks="mitbih_tasks"),
     "cinc2017": RunSettings(options={"n_crops": "cinc_crops"}, tasks="cinc_tasks"),
 }
 

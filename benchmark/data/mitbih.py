@@ -43,6 +43,20 @@ Options (``default_options``)
 -----------------------------
 ``subdir`` ("mitdb"): folder under the data root. ``annotator`` ("atr"): annotation file extension
 (``pvc`` for the shared PVC set). ``val_every`` (5): validation hold-out rule above.
+
+Signal conditioning (run settings ``mitbih_baseline``, ``mitbih_scale``; both off by default, as
+the protocol's default was chosen on DS1 -- see ``benchmark/protocols/beat_level.py``):
+
+* ``baseline`` -- ``none`` | ``median``: before resampling, the MLII channel loses its baseline
+  wander as de Chazal et al. removed it (200 ms then 600 ms median filters at 360 Hz,
+  :func:`benchmark.data.beats.remove_baseline`, no low-pass). The filters look 300 ms ahead.
+* ``scale`` -- ``none`` | ``record``: per-record amplitude normalisation. Each beat's window is
+  divided by the mean QRS peak-to-peak amplitude (-50 .. +100 ms around the R peak, after the
+  baseline step if on) of the record's beats *up to and including this one*, so a window never
+  depends on later beats' amplitudes. Gains differ between patients and electrode placements;
+  after this a record's typical QRS spans about 1 (unit-free: "QRS amplitudes").
+
+Every option enters the prepared store's cache key, so each conditioning is its own store.
 """
 
 from __future__ import annotations
@@ -146,6 +160,24 @@ def cut_windows(x: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
     return padded[idx]
 
 
+def causal_qrs_scale(x: np.ndarray, samples: np.ndarray, fs: float = FS_SOURCE) -> np.ndarray:
+    """Per beat at ``samples`` (R peaks of the 1-D signal ``x`` at ``fs`` Hz, any order): the mean
+    QRS peak-to-peak amplitude (-50 .. +100 ms) of the beats at or before it, at least 1e-3 (a
+    flat stretch never divides by zero). Ties in ``samples`` count together."""
+    samples = np.asarray(samples, dtype=np.int64)
+    if len(samples) == 0:
+        return np.zeros(0, dtype=np.float32)
+    off = np.arange(int(round(-0.05 * fs)), int(round(0.1 * fs)) + 1)
+    seg = np.asarray(x, dtype=np.float64)[np.clip(samples[:, None] + off[None, :], 0, len(x) - 1)]
+    amp = np.ptp(seg, axis=1)
+    order = np.argsort(samples, kind="stable")
+    run = np.cumsum(amp[order]) / np.arange(1, len(samples) + 1)
+    ends = np.searchsorted(samples[order], samples[order], side="right") - 1  # last beat at the same sample
+    out = np.empty(len(samples))
+    out[order] = run[ends]
+    return np.maximum(out, 1e-3).astype(np.float32)
+
+
 @register_dataset("mitbih", aliases=("mitdb",), description="MIT-BIH Arrhythmia: beat windows, AAMI and PVC tasks")
 class MITBIH(PhysioNetDataset):
     """MIT-BIH Arrhythmia Database as beat-centred windows (see the module docstring)."""
@@ -156,7 +188,8 @@ class MITBIH(PhysioNetDataset):
     version = "1"  # bump when the examples or labels change: it enters the store's cache key
     leads: tuple[str, ...] = ("II",)
     beat_centred = True  # one example per beat, its window centred on it: beat-level heads apply
-    default_options: dict = {"subdir": "mitdb", "annotator": "atr", "val_every": 5}
+    default_options: dict = {"subdir": "mitdb", "annotator": "atr", "val_every": 5, "baseline": "none", "scale": "none"}
+    option_choices: dict = {"baseline": ("none", "median"), "scale": ("none", "record")}
 
     # -- contract ------------------------------------------------------------------------
     @classmethod
@@ -255,10 +288,28 @@ class MITBIH(PhysioNetDataset):
         if len(records) != 1:
             raise ValueError(f"read_group expects rows of one record, got {list(records)}")
         rec = str(records[0])
+        baseline, scale = cls._choice(params, "baseline"), cls._choice(params, "scale")
         x = cls.read_mlii(root, rec)
+        if baseline == "median":
+            from benchmark.data.beats import remove_baseline
+
+            x = remove_baseline(x, FS_SOURCE, lowpass_hz=None)
         y = resample(x, FS_SOURCE, params.fs).astype(np.float32)
-        centres = np.rint(rows["sample"].to_numpy(np.int64) * params.fs / FS_SOURCE).astype(np.int64)
-        return cut_windows(y, centres, params.n_samples)[:, None, :]
+        samples = rows["sample"].to_numpy(np.int64)
+        centres = np.rint(samples * params.fs / FS_SOURCE).astype(np.int64)
+        windows = cut_windows(y, centres, params.n_samples)
+        if scale == "record":
+            windows /= causal_qrs_scale(x, samples)[:, None]
+        return windows[:, None, :]
+
+    @classmethod
+    def _choice(cls, params: PrepareParams, key: str) -> str:
+        value = str(cls._opt(params, key))
+        if value not in cls.option_choices[key]:
+            from benchmark.errors import unknown_name
+
+            raise unknown_name(f"MIT-BIH option '{key}'", value, cls.option_choices[key])
+        return value
 
     # -- helpers -------------------------------------------------------------------------
     @staticmethod

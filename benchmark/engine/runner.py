@@ -62,6 +62,17 @@ JOB_SETTINGS = (
     "cross_finetune_max_train", "cross_finetune_max_val",
 )
 
+# settings that entered the job hash after results were computed under the values below: one
+# enters the hash only when it differs from that value, so rows computed before it was hashed
+# (under exactly that value) keep their ids and resume, while any other value -- a --set, or a
+# later change of its default -- gets new jobs. (Before, these settings changed numbers without
+# changing the job id: a resumed folder served rows of the old setting.)
+LATER_JOB_SETTINGS: dict = {
+    "beat_readout": "pool", "beat_window_s": 2.0, "beat_span_s": 0.6, "beat_rr": True, "beat_cv_folds": 5,
+    "beat_rule": "auto", "beat_min_class_beats": 50, "beat_norm": "none", "probe_hidden": 256, "probe_epochs": 100,
+    "mitbih_baseline": "none", "mitbih_scale": "none",
+}
+
 
 @dataclass
 class Timings:
@@ -73,6 +84,20 @@ class Timings:
 
     def count(self, what: str) -> None:
         self.counts[what] += 1
+
+
+def _same_value(a, b) -> bool:
+    """Setting values equal as the config would read them (2 == 2.0; True is not 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+    return a == b
+
+
+def config_hash(cfg: dict, spec: str) -> str:
+    """Hash of every setting that can change a job's numbers (not device or progress)."""
+    keep = {k: v for k, v in cfg.items() if k in JOB_SETTINGS}
+    keep.update({k: cfg[k] for k, legacy in LATER_JOB_SETTINGS.items() if k in cfg and not _same_value(cfg[k], legacy)})
+    return stable_hash({"cfg": keep, "method": spec})
 
 
 def method_specs(cfg: dict) -> list[str]:
@@ -162,7 +187,7 @@ class Runner:
                 params[f"method_settings.{k}"] = v
             for k, v in variant.items():
                 params[f"method_settings.{k}"] = v
-            for k in JOB_SETTINGS:
+            for k in (*JOB_SETTINGS, *LATER_JOB_SETTINGS):
                 if k != "method_settings" and k in self.cfg:
                     params[k] = self.cfg[k]
             run.log_hyperparams(params)
@@ -293,9 +318,7 @@ class Runner:
         return format_spec(name, {**params, **label})
 
     def config_hash(self, spec: str) -> str:
-        """Hash of every setting that can change a job's numbers (not device or progress)."""
-        keep = {k: v for k, v in self.cfg.items() if k in JOB_SETTINGS}
-        return stable_hash({"cfg": keep, "method": spec})
+        return config_hash(self.cfg, spec)
 
     def pretraining(self, job: Job) -> Pretraining:
         """The pretrained model ``job`` needs (its protocol decides)."""

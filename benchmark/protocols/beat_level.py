@@ -13,6 +13,13 @@ one window's shape. So the protocol, the same for every method, decides what the
   ``pool``: the mean over all positions of the input the encoder reads (with ``beat_window_s``
   = 2, the pool of a short beat-centred window; with 0, the 10 s window's global pool, which is
   what every method was read by before);
+* ``beat_norm`` -- ``none`` | ``record``: per-record normalisation of the encoder's features. With
+  ``record`` each beat's readout has the mean readout of its record's beats *up to and including
+  it* subtracted (all of the record's annotated beats in sample order, whatever subset is scored):
+  the head sees how a beat differs from its patient's beats so far, not the patient. Unsupervised
+  and causal, like the RR features' record averages. The hand-crafted de Chazal features
+  (``beat_features`` methods) are read as published; the fine-tune reads the raw window (signal
+  conditioning, ``mitbih_baseline`` / ``mitbih_scale``, acts on the data and so on every head);
 * ``beat_rr`` -- the beat's RR-interval features (:func:`benchmark.data.beats.rr_features`:
   pre-RR, post-RR, their ratio, local and running record means, each also relative to the
   record's causal average) concatenated to the encoder's features before the head.
@@ -54,6 +61,7 @@ from benchmark.protocols.common import Evaluation, capped_indices, fit_logreg, s
 from benchmark.registry import DATASETS
 
 READOUTS = ("pool", "beat")
+NORMS = ("none", "record")
 RULES = ("argmax", "offsets", "auto")
 
 
@@ -72,6 +80,10 @@ def validate(cfg: dict) -> None:
         from benchmark.errors import unknown_name
 
         raise unknown_name("beat_readout", str(cfg["beat_readout"]), READOUTS)
+    if cfg["beat_norm"] not in NORMS:
+        from benchmark.errors import unknown_name
+
+        raise unknown_name("beat_norm", str(cfg["beat_norm"]), NORMS)
     if float(cfg["beat_window_s"]) < 0 or float(cfg["beat_span_s"]) < 0:
         raise UserError(f"beat_window_s ({cfg['beat_window_s']}) and beat_span_s ({cfg['beat_span_s']}) must be >= 0")
     if cfg["beat_rule"] not in RULES:
@@ -104,18 +116,46 @@ def beat_embed(embed, data, cfg: dict, method=None):
         return lambda d, idx: embed(d, idx)
     kw = readout(data, cfg)
     rr = rr_features(data.meta)[0] if cfg["beat_rr"] else None
+    read = (lambda d, idx: embed(d, idx, **kw)) if cfg.get("beat_norm", "none") == "none" else \
+        record_centred(lambda d, idx: embed(d, idx, **kw), data)
 
     def f(d, idx):
-        z = embed(d, idx, **kw)
+        z = read(d, idx)
         return np.hstack([z, rr[np.asarray(idx)]]) if rr is not None else z
+
+    return f
+
+
+def record_centred(read, data):
+    """``f(d, idx)``: ``read(d, idx)`` minus, per row, the mean of ``read`` over its record's beats
+    at or before it (``beat_norm=record``). Reads every beat of the records ``idx`` touches (the
+    embedding is memoised, so each beat is still encoded once per readout)."""
+    records = data.meta["record"].astype(str).to_numpy()
+    samples = data.meta["sample"].to_numpy(np.int64)
+
+    def f(d, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        out = None
+        for rec in np.unique(records[idx]):
+            rows = np.flatnonzero(records == rec)
+            rows = rows[np.lexsort((rows, samples[rows]))]  # sample order (ties: row order)
+            z = np.asarray(read(d, rows), dtype=np.float64)
+            run = np.cumsum(z, axis=0) / np.arange(1, len(rows) + 1)[:, None]
+            pos = np.full(len(records), -1, dtype=np.int64)
+            pos[rows] = np.arange(len(rows))
+            mine = records[idx] == rec
+            if out is None:
+                out = np.zeros((len(idx), z.shape[1]), dtype=np.float32)
+            out[mine] = (z[pos[idx[mine]]] - run[pos[idx[mine]]]).astype(np.float32)
+        return out if out is not None else np.asarray(read(d, idx), dtype=np.float32)
 
     return f
 
 
 def describe(cfg: dict) -> dict:
     """The readout settings a result row's info records."""
-    return {k: cfg[k] for k in ("beat_readout", "beat_window_s", "beat_span_s", "beat_rr", "beat_cv_folds",
-                                "beat_min_class_beats", "beat_rule")}
+    return {k: cfg[k] for k in ("beat_readout", "beat_window_s", "beat_span_s", "beat_rr", "beat_norm",
+                                "beat_cv_folds", "beat_min_class_beats", "beat_rule")}
 
 
 def decision_rule(labels: np.ndarray, n_cls: int, min_beats: int) -> np.ndarray:
