@@ -170,3 +170,16 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
         assert key in LATER_JOB_SETTINGS
         assert config_hash({**cfg, key: value}, "mets") != legacy, key
     assert config_hash({**cfg, "beat_window_s": 2}, "mets") == legacy  # 2 == 2.0 as the config reads it
+    # scoped to the jobs they change: a PTB-XL job or MIT-BIH zero-shot keeps its id under a new beat head
+    from benchmark.protocols import Job
+
+    ptbxl = Job("mets", 0, "few-label", "linear-probe", "ptbxl", "superdiagnostic", 1.0)
+    zs = Job("mets", 0, "cross-dataset", "zero-shot", "mitbih", "aami")
+    lp = Job("mets", 0, "cross-dataset", "linear-probe", "mitbih", "aami", 1.0)
+    head = Job("mets", 0, "few-label", "mlp-probe", "ptbxl", "superdiagnostic", 1.0)
+    norm = {**cfg, "beat_norm": "record"}
+    assert config_hash(norm, "mets", ptbxl) == config_hash(norm, "mets", zs) == legacy != config_hash(norm, "mets", lp)
+    filt = {**cfg, "mitbih_baseline": "median"}  # the data changes: MIT-BIH zero-shot too, PTB-XL not
+    assert config_hash(filt, "mets", zs) != legacy == config_hash(filt, "mets", ptbxl)
+    small = {**cfg, "probe_hidden": 64}
+    assert config_hash(small, "mets", head) != legacy == config_hash(small, "mets", lp)

@@ -93,11 +93,37 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def config_hash(cfg: dict, spec: str) -> str:
-    """Hash of every setting that can change a job's numbers (not device or progress)."""
+def config_hash(cfg: dict, spec: str, job: Job | None = None) -> str:
+    """Hash of every setting that can change a job's numbers (not device or progress). The later
+    settings (``LATER_JOB_SETTINGS``) count only for the jobs they can change (:func:`_changes`),
+    so a new default for the MIT-BIH beat head re-runs MIT-BIH jobs, not PTB-XL ones; without a
+    ``job``, all of them count."""
     keep = {k: v for k, v in cfg.items() if k in JOB_SETTINGS}
-    keep.update({k: cfg[k] for k, legacy in LATER_JOB_SETTINGS.items() if k in cfg and not _same_value(cfg[k], legacy)})
+    keep.update({k: cfg[k] for k, legacy in LATER_JOB_SETTINGS.items()
+                 if k in cfg and not _same_value(cfg[k], legacy) and (job is None or _changes(k, job))})
     return stable_hash({"cfg": keep, "method": spec})
+
+
+def _changes(key: str, job: Job) -> bool:
+    """Whether later setting ``key`` can change ``job``'s numbers: a dataset option only that
+    dataset's jobs; a ``beat_*`` setting only the beat-level heads (not zero-shot) of a beat-centred
+    dataset; the head sizes only the mlp/attention heads."""
+    from benchmark.data.datasets import RUN_SETTINGS
+    from benchmark.protocols.heads import KINDS
+    from benchmark.registry import DATASETS
+
+    if key in ("probe_hidden", "probe_epochs"):
+        return job.mode in KINDS
+    for name, rs in RUN_SETTINGS.items():
+        if key in rs.options.values():
+            return job.dataset == name
+    if key.startswith("beat_"):
+        try:
+            centred = bool(getattr(DATASETS.entry(job.dataset).factory, "beat_centred", False))
+        except Exception:  # a dataset this registry does not know cannot be beat-centred
+            centred = False
+        return centred and job.mode != "zero-shot"
+    return True
 
 
 def method_specs(cfg: dict) -> list[str]:
@@ -306,7 +332,7 @@ class Runner:
                          f"methods {', '.join(self.specs)}{why}; choose other --methods or --protocols")
 
     def job_id(self, job: Job) -> str:
-        return make_job_id({**job.key, "config": self.config_hash(job.method)})
+        return make_job_id({**job.key, "config": config_hash(self.cfg, job.method, job)})
 
     def row_method(self, spec: str) -> str:
         """The method as result rows name it: the spec plus ``row_label`` settings (an ablation of
@@ -496,7 +522,7 @@ class Runner:
             "method_name": job.method.split("[", 1)[0], "seed": job.seed,
             "protocol": job.protocol, "mode": job.mode, "dataset": job.dataset, "task": job.task,
             "label_fraction": np.nan if job.label_fraction is None else job.label_fraction,
-            "config_hash": self.config_hash(job.method), **env,
+            "config_hash": config_hash(self.cfg, job.method, job), **env,
         }
         rows = [{**extra, **r} for r in ev.rows]
         meta = {"job": job.key, "info": ev.info, "pretrain_hash": h, "config": self.cfg, "encoder": encoder}
