@@ -179,6 +179,8 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
     head = Job("mets", 0, "few-label", "mlp-probe", "ptbxl", "superdiagnostic", 1.0)
     norm = {**cfg, "beat_norm": "record"}
     assert config_hash(norm, "mets", ptbxl) == config_hash(norm, "mets", zs) == legacy != config_hash(norm, "mets", lp)
+    ft = Job("mets", 0, "cross-dataset", "fine-tune", "mitbih", "aami", 1.0)  # reads the raw window
+    assert config_hash(norm, "mets", ft) == legacy != config_hash({**cfg, "beat_rr": False}, "mets", ft)
     filt = {**cfg, "mitbih_baseline": "median"}  # the data changes: MIT-BIH zero-shot too, PTB-XL not
     assert config_hash(filt, "mets", zs) != legacy == config_hash(filt, "mets", ptbxl)
     small = {**cfg, "probe_hidden": 64}

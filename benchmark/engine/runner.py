@@ -122,8 +122,17 @@ def _changes(key: str, job: Job) -> bool:
             centred = bool(getattr(DATASETS.entry(job.dataset).factory, "beat_centred", False))
         except Exception:  # a dataset this registry does not know cannot be beat-centred
             centred = False
-        return centred and job.mode != "zero-shot"
+        return centred and job.mode in BEAT_SETTING_MODES.get(key, ("linear-probe", "fine-tune", *KINDS))
     return True
+
+
+# the beat-level modes a beat_* setting reaches (others: every mode but zero-shot): the probe's
+# record-wise CV and decision rule are the linear probe's; the feature normalisation is read by
+# MLP head, not by the attention head or the fine-tune (beat_level.py)
+BEAT_SETTING_MODES: dict = {
+    "beat_cv_folds": ("linear-probe",), "beat_rule": ("linear-probe",),
+    "beat_norm": ("linear-probe", "mlp-probe"),
+}
 
 
 def method_specs(cfg: dict) -> list[str]:
