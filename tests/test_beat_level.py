@@ -73,8 +73,11 @@ def test_probe_chooses_on_ds1_folds_and_reads_ds2_once_at_the_end(tiny, mitbih):
         return feats(d, idx)
 
     ev = beat_level.run_beat_probe(spy, mitbih, "aami", Cs=[0.1], folds=4, max_iter=200, n_boot=20, seed=0,
-                                   max_eval=3000)
+                                   max_eval=3000, extend=1)
     assert len(calls) == 2 and calls[0] <= {"train", "val"} and calls[-1] == {"test"}
+    # one C is the grid's edge on both sides: the best so far gets a neighbour a decade beyond it
+    # (the lower side first), scored on the same out-of-fold DS1 beats
+    assert sorted(ev.info["cv_auroc_by_C"]) == [0.01, 0.1] and ev.info["C"] in (0.01, 0.1)
     assert mitbih.reads.get("test", 0) > 0
     ds1_records = set(mitbih.meta.loc[np.isin(split, ["train", "val"]), "record"])
     assert ev.info["cv_records"] == len(ds1_records) and ev.info["n_train"] == int(np.isin(split, ["train", "val"]).sum())

@@ -68,7 +68,7 @@ JOB_SETTINGS = (
 # later change of its default -- gets new jobs. (Before, these settings changed numbers without
 # changing the job id: a resumed folder served rows of the old setting.)
 LATER_JOB_SETTINGS: dict = {
-    "beat_readout": "pool", "beat_window_s": 2.0, "beat_span_s": 0.6, "beat_rr": True, "beat_cv_folds": 5,
+    "beat_readout": "pool", "beat_window_s": 2.0, "beat_span_s": 0.6, "beat_rr": True, "beat_cv_folds": 5, "beat_C_extend": 0,
     "beat_rule": "auto", "beat_min_class_beats": 50, "beat_norm": "none", "probe_hidden": 256, "probe_epochs": 100,
     "mitbih_baseline": "none", "mitbih_scale": "none",
 }
@@ -130,7 +130,7 @@ def _changes(key: str, job: Job) -> bool:
 # record-wise CV and decision rule are the linear probe's; the feature normalisation is read by
 # MLP head, not by the attention head or the fine-tune (beat_level.py)
 BEAT_SETTING_MODES: dict = {
-    "beat_cv_folds": ("linear-probe",), "beat_rule": ("linear-probe",),
+    "beat_cv_folds": ("linear-probe",), "beat_rule": ("linear-probe",), "beat_C_extend": ("linear-probe",),
     "beat_norm": ("linear-probe", "mlp-probe"),
 }
 
