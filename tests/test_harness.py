@@ -161,27 +161,32 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
     from benchmark.config import build_config
     from benchmark.engine.runner import JOB_SETTINGS, LATER_JOB_SETTINGS, config_hash
     from benchmark.paths import stable_hash
+    from benchmark.protocols import Job
 
-    cfg = build_config("shared", None, {})
+    base = build_config("shared", None, {})
+    cfg = {**base, **{k: v for k, v in LATER_JOB_SETTINGS.items()}}  # every later setting at its legacy value
     legacy = stable_hash({"cfg": {k: v for k, v in cfg.items() if k in JOB_SETTINGS}, "method": "mets"})
-    assert config_hash(cfg, "mets") == legacy  # defaults: the ids of results/shared stand
+    assert config_hash(cfg, "mets") == legacy  # the ids of rows computed before these settings were hashed stand
     for key, value in {"beat_rr": False, "beat_window_s": 0, "beat_norm": "record", "beat_rule": "argmax",
-                       "mitbih_baseline": "median", "mitbih_scale": "record", "probe_hidden": 64}.items():
+                       "beat_C_extend": 2, "mitbih_baseline": "median", "mitbih_scale": "record",
+                       "probe_hidden": 64}.items():
         assert key in LATER_JOB_SETTINGS
         assert config_hash({**cfg, key: value}, "mets") != legacy, key
     assert config_hash({**cfg, "beat_window_s": 2}, "mets") == legacy  # 2 == 2.0 as the config reads it
     # scoped to the jobs they change: a PTB-XL job or MIT-BIH zero-shot keeps its id under a new beat head
-    from benchmark.protocols import Job
-
     ptbxl = Job("mets", 0, "few-label", "linear-probe", "ptbxl", "superdiagnostic", 1.0)
     zs = Job("mets", 0, "cross-dataset", "zero-shot", "mitbih", "aami")
     lp = Job("mets", 0, "cross-dataset", "linear-probe", "mitbih", "aami", 1.0)
+    ft = Job("mets", 0, "cross-dataset", "fine-tune", "mitbih", "aami", 1.0)  # reads the raw window
     head = Job("mets", 0, "few-label", "mlp-probe", "ptbxl", "superdiagnostic", 1.0)
     norm = {**cfg, "beat_norm": "record"}
     assert config_hash(norm, "mets", ptbxl) == config_hash(norm, "mets", zs) == legacy != config_hash(norm, "mets", lp)
-    ft = Job("mets", 0, "cross-dataset", "fine-tune", "mitbih", "aami", 1.0)  # reads the raw window
     assert config_hash(norm, "mets", ft) == legacy != config_hash({**cfg, "beat_rr": False}, "mets", ft)
     filt = {**cfg, "mitbih_baseline": "median"}  # the data changes: MIT-BIH zero-shot too, PTB-XL not
     assert config_hash(filt, "mets", zs) != legacy == config_hash(filt, "mets", ptbxl)
     small = {**cfg, "probe_hidden": 64}
     assert config_hash(small, "mets", head) != legacy == config_hash(small, "mets", lp)
+    # today's defaults: only the MIT-BIH probe differs from the legacy values (the C grid extends itself)
+    assert {k for k, v in LATER_JOB_SETTINGS.items() if base[k] != v} == {"beat_C_extend"}
+    assert config_hash(base, "mets", lp) != legacy
+    assert all(config_hash(base, "mets", j) == legacy for j in (ptbxl, zs, ft, head))
