@@ -127,8 +127,8 @@ def _changes(key: str, job: Job) -> bool:
 
 
 # the beat-level modes a beat_* setting reaches (others: every mode but zero-shot): the probe's
-# record-wise CV and decision rule are the linear probe's; the feature normalisation is read by
-# MLP head, not by the attention head or the fine-tune (beat_level.py)
+# record-wise CV, C grid and decision rule are the linear probe's; the feature normalisation is
+# read by the probe and the MLP head, not by the attention head or the fine-tune (beat_level.py)
 BEAT_SETTING_MODES: dict = {
     "beat_cv_folds": ("linear-probe",), "beat_rule": ("linear-probe",), "beat_C_extend": ("linear-probe",),
     "beat_norm": ("linear-probe", "mlp-probe"),
