@@ -79,9 +79,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                   "readout of its record's beats up to and including it)"),
     "beat_rr": (True, "append the beat's RR-interval features (causal per-record normalisation) before the head"),
     "beat_cv_folds": (5, "beat-level probe: record-wise folds of DS1 that choose C"),
-    "beat_C_extend": (2, "beat-level probe: while the best C sits on the edge of the grid (probe_C), try up to this "
-                      "many more values beyond it, a decade at a time (chosen on the same DS1 folds; 0: the grid "
-                      "alone)"),
+    "beat_C_extend": (0, "beat-level probe: while the best C sits on the edge of the grid (probe_C), try up to this "
+                      "many more values beyond it, a decade at a time, on the same DS1 folds (0: the grid alone; "
+                      "not the default: docs/protocols.md says why)"),
     "beat_rule": ("auto", "beat-level probe's decision rule: argmax (class-weighted, equal priors), offsets "
                   "(fitted to DS1 out-of-fold macro F1), auto (whichever a nested record-wise CV in DS1 prefers)"),
     "beat_min_class_beats": (50, "beat-level heads: a class with fewer DS1 training beats is never predicted "
