@@ -46,7 +46,8 @@ def main(args) -> int:
     overrides = overrides_from_args(args)
     if any(k in overrides for k in ABLATIONS[args.name].runs):
         raise UserError(f"ablation '{args.name}' varies {list(ABLATIONS[args.name].runs)} itself: do not --set them")
-    parts = select_arms(plan(args.name, args.out, overrides), getattr(args, "arm", None))
+    every = plan(args.name, args.out, overrides)
+    parts = select_arms(every, getattr(args, "arm", None))
     for spec, reason in parts[0].skipped.items():
         print(f"note: skipping {spec}: {reason}")
     # every folder's settings and plan are checked before the first one runs
@@ -73,5 +74,8 @@ def main(args) -> int:
         rows = runner.run()
         print(runner.summary_text(rows))
     if not args.dry_run:
-        print(next_step_text(*[p.out for p in parts]))
+        # the report covers the whole set: every arm with results, not only the --arm ones just run
+        from benchmark.results import holds_results
+
+        print(next_step_text(*[p.out for p in every if p in parts or holds_results(p.out)]))
     return 0
