@@ -51,7 +51,11 @@ prompt has no RR feature.
 The defaults (``pool`` over 2 s, RR on) were chosen on the DS1 cross-validation (out-of-fold macro
 AUROC of the random-init encoder, resnet1d-10 width 32, ``shared`` settings): 10 s pool without RR
 0.620, 2 s beat span 0.6 s + RR 0.617, 2 s pool + RR 0.709, 2 s beat span without RR 0.558; the
-``mitbih-input`` ablation reports the same grid for every method, with DS2 beside it.
+``mitbih-input`` ablation reports the same grid for every method, with DS2 beside it. There
+(seeds 0-1, METS/SimCLR/random-init) ``beat_norm=record`` lost on DS1 in 6 of 6 method-seed pairs
+and stays off; baseline-wander removal (``mitbih_baseline=median``) won on DS1 in 5 of 6 (mean
+out-of-fold AUROC 0.729 vs 0.698) but is not yet the default: ``results/shared`` was made
+without it (docs/protocols.md).
 """
 
 from __future__ import annotations
