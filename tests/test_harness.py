@@ -152,6 +152,8 @@ def test_next_step_of_an_ablation_names_one_report_after_its_parent_folder():
         "--results results/ablation-prompts/prompt_templates=all "
         "--results results/ablation-prompts/prompt_templates=paper --out reports/ablation-prompts")
     assert next_step_text("results/quick").strip().endswith("--results results/quick --out reports/quick")
+    nested = ["results/ablation-mitbih-input/default", "results/ablation-mitbih-input/beat_window_s=0/beat_rr=False"]
+    assert next_step_text(*nested).strip().endswith("--out reports/ablation-mitbih-input")
 
 
 def test_every_setting_that_changes_numbers_changes_the_job_id():

@@ -146,10 +146,13 @@ def tracker_from_args(args, out, experiment: str | None = None):
 
 def next_step_text(*outs, tracker=None) -> str:
     """The exact command that makes the report of what a run just wrote (and where the tracker is)."""
+    import os
+
     paths = [Path(o) for o in outs]
-    parent = paths[0].parent
-    # an ablation writes one folder per setting under one parent: one report named after the parent
-    name = parent.name if len(paths) > 1 and all(p.parent == parent for p in paths) else paths[0].name
+    # an ablation writes one folder per setting under one parent (nested for arms that set two
+    # things): one report named after the folder they all sit in
+    common = Path(os.path.commonpath([str(p) for p in paths])) if len(paths) > 1 else paths[0]
+    name = common.name if len(paths) > 1 and common.name else paths[0].name
     report = Path("reports") / name
     text = (f"make the report (tables, figures, index.md, index.html in {report}/):\n"
             f"  {report_command(outs, report)}")
