@@ -251,7 +251,9 @@ def _coerce(key: str, value: Any) -> Any:
         elif isinstance(default, dict):
             raise UserError(f"setting '{key}' takes key=value pairs: use --set {key}.NAME=VALUE")
         else:
-            value = parse_value(value)
+            parsed = parse_value(value)
+            # a text setting whose choices include "none" (beat_norm, mitbih_baseline) keeps the word
+            value = value.strip().lower() if parsed is None and isinstance(default, str) else parsed
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(default, list) and not isinstance(value, list):

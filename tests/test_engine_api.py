@@ -73,7 +73,7 @@ def test_datasets_declare_their_run_settings():
 
     cfg = build_config("quick")
     assert cross_targets() == ["mitbih", "cinc2017"]
-    assert prepare_options("mitbih", cfg) == {"subdir": "mitdb-pvc", "annotator": "pvc"}
+    assert prepare_options("mitbih", cfg) == {"subdir": "mitdb-pvc", "annotator": "pvc", "baseline": "none", "scale": "none"}
     assert prepare_options("cinc2017", cfg) == {"n_crops": 3} and prepare_options("ptbxl", cfg) == {}
     assert run_tasks("mitbih", cfg) == ["pvc"] and run_tasks("cinc2017", cfg) == ["rhythm", "af"]
 

@@ -357,3 +357,6 @@ def test_baseline_and_record_scale_conditioning_on_real_records(data_root):
 
     with pytest.raises(UserError, match="unknown value of mitbih_scale 'patient'"):
         build_config("quick", None, {"mitbih_scale": "patient"})
+    # "none" is a choice, not YAML/CLI null: it survives --set and a recorded config.yaml
+    cfg = build_config("quick", None, {"mitbih_baseline": "none", "beat_norm": "None", "mitbih_scale": "record"})
+    assert (cfg["mitbih_baseline"], cfg["beat_norm"], cfg["mitbih_scale"]) == ("none", "none", "record")
