@@ -8,6 +8,9 @@ Layout of a results folder (documented for users in ``results/README.md``)::
     <out>/meta/<job_id>.json         job metadata (config, labelled subset, thresholds, timings)
     <out>/history/<key>.parquet      pretraining loss curves
     <out>/results.csv                all rows of the folder in one table (rewritten after each job)
+    <out>/superseded/{rows,scores,meta}/   files of jobs rewritten since under other settings
+                                     (same method, seed, protocol, mode, dataset, task and
+                                     fraction, another job id: e.g. after a default changed)
 
 Every write goes to a temporary file in the same folder and is moved into place with
 ``os.replace``, so a run killed at any instant (even ``kill -9``) leaves either the old file or
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import functools
 import os
@@ -39,6 +43,8 @@ import pandas as pd
 from benchmark.errors import UserError
 from benchmark.io import atomic_write_csv, atomic_write_json, atomic_write_parquet, atomic_write_text, jsonable
 
+log = logging.getLogger("benchmark.results")
+
 # Column order of the tidy table; see results/README.md for what each column means.
 ROW_COLUMNS: tuple[str, ...] = (
     "run_id", "job_id", "method", "method_name", "seed", "protocol", "mode", "dataset", "task",
@@ -55,6 +61,8 @@ KEY_COLUMNS: tuple[str, ...] = (
     "method", "seed", "protocol", "mode", "dataset", "task", "label_fraction", "metric", "class",
 )
 SCORE_COLUMNS = ("example", "class", "label", "score")
+# What a job is, whatever its settings: a rewritten job with the same values supersedes the old one.
+JOB_KEY_COLUMNS: tuple[str, ...] = ("method", "seed", "protocol", "mode", "dataset", "task", "label_fraction")
 
 # Readable prefix of a job id: these key fields, in this order, when present.
 _JOB_ID_FIELDS = ("method", "protocol", "mode", "dataset", "task", "label_fraction", "seed")
@@ -301,8 +309,38 @@ class ResultStore:
                 raise ValueError(f"scores of job {job_id} lack columns {sorted(missing)}")
             atomic_write_parquet(scores.reset_index(drop=True), self.scores_path(job_id))
         atomic_write_parquet(df, self.rows_path(job_id))
+        self.supersede(job_id, df)
         self.write_csv()
         return df
+
+    @property
+    def superseded_dir(self) -> Path:
+        return self.root / "superseded"
+
+    def supersede(self, job_id: str, df: pd.DataFrame) -> list[str]:
+        """Move the files of other jobs with the same job key (method, seed, protocol, mode,
+        dataset, task, label fraction) as ``job_id`` -- the same job under settings that have since
+        changed, e.g. a new default -- to ``superseded/`` (rows, scores, meta kept as they were), so
+        the folder's rows and ``results.csv`` hold one row set per job. Returns the moved ids."""
+        key = [c for c in JOB_KEY_COLUMNS if c in df.columns]
+        rows = self.load_rows()
+        if rows.empty or not key:
+            return []
+        mine = df[key].drop_duplicates().astype(str)
+        others = rows[rows["job_id"] != job_id]
+        ids = sorted(set(others.loc[others[key].astype(str).apply(tuple, axis=1).isin(
+            set(mine.apply(tuple, axis=1))), "job_id"]))
+        for old in ids:
+            for src, kind in ((self.rows_path(old), "rows"), (self.scores_path(old), "scores"),
+                              (self.meta_path(old), "meta")):
+                if src.is_file():
+                    dst = self.superseded_dir / kind / src.name
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+            self._rows_cache.pop(self.rows_path(old), None)
+            log.info("job %s supersedes %s (same job, other settings): its files moved to %s", job_id, old,
+                     self.superseded_dir)
+        return ids
 
     def write_csv(self) -> None:
         """Rewrite the consolidated ``results.csv`` from the rows files (for humans)."""

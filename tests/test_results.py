@@ -180,3 +180,24 @@ def test_code_version_is_read_once_per_process(tmp_path):
     assert env_info(repo=repo)["git_commit"] == first["git_commit"] and env_info(repo=repo)["git_dirty"] is False
     code_version.cache_clear()
     assert env_info(repo=repo)["git_dirty"] is True  # a new process would see it
+
+
+def test_a_job_rewritten_under_new_settings_supersedes_the_old_one(tmp_path):
+    """The same job (method, seed, protocol, mode, dataset, task, fraction) written under another
+    id -- its settings changed, e.g. a new default -- moves the old job's files to superseded/:
+    the folder then holds one row set per job, and nothing computed is deleted."""
+    store = ResultStore(tmp_path)
+    rows, y, s = _job_rows()
+    other, *_ = _job_rows(seed=1)
+    old_id, new_id = make_job_id({"method": "mets", "seed": 0, "config": "a"}), make_job_id(
+        {"method": "mets", "seed": 0, "config": "b"})
+    keep_id = make_job_id({"method": "mets", "seed": 1, "config": "a"})
+    store.write_job(old_id, rows, scores=scores_frame([f"e{i}" for i in range(len(y))], ["a", "b"], y, s),
+                    meta={"config": "a"})
+    store.write_job(keep_id, other)
+    store.write_job(new_id, rows)
+    assert set(store.done_jobs()) == {new_id, keep_id}  # another seed is another job: kept
+    assert set(store.load_rows()["job_id"]) == {new_id, keep_id}
+    assert set(pd.read_csv(store.csv_path)["job_id"]) == {new_id, keep_id}
+    moved = sorted(p.relative_to(store.superseded_dir).as_posix() for p in store.superseded_dir.rglob("*.*"))
+    assert moved == [f"meta/{old_id}.json", f"rows/{old_id}.parquet", f"scores/{old_id}.parquet"]
