@@ -129,17 +129,24 @@ def env_info(device: str | None = None, repo: str | os.PathLike | None = None) -
     return _env_rest(commit, dirty, device, torch_version)
 
 
+# tracked folders of outputs, not code: a run that resumes into ``results/shared`` of a checkout has
+# changed tracked files there, but not the code that makes the numbers
+OUTPUT_DIRS = ("results", "reports")
+
+
 @functools.lru_cache(maxsize=None)
 def code_version(repo: str) -> tuple[str, bool]:
     """``(commit, dirty)`` of ``repo``, read once per process: a process runs the code it loaded at
     its start, so edits or commits made while it runs must not relabel its later rows (the runner
-    reads it when a run begins)."""
+    reads it when a run begins). ``dirty``: a tracked file outside ``OUTPUT_DIRS`` differs from the
+    commit (results written into a checkout's own ``results/`` leave the code clean)."""
     commit, dirty = "", False
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
         if commit:
-            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                     *(f":(exclude){d}" for d in OUTPUT_DIRS)],
                                     cwd=repo, capture_output=True, text=True, timeout=10).stdout
             dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):

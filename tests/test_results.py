@@ -182,6 +182,31 @@ def test_code_version_is_read_once_per_process(tmp_path):
     assert env_info(repo=repo)["git_dirty"] is True  # a new process would see it
 
 
+def test_results_written_into_the_checkout_leave_the_code_clean(tmp_path):
+    """Resuming into a tracked ``results/`` (or regenerating ``reports/``) changes no code: the rows
+    must not be labelled ``-dirty``; a changed code file still is."""
+    import subprocess
+
+    from benchmark.results import code_version
+
+    repo = tmp_path / "repo"
+    for d in ("results/shared", "reports/shared", "benchmark"):
+        (repo / d).mkdir(parents=True)
+    run = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    for f in ("results/shared/results.csv", "reports/shared/index.md", "benchmark/x.py"):
+        (repo / f).write_text("a")
+    run("add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    (repo / "results/shared/results.csv").write_text("b")
+    (repo / "reports/shared/index.md").write_text("b")
+    code_version.cache_clear()
+    assert env_info(repo=repo)["git_dirty"] is False
+    (repo / "benchmark/x.py").write_text("b")
+    code_version.cache_clear()
+    assert env_info(repo=repo)["git_dirty"] is True
+
+
 def test_a_job_rewritten_under_new_settings_supersedes_the_old_one(tmp_path):
     """The same job (method, seed, protocol, mode, dataset, task, fraction) written under another
     id -- its settings changed, e.g. a new default -- moves the old job's files to superseded/:
