@@ -351,3 +351,32 @@ def test_variant_comparisons_are_holm_adjusted_as_one_family():
     assert line.endswith("| 0.010 | 0.050 | no |"), line
     line = next(t for t in text.splitlines() if t.startswith("| mets[report_text=clean] − mets[report_text=en] | ZS PTB-XL rhythm"))
     assert line.endswith("| 0.001 | 0.006 | yes: variant worse |"), line
+
+
+def test_mitbih_decision_rules_come_from_each_jobs_meta_and_rows():
+    """On the committed ``results/shared``: one row per MIT-BIH probe job; the rule is the one the
+    nested DS1 estimate preferred (``beat_rule=auto``: offsets only where they score higher), argmax
+    rows carry zero offsets, and the DS2 S/V numbers are the job's own result rows."""
+    from pathlib import Path
+
+    from benchmark.report import claims
+    from benchmark.results import merge_results
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "shared"
+    rows = merge_results([folder])
+    probe = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami") & (rows["mode"] == "linear-probe")]
+    if probe.empty:
+        pytest.skip("results/shared holds no MIT-BIH probe rows")
+    t = claims.mitbih_rules([folder], rows)
+    assert len(t) == probe["job_id"].nunique()
+    assert set(t["rule"]) <= {"argmax", "offsets"}
+    offsets = t[["offset_N", "offset_S", "offset_V", "offset_F"]].to_numpy()
+    argmax = (t["rule"] == "argmax").to_numpy()
+    assert (offsets[argmax] == 0).all() and (offsets[~argmax] != 0).any(axis=1).all()
+    assert ((t["ds1_nested_f1_offsets"] > t["ds1_nested_f1_argmax"]) == ~argmax).all()
+    for _, r in t.iterrows():
+        job = probe[(probe["method"] == r["method"]) & (probe["seed"] == r["seed"])]
+        for cls, metric, col in (("S", "f1", "ds2_S_F1"), ("V", "precision", "ds2_V_+P")):
+            assert job[(job["class"] == cls) & (job["metric"] == metric)]["value"].iloc[0] == r[col]
+    md = claims.mitbih_rules_markdown(t)
+    assert md.count("\n") == 1 + t.groupby(["method", "rule"]).ngroups

@@ -169,6 +169,13 @@ def mitbih_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, d
         w.csv_item(sec, counts.reset_index(), "mitbih_aami_counts.csv",
                    "Beats per AAMI class and split (train/val: DS1 patients, val held out; test: DS2; paced records "
                    "and records without MLII excluded).", "\n".join(md))
+    rules = claims.mitbih_rules(dirs, rows)
+    if rules is not None and sec.items:
+        w.csv_item(sec, rules, "mitbih_decision_rules.csv",
+                   "The linear probe's decision rule per job, chosen on DS1 alone (`beat_rule`: argmax of the "
+                   "class-weighted model, or offsets where a nested record-wise estimate prefers them; the nested "
+                   "out-of-fold macro F1 of both and the fitted offsets are in the CSV) beside the job's DS2 S and V "
+                   "results: how much of a seed's S result is its rule.", claims.mitbih_rules_markdown(rules))
     return sec
 
 

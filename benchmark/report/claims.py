@@ -7,7 +7,8 @@ Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a tabl
 * **MIT-BIH AAMI (DS1 -> DS2)**: per class and method/mode, sensitivity (Se = recall), positive
   predictive value (+P = precision) and F1, with their macro means and macro AUROC, mean ± SD over
   seeds [mean 95 % CI]; and the beat counts per class and split (train/validation are DS1 patients,
-  test is DS2; capped test splits show kept and represented counts).
+  test is DS2; capped test splits show kept and represented counts); and the probe's decision rule
+  per job (chosen on DS1) beside its DS2 S/V results (``mitbih_decision_rules.csv``).
 * **Paired differences** (``tables/paired.csv``, columns in :data:`benchmark.stats.paired.PAIRED_COLUMNS`):
   every pair of methods on every setting of the tables, per seed and averaged over seeds, with
   paired-bootstrap 95 % intervals; the index shows the headline pairs (METS against each other
@@ -174,6 +175,46 @@ def mitbih_counts(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
             df.index.name = "class"
             return df
     return None
+
+
+def mitbih_rules(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
+    """Per MIT-BIH AAMI probe job: the decision rule ``beat_rule`` chose on DS1 (its meta's
+    ``info.decision_rule``: the nested out-of-fold macro F1 of argmax and of offsets), the fitted
+    per-class offsets, and the job's DS2 S and V Se/+P/F1 beside them -- how much of a seed's S
+    result is the rule. None when no job recorded a rule."""
+    r = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami") & (rows["mode"] == "linear-probe")]
+    out = []
+    for (d, j, method, seed), g in r.groupby(["results_dir", "job_id", "method", "seed"], sort=False):
+        p = Path(d) / "meta" / f"{j}.json"
+        info = json.loads(p.read_text()).get("info", {}) if p.is_file() else {}
+        rule = info.get("decision_rule")
+        if not rule:
+            continue
+        row = {"method": method, "seed": seed, "rule": rule.get("chosen"),
+               "ds1_nested_f1_argmax": rule.get("cv_macro_f1_argmax"),
+               "ds1_nested_f1_offsets": rule.get("cv_macro_f1_offsets")}
+        offsets = info.get("offsets") or [0.0] * len(AAMI)
+        row.update({f"offset_{c}": float(o) for c, o in zip(AAMI, offsets) if c != "Q"})
+        for cls in ("S", "V"):
+            for metric in ("recall", "precision", "f1"):
+                v = g[(g["class"] == cls) & (g["metric"] == metric)]["value"]
+                row[f"ds2_{cls}_{MLIT[metric]}"] = float(v.iloc[0]) if len(v) else np.nan
+        out.append(row)
+    if not out:
+        return None
+    df = pd.DataFrame(out)
+    order = sorted(range(len(df)), key=lambda i: (method_sort_key(df["method"][i]), str(df["seed"][i])))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def mitbih_rules_markdown(df: pd.DataFrame) -> str:
+    """Per method: how often each rule was chosen and the DS2 S Se / F1 under it (means)."""
+    md = ["| method | rule chosen on DS1 | jobs | mean S offset | DS2 S Se | DS2 S F1 | DS2 V F1 |",
+          "|:--|:--|--:|--:|--:|--:|--:|"]
+    for (m, rule), g in df.groupby(["method", "rule"], sort=False):
+        md.append(f"| {m} | {rule} | {len(g)} | {g['offset_S'].mean():+.2f} | {fmt(g['ds2_S_Se'].mean())} | "
+                  f"{fmt(g['ds2_S_F1'].mean())} | {fmt(g['ds2_V_F1'].mean())} |")
+    return "\n".join(md)
 
 
 # --------------------------------------------------------------------------------------------
