@@ -22,7 +22,6 @@ Sections written (each also as ``tables/<name>.{md,tex,csv}`` where it is a tabl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from benchmark.report.order import (DATASET_LABEL, FEW_LABEL, MODE_ABBR, ZERO_SH
                                     method_sort_key)
 from benchmark.report.table import Table, fmt, fmt_p
 from benchmark.report.tables import macro
+from benchmark.results import ResultStore
 from benchmark.stats.inference import holm
 from benchmark.stats.bootstrap import percentile_interval, resample_weights
 from benchmark.stats.metrics import all_stats
@@ -162,14 +162,16 @@ def mitbih_reference_table(s: pd.DataFrame) -> Table | None:
                  [c for c in cols if c in set(cells["col"])], best_axis="none")
 
 
+def job_info(results_dir, job_id: str) -> dict:
+    """The ``info`` a job saved in its meta (``ResultStore.load_meta``); {} when it saved none."""
+    return ResultStore(results_dir).load_meta(job_id).get("info", {})
+
+
 def mitbih_counts(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
     """Beats per AAMI class and split, from the meta of one MIT-BIH AAMI job."""
     r = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami")]
     for d, j in r[["results_dir", "job_id"]].drop_duplicates().itertuples(index=False):
-        p = Path(d) / "meta" / f"{j}.json"
-        if not p.is_file():
-            continue
-        counts = json.loads(p.read_text()).get("info", {}).get("class_counts")
+        counts = job_info(d, j).get("class_counts")
         if counts:
             df = pd.DataFrame(counts).reindex(list(AAMI)).fillna(0)
             df.index.name = "class"
@@ -185,8 +187,7 @@ def mitbih_rules(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
     r = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami") & (rows["mode"] == "linear-probe")]
     out = []
     for (d, j, method, seed), g in r.groupby(["results_dir", "job_id", "method", "seed"], sort=False):
-        p = Path(d) / "meta" / f"{j}.json"
-        info = json.loads(p.read_text()).get("info", {}) if p.is_file() else {}
+        info = job_info(d, j)
         rule = info.get("decision_rule")
         if not rule:
             continue
@@ -392,10 +393,9 @@ def label_budgets(rows: pd.DataFrame) -> dict:
     r = rows[(rows["protocol"] == "few-label") & (rows["dataset"] == "ptbxl")]
     out: dict = {"train": {}, "val": None, "test": None}
     for d, j, lf in r[["results_dir", "job_id", "label_fraction"]].drop_duplicates().itertuples(index=False):
-        p = Path(d) / "meta" / f"{j}.json"
-        if float(lf) in out["train"] or not p.is_file():
+        if float(lf) in out["train"]:
             continue
-        info = json.loads(p.read_text()).get("info", {})
+        info = job_info(d, j)
         if "n_train" in info:
             out["train"][float(lf)] = int(info["n_train"])
         out["val"] = info.get("n_val", out["val"])
