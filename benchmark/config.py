@@ -84,6 +84,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                       "not the default: docs/protocols.md says why)"),
     "beat_rule": ("auto", "beat-level probe's decision rule: argmax (class-weighted, equal priors), offsets "
                   "(fitted to DS1 out-of-fold macro F1), auto (whichever a nested record-wise CV in DS1 prefers)"),
+    "beat_sn_stage": ("auto", "beat-level probe: an S-vs-N stage that re-decides the beats the rule calls N or S by a "
+                      "class-weighted logistic regression on the RR features alone: none | rr | auto (kept when a "
+                      "record-wise nested CV in DS1 prefers it)"),
     "beat_min_class_beats": (50, "beat-level heads: a class with fewer DS1 training beats is never predicted "
                              "(AAMI Q: 8); the others by the argmax of the class-weighted model"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),

@@ -73,7 +73,7 @@ def test_probe_chooses_on_ds1_folds_and_reads_ds2_once_at_the_end(tiny, mitbih):
         return feats(d, idx)
 
     ev = beat_level.run_beat_probe(spy, mitbih, "aami", Cs=[0.1], folds=4, max_iter=200, n_boot=20, seed=0,
-                                   max_eval=3000, extend=1)
+                                   max_eval=3000, extend=1, sn_stage="auto")
     assert len(calls) == 2 and calls[0] <= {"train", "val"} and calls[-1] == {"test"}
     # one C is the grid's edge on both sides: the best so far gets a neighbour a decade beyond it
     # (the lower side first), scored on the same out-of-fold DS1 beats
@@ -92,6 +92,17 @@ def test_probe_chooses_on_ds1_folds_and_reads_ds2_once_at_the_end(tiny, mitbih):
     if rule["chosen"] == "argmax":
         assert ev.info["offsets"][:4] == [0.0, 0.0, 0.0, 0.0]
     assert np.isfinite(ev.info["offsets"][:4]).all()
+    # the S-vs-N stage, chosen on DS1 too, re-decides only the beats the rule calls N or S
+    stage = ev.info["sn_stage"]
+    assert stage["stage"] == "auto" and isinstance(stage["chosen"], bool) and 0 < stage["threshold"] < 1
+    classes = list(mitbih.task("aami").classes)
+    wide = ev.scores.pivot(index="example", columns="class", values="score")[classes].to_numpy()
+    made = ev.scores.pivot(index="example", columns="class", values="pred")[classes].to_numpy().argmax(axis=1)
+    rule = (np.log(np.clip(wide, 1e-12, 1)) + np.asarray(ev.info["offsets"])).argmax(axis=1)
+    ns = np.isin(rule, [classes.index("N"), classes.index("S")])
+    assert (made[~ns] == rule[~ns]).all() and np.isin(made[ns], [classes.index("N"), classes.index("S")]).all()
+    if not stage["chosen"]:
+        assert (made == rule).all()
 
 
 def _biased_scores(rng, n_per_record=60, records=6, bias=0.0):
@@ -114,17 +125,54 @@ def test_auto_rule_takes_offsets_only_when_nested_folds_agree():
     rng = np.random.default_rng(0)
     base = np.array([0.0, 0.0, 0.0, -np.inf])
     y, p, folds = _biased_scores(rng)
-    off, info = beat_level.choose_rule(y, p, folds, base, "auto")
+    off, info, nested = beat_level.choose_rule(y, p, folds, base, "auto")
     assert info["chosen"] == "offsets" and info["cv_macro_f1_offsets"] > info["cv_macro_f1_argmax"]
     assert off[3] == -np.inf and off[1] > off[0]  # class 1 raised; the rare class stays out
     pred = (np.log(p) + off).argmax(axis=1)
     assert (pred[y[:, 1] == 1] == 1).all() and not (pred == 3).any()
     y, p, folds = _biased_scores(rng, bias=-0.3)  # calibrated: argmax is already right everywhere
-    off, info = beat_level.choose_rule(y, p, folds, base, "auto")
+    off, info, nested = beat_level.choose_rule(y, p, folds, base, "auto")
+    assert (nested == (np.log(p) + base).argmax(axis=1)).all()  # argmax chosen: the out-of-fold argmax
     assert info["chosen"] == "argmax" and list(off) == list(base)
     assert beat_level.choose_rule(y, p, folds, base, "argmax")[0] is base
     with pytest.raises(UserError, match="unknown beat_rule 'median'"):
         beat_level.validate(_cfg(beat_rule="median"))
+
+
+def _sn_problem(rng, informative: bool, n_per_record=200, records=6):
+    """N/S/V beats. ``informative``: the main-model scores call every S beat N (its morphology looks
+    normal) while S beats come early (short pre-RR) in every record; otherwise the scores are right
+    about every beat and the timing is noise."""
+    y_idx = rng.choice(3, size=n_per_record * records, p=[0.7, 0.15, 0.15])
+    p = np.full((len(y_idx), 3), 0.1)
+    p[np.arange(len(y_idx)), np.where(y_idx == 1, 0, y_idx) if informative else y_idx] = 0.8
+    rr = rng.normal(1.0, 0.1, size=(len(y_idx), 3))
+    if informative:
+        rr[y_idx == 1, 0] -= 0.4  # premature
+    folds = [np.arange(r * n_per_record, (r + 1) * n_per_record) for r in range(records)]
+    return np.eye(3)[y_idx], p, rr, folds
+
+
+def test_sn_stage_redecides_n_and_s_by_rr_only_when_ds1_folds_support_it():
+    rng = np.random.default_rng(0)
+    base = np.zeros(3)
+    y, p, rr, folds = _sn_problem(rng, informative=True)
+    _, _, nested = beat_level.choose_rule(y, p, folds, base, "argmax")
+    t, info = beat_level.choose_sn_stage(y, nested, rr, folds, base, ["N", "S", "V"], "auto", seed=0, max_iter=200)
+    assert info["chosen"] and info["cv_macro_f1_with"] > info["cv_macro_f1_without"] + 0.2 and t in beat_level.SN_THRESHOLDS
+    p_s = beat_level.fit_sn_stage(rr, y.argmax(axis=1), 0, 1, seed=0, max_iter=200)(rr)
+    staged = beat_level.apply_sn_stage(nested, p_s, 0, 1, t)
+    truth = y.argmax(axis=1)
+    assert (staged[truth == 1] == 1).mean() > 0.9 and (staged[truth == 0] == 0).mean() > 0.9
+    assert (staged[nested == 2] == 2).all()  # V calls are not the stage's to change
+    y, p, rr, folds = _sn_problem(rng, informative=False)  # the rule is right, timing is noise: no stage
+    _, _, nested = beat_level.choose_rule(y, p, folds, base, "argmax")
+    t, info = beat_level.choose_sn_stage(y, nested, rr, folds, base, ["N", "S", "V"], "auto", seed=0, max_iter=200)
+    assert t is None and info["chosen"] is False
+    assert beat_level.choose_sn_stage(y, nested, rr, folds, base, ["N", "S", "V"], "none", seed=0, max_iter=200)[0] is None
+    assert beat_level.choose_sn_stage(y, nested, rr, folds, base, ["N", "V", "F"], "rr", seed=0, max_iter=200)[0] is None
+    with pytest.raises(UserError, match="unknown beat_sn_stage 'timing'"):
+        beat_level.validate(_cfg(beat_sn_stage="timing"))
 
 
 def test_fixed_rule_and_balanced_weights():

@@ -170,7 +170,7 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
     legacy = stable_hash({"cfg": {k: v for k, v in cfg.items() if k in JOB_SETTINGS}, "method": "mets"})
     assert config_hash(cfg, "mets") == legacy  # the ids of rows computed before these settings were hashed stand
     for key, value in {"beat_rr": False, "beat_window_s": 0, "beat_norm": "record", "beat_rule": "argmax",
-                       "beat_C_extend": 2, "mitbih_baseline": "median", "mitbih_scale": "record",
+                       "beat_C_extend": 2, "beat_sn_stage": "rr", "mitbih_baseline": "median", "mitbih_scale": "record",
                        "probe_hidden": 64}.items():
         assert key in LATER_JOB_SETTINGS
         assert config_hash({**cfg, key: value}, "mets") != legacy, key
@@ -188,6 +188,8 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
     assert config_hash(filt, "mets", zs) != legacy == config_hash(filt, "mets", ptbxl)
     small = {**cfg, "probe_hidden": 64}
     assert config_hash(small, "mets", head) != legacy == config_hash(small, "mets", lp)
-    # today's defaults are the legacy values: the committed results keep their ids
-    assert {k for k, v in LATER_JOB_SETTINGS.items() if base[k] != v} == set()
-    assert all(config_hash(base, "mets", j) == legacy for j in (ptbxl, zs, lp, ft, head))
+    # today's defaults are the legacy values but the S-vs-N stage (beat_sn_stage=auto, the linear
+    # probe's alone): only the MIT-BIH probe jobs got new ids when it became the default
+    assert {k for k, v in LATER_JOB_SETTINGS.items() if base[k] != v} == {"beat_sn_stage"}
+    assert all(config_hash(base, "mets", j) == legacy for j in (ptbxl, zs, ft, head))
+    assert config_hash(base, "mets", lp) != legacy

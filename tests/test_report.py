@@ -378,5 +378,13 @@ def test_mitbih_decision_rules_come_from_each_jobs_meta_and_rows():
         job = probe[(probe["method"] == r["method"]) & (probe["seed"] == r["seed"])]
         for cls, metric, col in (("S", "f1", "ds2_S_F1"), ("V", "precision", "ds2_V_+P")):
             assert job[(job["class"] == cls) & (job["metric"] == metric)]["value"].iloc[0] == r[col]
+    # the S-vs-N stage: used only where its nested DS1 estimate beat the rule alone; jobs from
+    # before the stage existed record none
+    staged = (t["sn_stage"] == "rr").to_numpy()
+    assert t["sn_threshold"][staged].between(0, 1).all() and t["sn_threshold"][~staged].isna().all()
+    assert (t["ds1_nested_f1_with_stage"][staged] > t["ds1_nested_f1_without_stage"][staged]).all()
+    for _, r in t.iterrows():
+        job = probe[(probe["method"] == r["method"]) & (probe["seed"] == r["seed"])]
+        assert job[(job["class"] == "N") & (job["metric"] == "recall")]["value"].iloc[0] == r["ds2_N_Se"]
     md = claims.mitbih_rules_markdown(t)
-    assert md.count("\n") == 1 + t.groupby(["method", "rule"]).ngroups
+    assert md.count("\n") == 1 + t.groupby(["method", "rule", "sn_stage"]).ngroups

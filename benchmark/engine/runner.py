@@ -70,7 +70,7 @@ JOB_SETTINGS = (
 LATER_JOB_SETTINGS: dict = {
     "beat_readout": "pool", "beat_window_s": 2.0, "beat_span_s": 0.6, "beat_rr": True, "beat_cv_folds": 5, "beat_C_extend": 0,
     "beat_rule": "auto", "beat_min_class_beats": 50, "beat_norm": "none", "probe_hidden": 256, "probe_epochs": 100,
-    "mitbih_baseline": "none", "mitbih_scale": "none",
+    "mitbih_baseline": "none", "mitbih_scale": "none", "beat_sn_stage": "none",
 }
 
 
@@ -131,6 +131,7 @@ def _changes(key: str, job: Job) -> bool:
 # read by the probe and the MLP head, not by the attention head or the fine-tune (beat_level.py)
 BEAT_SETTING_MODES: dict = {
     "beat_cv_folds": ("linear-probe",), "beat_rule": ("linear-probe",), "beat_C_extend": ("linear-probe",),
+    "beat_sn_stage": ("linear-probe",),
     "beat_norm": ("linear-probe", "mlp-probe"),
 }
 

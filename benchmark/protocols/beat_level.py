@@ -72,6 +72,7 @@ from benchmark.registry import DATASETS
 READOUTS = ("pool", "beat")
 NORMS = ("none", "record")
 RULES = ("argmax", "offsets", "auto")
+SN_STAGES = ("none", "rr", "auto")
 
 
 def is_beat_level(data) -> bool:
@@ -99,6 +100,10 @@ def validate(cfg: dict) -> None:
         from benchmark.errors import unknown_name
 
         raise unknown_name("beat_rule", str(cfg["beat_rule"]), RULES)
+    if cfg["beat_sn_stage"] not in SN_STAGES:
+        from benchmark.errors import unknown_name
+
+        raise unknown_name("beat_sn_stage", str(cfg["beat_sn_stage"]), SN_STAGES)
     if int(cfg["beat_C_extend"]) < 0:
         raise UserError(f"beat_C_extend must be >= 0 (got {cfg['beat_C_extend']})")
     if int(cfg["beat_cv_folds"]) < 2:
@@ -166,7 +171,7 @@ def record_centred(read, data):
 def describe(cfg: dict) -> dict:
     """The readout settings a result row's info records."""
     return {k: cfg[k] for k in ("beat_readout", "beat_window_s", "beat_span_s", "beat_rr", "beat_norm",
-                                "beat_cv_folds", "beat_C_extend", "beat_min_class_beats", "beat_rule")}
+                                "beat_cv_folds", "beat_C_extend", "beat_min_class_beats", "beat_rule", "beat_sn_stage")}
 
 
 def decision_rule(labels: np.ndarray, n_cls: int, min_beats: int) -> np.ndarray:
@@ -205,30 +210,110 @@ def _pred_index(s: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return predict_single_label(s, offsets).argmax(axis=1)
 
 
-def choose_rule(y: np.ndarray, oof: np.ndarray, fold_rows, base: np.ndarray, rule: str) -> tuple[np.ndarray, dict]:
-    """The decision rule from the out-of-fold DS1 scores alone.
+def choose_rule(y: np.ndarray, oof: np.ndarray, fold_rows, base: np.ndarray, rule: str
+                ) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The decision rule from the out-of-fold DS1 scores alone: ``(offsets, info, nested)``, where
+    ``nested`` holds each DS1 beat's class under the chosen rule as unseen patients would get it.
 
     ``argmax`` keeps ``base`` (0, or -inf for a class too rare to learn); ``offsets`` fits offsets
     on all out-of-fold scores (:func:`fit_rule_offsets`); ``auto`` compares the two by a nested
     record-wise estimate -- for each fold, offsets fitted on the other folds' scores decide its
     beats -- and keeps whichever has the higher pooled macro F1 over the kept classes (ties: argmax)."""
     info: dict = {"rule": rule}
+    argmax = _pred_index(oof, base)
     if rule == "argmax":
-        return base, info
-    fitted = fit_rule_offsets(y, oof, base)
-    if rule == "offsets":
-        return fitted, info
+        return base, info, argmax
     nested = np.zeros(len(y), dtype=np.int64)
     for rows in fold_rows:
         held = np.zeros(len(y), dtype=bool)
         held[rows] = True
         nested[held] = _pred_index(oof[held], fit_rule_offsets(y[~held], oof[~held], base))
+    fitted = fit_rule_offsets(y, oof, base)
+    if rule == "offsets":
+        return fitted, info, nested
     keep = np.isfinite(base)
-    f1_arg = _kept_macro_f1(y, _pred_index(oof, base), keep)
+    f1_arg = _kept_macro_f1(y, argmax, keep)
     f1_off = _kept_macro_f1(y, nested, keep)
     chosen = "offsets" if f1_off > f1_arg else "argmax"
     info.update({"cv_macro_f1_argmax": f1_arg, "cv_macro_f1_offsets": f1_off, "chosen": chosen})
-    return (fitted if chosen == "offsets" else base), info
+    return (fitted, info, nested) if chosen == "offsets" else (base, info, argmax)
+
+
+def fit_sn_stage(rr: np.ndarray, labels: np.ndarray, n_idx: int, s_idx: int, *, seed: int, max_iter: int):
+    """``p(rr) -> P(S | N or S)``: a class-weighted (equal priors) logistic regression on the
+    standardised RR features of the beats labelled N or S. Timing is what tells a supraventricular
+    beat from a normal one across patients; the morphology the main probe also reads is patient-
+    specific. Fitted on DS1 beats only."""
+    from sklearn.preprocessing import StandardScaler
+
+    from benchmark.protocols.common import fit_logreg
+
+    rows = (labels == n_idx) | (labels == s_idx)
+    two = np.where(labels[rows] == s_idx, 1, 0)
+    scaler = StandardScaler().fit(rr[rows])
+    predict = fit_logreg(scaler.transform(rr[rows]), two, 1.0, 2, seed=seed, max_iter=max_iter,
+                         class_weight="balanced")
+    return lambda z: predict(scaler.transform(z))[:, 1]
+
+
+def apply_sn_stage(pred: np.ndarray, p_s: np.ndarray, n_idx: int, s_idx: int, threshold: float = 0.5) -> np.ndarray:
+    """``pred`` (class indices) with each beat called N or S re-decided by the stage: S where
+    ``P(S | N or S) > threshold``, else N. Other classes' calls are kept."""
+    out = np.asarray(pred, dtype=np.int64).copy()
+    ns = (out == n_idx) | (out == s_idx)
+    out[ns] = np.where(p_s[ns] > threshold, s_idx, n_idx)
+    return out
+
+
+SN_THRESHOLDS = np.round(np.linspace(0.05, 0.95, 37), 3)
+
+
+def fit_sn_threshold(y: np.ndarray, pred: np.ndarray, p_s: np.ndarray, keep: np.ndarray, n_idx: int, s_idx: int) -> float:
+    """The stage threshold (of ``SN_THRESHOLDS``) that maximises the macro F1 over the kept classes
+    of ``pred`` re-decided by ``p_s``; ties: the one nearest 0.5 (equal priors)."""
+    f1 = [_kept_macro_f1(y, apply_sn_stage(pred, p_s, n_idx, s_idx, t), keep) for t in SN_THRESHOLDS]
+    best = max(f1)
+    return float(min((t for t, f in zip(SN_THRESHOLDS, f1) if f == best), key=lambda t: abs(t - 0.5)))
+
+
+def choose_sn_stage(y: np.ndarray, nested: np.ndarray, rr: np.ndarray, fold_rows, base: np.ndarray,
+                    classes, stage: str, *, seed: int, max_iter: int) -> tuple[float | None, dict]:
+    """The S-vs-N stage (:func:`fit_sn_stage`) from DS1 alone: ``(threshold, info)``, threshold
+    ``None`` for no stage. Every DS1 beat gets an out-of-fold stage score (a stage fitted on the
+    other folds' records), which re-decides its call under the rule (``nested``,
+    :func:`choose_rule`); the threshold maximises the pooled macro F1 over the kept classes. ``rr``
+    always uses the stage, ``none`` never, ``auto`` when a nested estimate prefers it -- each fold
+    decided with a threshold fitted on the other folds -- to the rule's calls alone (ties: without).
+    A task without an N and an S class that the rule can predict has no stage."""
+    names = [str(c) for c in classes]
+    info: dict = {"stage": stage}
+    if stage == "none" or not {"N", "S"} <= set(names):
+        return None, info
+    n_idx, s_idx = names.index("N"), names.index("S")
+    if not (np.isfinite(base[n_idx]) and np.isfinite(base[s_idx])):
+        info["skipped"] = "N or S is never predicted"
+        return None, info
+    labels = y.argmax(axis=1)
+    keep = np.isfinite(base)
+    p_s = np.zeros(len(y))
+    for rows in fold_rows:
+        held = np.zeros(len(y), dtype=bool)
+        held[rows] = True
+        p_s[held] = fit_sn_stage(rr[~held], labels[~held], n_idx, s_idx, seed=seed, max_iter=max_iter)(rr[held])
+    threshold = fit_sn_threshold(y, nested, p_s, keep, n_idx, s_idx)
+    info["threshold"] = threshold
+    if stage == "rr":
+        return threshold, info
+    staged = nested.copy()
+    for rows in fold_rows:
+        held = np.zeros(len(y), dtype=bool)
+        held[rows] = True
+        t = fit_sn_threshold(y[~held], nested[~held], p_s[~held], keep, n_idx, s_idx)
+        staged[held] = apply_sn_stage(nested[held], p_s[held], n_idx, s_idx, t)
+    f1_without, f1_with = _kept_macro_f1(y, nested, keep), _kept_macro_f1(y, staged, keep)
+    use = f1_with > f1_without
+    info.update({"cv_macro_f1_without": f1_without, "cv_macro_f1_with": f1_with, "chosen": bool(use)})
+    return (threshold if use else None), info
 
 
 def balanced_weights(labels: np.ndarray, n_cls: int) -> np.ndarray:
@@ -257,7 +342,8 @@ def _best_C(by_c: dict, task: str) -> float:
 
 
 def run_beat_probe(feats, data, task: str, *, Cs, folds: int, max_iter: int, n_boot: int, seed: int,
-                   max_eval: int = 0, min_beats: int = 50, rule: str = "auto", extend: int = 0) -> Evaluation:
+                   max_eval: int = 0, min_beats: int = 50, rule: str = "auto", extend: int = 0,
+                   sn_stage: str = "none") -> Evaluation:
     """Class-weighted logistic regression on ``feats(data, idx)``; ``C`` and the decision rule
     chosen by record-wise cross-validation over DS1 (module docstring); DS2 scored once. While the
     best ``C`` sits on the edge of the grid tried so far, up to ``extend`` more values are tried
@@ -312,12 +398,20 @@ def run_beat_probe(feats, data, task: str, *, Cs, folds: int, max_iter: int, n_b
             scaler = StandardScaler().fit(x)
             predict = fit_logreg(scaler.transform(x), labels, best_C, n_cls, seed=seed, max_iter=max_iter,
                                  class_weight="balanced")
-            offsets, rule_info = choose_rule(y[ds1], oof[best_C], fold_rows,
-                                             decision_rule(labels, n_cls, min_beats), rule)
+            base = decision_rule(labels, n_cls, min_beats)
+            offsets, rule_info, nested = choose_rule(y[ds1], oof[best_C], fold_rows, base, rule)
+            rr = rr_features(data.meta)[0].astype(np.float64)  # every beat's timing (no label read)
+            threshold, stage_info = choose_sn_stage(y[ds1], nested, rr[ds1], fold_rows, base, spec.classes,
+                                                    sn_stage, seed=seed, max_iter=max_iter)
+            if threshold is not None:
+                n_idx, s_idx = list(spec.classes).index("N"), list(spec.classes).index("S")
+                stage = fit_sn_stage(rr[ds1], labels, n_idx, s_idx, seed=seed, max_iter=max_iter)
     s_test = predict(scaler.transform(feats(data, test_idx).astype(np.float64)))
+    pred_test = None if threshold is None else \
+        apply_sn_stage(_pred_index(s_test, offsets), stage(rr[test_idx]), n_idx, s_idx, threshold)
     ev = score_rows(data, task, ds1, oof[best_C].astype(np.float32), test_idx, s_test.astype(np.float32),
-                    n_boot=n_boot, seed=seed, w_test=w_test, offsets=offsets)
-    ev.info.update({"decision_rule": rule_info, "C": best_C, "cv_auroc_by_C": by_c, "n_train": int(len(ds1)), "cv_folds": len(fold_rows),
+                    n_boot=n_boot, seed=seed, w_test=w_test, offsets=offsets, pred_test=pred_test)
+    ev.info.update({"decision_rule": rule_info, "sn_stage": stage_info, "C": best_C, "cv_auroc_by_C": by_c, "n_train": int(len(ds1)), "cv_folds": len(fold_rows),
                     "cv_records": int(len(np.unique(records))), "features": int(x.shape[1])})
     return ev
 

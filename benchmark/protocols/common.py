@@ -101,10 +101,13 @@ def score_rows(
     w_val: np.ndarray | None = None,
     w_test: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
+    pred_test: np.ndarray | None = None,
 ) -> Evaluation:
     """Validation scores -> decision rule; test scores -> metric rows with bootstrap CIs.
     ``offsets`` (single-label): a decision rule fixed in advance (0: argmax, -inf: never predicted)
-    instead of one fitted on the validation scores.
+    instead of one fitted on the validation scores. ``pred_test`` (single-label): the test rows'
+    predicted class indices, made by a rule of the caller's (the beat-level probe's S-vs-N stage);
+    it overrides ``offsets`` for the test predictions (rows of one example: the most frequent).
 
     The decision rule is chosen on the validation split only: per-class F1-optimal thresholds for
     multi-label tasks, per-class argmax offsets (macro-F1-optimal) for single-label tasks.
@@ -133,14 +136,21 @@ def score_rows(
             thresholds = choose_thresholds(yv, sv)
         else:
             offsets = choose_offsets(yv, sv, weights=wv)
+    fixed = None
+    if pred_test is not None:
+        if spec.multilabel:
+            raise UserError(f"pred_test is for single-label tasks; '{task}' is multi-label")
+        votes = np.eye(st.shape[1])[np.asarray(pred_test, dtype=np.int64)]
+        _, _, votes = aggregate_by_example(ex[test_idx], y[test_idx], votes)
+        fixed = np.eye(st.shape[1], dtype=bool)[votes.argmax(axis=1)]
     rows = evaluate(
         yt, st, list(spec.classes), multilabel=spec.multilabel, thresholds=thresholds, offsets=offsets,
-        weights=wt, n_boot=n_boot, seed=seed,
+        weights=wt, n_boot=n_boot, seed=seed, pred=fixed,
     )
     if spec.multilabel:
         pred = (st >= np.asarray(thresholds)[None, :]) if thresholds is not None else np.zeros_like(st, dtype=bool)
     else:
-        pred = predict_single_label(st, offsets)
+        pred = predict_single_label(st, offsets) if fixed is None else fixed
     n_ex, n_cls = st.shape
     scores = pd.DataFrame(
         {

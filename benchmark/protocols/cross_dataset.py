@@ -91,7 +91,8 @@ class CrossDataset(Protocol):
             ev = beat_level.run_beat_probe(feats, data, job.task, Cs=cfg["probe_C"], folds=int(cfg["beat_cv_folds"]),
                                            max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
                                            max_eval=max_eval, min_beats=int(cfg["beat_min_class_beats"]),
-                                           rule=str(cfg["beat_rule"]), extend=int(cfg["beat_C_extend"]))
+                                           rule=str(cfg["beat_rule"]), extend=int(cfg["beat_C_extend"]),
+                                           sn_stage=str(cfg["beat_sn_stage"]))
         else:
             train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
             ev = few_label.run_linear_probe(ctx.embed, data, job.task, train, Cs=cfg["probe_C"],

@@ -174,8 +174,10 @@ def mitbih_section(w: ReportFolder, rows: pd.DataFrame, summary: pd.DataFrame, d
         w.csv_item(sec, rules, "mitbih_decision_rules.csv",
                    "The linear probe's decision rule per job, chosen on DS1 alone (`beat_rule`: argmax of the "
                    "class-weighted model, or offsets where a nested record-wise estimate prefers them; the nested "
-                   "out-of-fold macro F1 of both and the fitted offsets are in the CSV) beside the job's DS2 S and V "
-                   "results: how much of a seed's S result is its rule.", claims.mitbih_rules_markdown(rules))
+                   "out-of-fold macro F1 of both and the fitted offsets are in the CSV), and whether the S-vs-N "
+                   "stage on the RR features re-decided its N/S calls (`beat_sn_stage`, also chosen on DS1), beside "
+                   "the job's DS2 N, S and V results: how much of a seed's S result is its rule.",
+                   claims.mitbih_rules_markdown(rules))
     return sec
 
 

@@ -182,8 +182,10 @@ def mitbih_counts(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
 def mitbih_rules(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
     """Per MIT-BIH AAMI probe job: the decision rule ``beat_rule`` chose on DS1 (its meta's
     ``info.decision_rule``: the nested out-of-fold macro F1 of argmax and of offsets), the fitted
-    per-class offsets, and the job's DS2 S and V Se/+P/F1 beside them -- how much of a seed's S
-    result is the rule. None when no job recorded a rule."""
+    per-class offsets, whether the S-vs-N stage (``beat_sn_stage``) was used and at which threshold
+    (``info.sn_stage``: its nested out-of-fold macro F1 without and with it; absent in jobs run
+    before the stage existed, which had none), and the job's DS2 N Se and S/V Se/+P/F1 beside them
+    -- how much of a seed's S result is the rule. None when no job recorded a rule."""
     r = rows[(rows["dataset"] == "mitbih") & (rows["task"] == "aami") & (rows["mode"] == "linear-probe")]
     out = []
     for (d, j, method, seed), g in r.groupby(["results_dir", "job_id", "method", "seed"], sort=False):
@@ -196,6 +198,14 @@ def mitbih_rules(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
                "ds1_nested_f1_offsets": rule.get("cv_macro_f1_offsets")}
         offsets = info.get("offsets") or [0.0] * len(AAMI)
         row.update({f"offset_{c}": float(o) for c, o in zip(AAMI, offsets) if c != "Q"})
+        stage = info.get("sn_stage") or {}
+        used = bool(stage.get("chosen", stage.get("stage") == "rr"))
+        row.update({"sn_stage": "rr" if used else "none",
+                    "sn_threshold": stage.get("threshold", np.nan) if used else np.nan,
+                    "ds1_nested_f1_without_stage": stage.get("cv_macro_f1_without", np.nan),
+                    "ds1_nested_f1_with_stage": stage.get("cv_macro_f1_with", np.nan)})
+        v = g[(g["class"] == "N") & (g["metric"] == "recall")]["value"]
+        row["ds2_N_Se"] = float(v.iloc[0]) if len(v) else np.nan
         for cls in ("S", "V"):
             for metric in ("recall", "precision", "f1"):
                 v = g[(g["class"] == cls) & (g["metric"] == metric)]["value"]
@@ -209,12 +219,13 @@ def mitbih_rules(dirs: list[Path], rows: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def mitbih_rules_markdown(df: pd.DataFrame) -> str:
-    """Per method: how often each rule was chosen and the DS2 S Se / F1 under it (means)."""
-    md = ["| method | rule chosen on DS1 | jobs | mean S offset | DS2 S Se | DS2 S F1 | DS2 V F1 |",
-          "|:--|:--|--:|--:|--:|--:|--:|"]
-    for (m, rule), g in df.groupby(["method", "rule"], sort=False):
-        md.append(f"| {m} | {rule} | {len(g)} | {g['offset_S'].mean():+.2f} | {fmt(g['ds2_S_Se'].mean())} | "
-                  f"{fmt(g['ds2_S_F1'].mean())} | {fmt(g['ds2_V_F1'].mean())} |")
+    """Per method: how often each rule (and S-vs-N stage) was chosen and the DS2 N Se and S/V
+    results under it (means)."""
+    md = ["| method | rule chosen on DS1 | S-vs-N stage | jobs | mean S offset | DS2 N Se | DS2 S Se | DS2 S F1 | "
+          "DS2 V F1 |", "|:--|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    for (m, rule, stage), g in df.groupby(["method", "rule", "sn_stage"], sort=False):
+        md.append(f"| {m} | {rule} | {stage} | {len(g)} | {g['offset_S'].mean():+.2f} | {fmt(g['ds2_N_Se'].mean())} | "
+                  f"{fmt(g['ds2_S_Se'].mean())} | {fmt(g['ds2_S_F1'].mean())} | {fmt(g['ds2_V_F1'].mean())} |")
     return "\n".join(md)
 
 

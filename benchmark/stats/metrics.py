@@ -211,6 +211,7 @@ def evaluate(
     ci: float = 0.95,
     offsets: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    pred: np.ndarray | None = None,
 ) -> list[dict]:
     """All metrics of one evaluation as tidy rows (see the module docstring).
 
@@ -224,6 +225,8 @@ def evaluate(
         offsets: [C] validation-chosen class offsets (single-label, :func:`choose_offsets`):
             prediction = argmax(decision_scores(scores) + offsets). ``None``: plain argmax.
         weights: [N] positive example weights (see "Example weights"); ``None``: all ones.
+        pred: [N, C] one-hot predictions of a decision rule the caller made (single-label: e.g. a
+            second stage that decides between two classes on other features); overrides ``offsets``.
         n_boot: bootstrap resamples (0 disables the CIs: ci_low/ci_high are NaN).
         seed: seed of the bootstrap's ``numpy.random.Generator``.
         ci: coverage of the percentile interval.
@@ -259,7 +262,12 @@ def evaluate(
         if not (y.sum(axis=1) == 1).all():
             bad = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
             raise ValueError(f"single-label task, but test row {bad} has {int(y[bad].sum())} positives")
-        pred = predict_single_label(s, offsets)
+        if pred is None:
+            pred = predict_single_label(s, offsets)
+        else:
+            pred = np.asarray(pred).astype(bool)
+            if pred.shape != y.shape or not (pred.sum(axis=1) == 1).all():
+                raise ValueError(f"pred must be one-hot of shape {y.shape}")
 
     if weights is None:
         wvec = np.ones(n)
