@@ -90,12 +90,13 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("mitbih-input", "What the MIT-BIH beat head reads: the default (the pool of a 2 s beat-centred "
                  "input + RR features), without RR, the whole 10 s window, the features within 0.6 s of the beat, "
                  "the old input (10 s pool, no RR), per-record feature normalisation, baseline-wander removal, "
-                 "and baseline removal + per-record amplitude scaling; linear probe, choices by record-wise CV "
-                 "inside DS1",
+                 "baseline removal + per-record amplitude scaling, and the probe without its S-vs-N stage on the "
+                 "RR features; linear probe, choices by record-wise CV inside DS1",
                  ("mets", "simclr", "random-init"),
                  combos=({}, {"beat_rr": False}, {"beat_window_s": 0}, {"beat_readout": "beat"},
                          {"beat_window_s": 0, "beat_rr": False}, {"beat_norm": "record"},
-                         {"mitbih_baseline": "median"}, {"mitbih_baseline": "median", "mitbih_scale": "record"}),
+                         {"mitbih_baseline": "median"}, {"mitbih_baseline": "median", "mitbih_scale": "record"},
+                         {"beat_sn_stage": "none"}),
                  settings={"protocols": ["cross-dataset"], "cross_datasets": ["mitbih"], "mitbih_tasks": ["aami"],
                            "mitbih_subdir": "mitdb", "mitbih_annotator": "atr",
                            "cross_modes": ["linear-probe"]}),

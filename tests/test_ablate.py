@@ -154,7 +154,8 @@ def test_mitbih_input_runs_one_change_at_a_time_from_the_default(tmp_path):
     parts = plan("mitbih-input", tmp_path / "mi")
     assert [p.out.relative_to(tmp_path / "mi").as_posix() for p in parts] == [
         "default", "beat_rr=False", "beat_window_s=0", "beat_readout=beat", "beat_window_s=0/beat_rr=False",
-        "beat_norm=record", "mitbih_baseline=median", "mitbih_baseline=median/mitbih_scale=record"]
+        "beat_norm=record", "mitbih_baseline=median", "mitbih_baseline=median/mitbih_scale=record",
+        "beat_sn_stage=none"]
     assert parts[0].overrides["row_label"] == {} and parts[4].overrides["row_label"] == {"beat_window_s": 0, "beat_rr": False}
     # --arm picks arms by the names --list prints; an unknown one is refused with the known ones
     from benchmark.ablate import select_arms

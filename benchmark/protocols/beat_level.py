@@ -40,7 +40,14 @@ that leaves Q out of training says. For the others the decision rule (``beat_rul
 DS1 alone: ``argmax`` of the class-weighted model (de Chazal's equal priors), ``offsets`` fitted
 to the out-of-fold macro F1, or ``auto`` (the default), which keeps whichever a nested record-wise
 estimate prefers -- each fold decided by offsets fitted on the other folds -- so offsets are used
-only when they carry over to unseen patients. (History: offsets fitted over all five classes were
+only when they carry over to unseen patients. Then the S-vs-N stage (``beat_sn_stage``, default
+``auto``): the beats the rule calls N or S are re-decided by a class-weighted logistic regression on
+the ten RR features alone (:func:`fit_sn_stage`; de Chazal's S evidence is timing, while the
+encoder's morphology is patient-specific), at a threshold fitted to the out-of-fold macro F1 of DS1
+(every DS1 beat scored by a stage fitted on the other folds' records); ``auto`` keeps the stage only
+where a nested record-wise estimate (each fold's threshold fitted on the other folds) beats the rule
+alone. It was designed after the DS2 diagnosis in docs/protocols.md ("Where the S F1 goes"), and its
+use is decided on DS1 per job. (History: offsets fitted over all five classes were
 tried first and gave Q an offset of +5 to +12, costing the de Chazal features V F1 0.89 -> 0.68 on
 DS2; that was seen on DS2, so excluding Q is not a blind choice. On the de Chazal features the
 nested estimate keeps argmax: out-of-fold macro F1 0.366 vs 0.348.) The fine-tune
