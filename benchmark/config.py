@@ -86,7 +86,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                   "(fitted to DS1 out-of-fold macro F1), auto (whichever a nested record-wise CV in DS1 prefers)"),
     "beat_sn_stage": ("auto", "beat-level probe: an S-vs-N stage that re-decides the beats the rule calls N or S by a "
                       "class-weighted logistic regression on the RR features alone: none | rr | auto (kept when a "
-                      "record-wise nested CV in DS1 prefers it)"),
+                      "record-wise nested CV in DS1 prefers it); off while beat_rr is off"),
     "beat_min_class_beats": (50, "beat-level heads: a class with fewer DS1 training beats is never predicted "
                              "(AAMI Q: 8); the others by the argmax of the class-weighted model"),
     "n_boot": (1000, "bootstrap resamples for 95 % confidence intervals"),

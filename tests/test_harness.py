@@ -193,3 +193,10 @@ def test_every_setting_that_changes_numbers_changes_the_job_id():
     assert {k for k, v in LATER_JOB_SETTINGS.items() if base[k] != v} == {"beat_sn_stage"}
     assert all(config_hash(base, "mets", j) == legacy for j in (ptbxl, zs, ft, head))
     assert config_hash(base, "mets", lp) != legacy
+    # the stage reads the RR features: with beat_rr off it is off, and its setting stays out of the
+    # hash, so the RR ablation arm's rows from before the stage keep their ids
+    from benchmark.protocols.beat_level import sn_stage
+
+    no_rr = {**cfg, "beat_rr": False}
+    assert config_hash({**no_rr, "beat_sn_stage": "auto"}, "mets", lp) == config_hash(no_rr, "mets", lp) != legacy
+    assert sn_stage({**base, "beat_rr": False}) == "none" and sn_stage(base) == "auto"

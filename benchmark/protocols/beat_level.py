@@ -283,6 +283,13 @@ def fit_sn_threshold(y: np.ndarray, pred: np.ndarray, p_s: np.ndarray, keep: np.
     return float(min((t for t, f in zip(SN_THRESHOLDS, f1) if f == best), key=lambda t: abs(t - 0.5)))
 
 
+def sn_stage(cfg: dict) -> str:
+    """The S-vs-N stage setting a probe job runs with: ``beat_sn_stage``, or ``none`` while
+    ``beat_rr`` is off (the stage reads the RR features; a head without them has no timing at all,
+    so the RR ablation arm switches both off)."""
+    return str(cfg["beat_sn_stage"]) if cfg["beat_rr"] else "none"
+
+
 def choose_sn_stage(y: np.ndarray, nested: np.ndarray, rr: np.ndarray, fold_rows, base: np.ndarray,
                     classes, stage: str, *, seed: int, max_iter: int) -> tuple[float | None, dict]:
     """The S-vs-N stage (:func:`fit_sn_stage`) from DS1 alone: ``(threshold, info)``, threshold

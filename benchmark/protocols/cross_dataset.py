@@ -92,7 +92,7 @@ class CrossDataset(Protocol):
                                            max_iter=cfg["probe_max_iter"], n_boot=cfg["n_boot"], seed=job.seed,
                                            max_eval=max_eval, min_beats=int(cfg["beat_min_class_beats"]),
                                            rule=str(cfg["beat_rule"]), extend=int(cfg["beat_C_extend"]),
-                                           sn_stage=str(cfg["beat_sn_stage"]))
+                                           sn_stage=beat_level.sn_stage(cfg))
         else:
             train, _ = capped_indices(data, job.task, "train", cfg["cross_max_train"], seed=job.seed)
             ev = few_label.run_linear_probe(ctx.embed, data, job.task, train, Cs=cfg["probe_C"],
