@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmark.cli import COMMANDS, main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,6 +53,18 @@ def test_dry_run_plans_grid_variants(capsys):
     plan = out.split("\njobs:\n", 1)[1].splitlines()  # the job list after the plan table
     assert sum("mets[lm=tfidf]" in line for line in plan) == 2 * (1 + 2)  # 2 seeds x (zero-shot + probe + fine-tune)
     assert not any("random-init" in line and "zero-shot" in line for line in plan)
+
+
+@pytest.mark.parametrize("command", [["run", "--methods", "random-init"], ["ablate", "mitbih-input", "--arm", "default"]])
+def test_list_jobs_alone_lists_and_runs_nothing(tmp_path, data_root, command, capsys):
+    """--list-jobs without --dry-run once ran the whole plan (ablate ignored it): it implies --dry-run."""
+    out = tmp_path / "o"
+    assert main([*command, "--list-jobs", "--profile", "quick", "--seeds", "0", "--data-root", str(data_root),
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "to do" in printed and "linear-probe" in printed  # the plan table and the job list
+    assert not out.exists() or not any(out.rglob("*.parquet"))  # no job ran, no row written
+    assert not (tmp_path / "cache" / "pretrained").exists()
 
 
 def test_log_lines_never_glue_onto_a_progress_bar():

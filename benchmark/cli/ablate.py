@@ -26,11 +26,14 @@ def add_arguments(p) -> None:
                    help="run only this arm, named as --list prints it (e.g. beat_norm=record or default); repeatable. "
                         "The report of the set still reads every arm's folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan of each folder as a table and exit")
-    p.add_argument("--list-jobs", action="store_true", help="with --dry-run: also list every planned job")
+    p.add_argument("--list-jobs", action="store_true", help="print the plan and every planned job, then exit "
+                   "(implies --dry-run: nothing runs)")
     add_common_arguments(p)
 
 
 def main(args) -> int:
+    if getattr(args, "list_jobs", False):  # a listing never starts the jobs it lists
+        args.dry_run = True
     if args.list or not args.name:
         for a in ABLATIONS.values():
             grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"

@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
                    "and command.txt (default: results/run)")
     p.add_argument("--dry-run", action="store_true", help="print the plan as a table (jobs per protocol and method, "
                    "done / to do, pretrainings, time estimate) and exit")
-    p.add_argument("--list-jobs", action="store_true", help="with --dry-run: also list every planned job")
+    p.add_argument("--list-jobs", action="store_true", help="print the plan and every planned job, then exit "
+                   "(implies --dry-run: nothing runs)")
     p.add_argument("--workers", type=int, help="spread the jobs over N Dask worker processes (one GPU each when "
                    "there are GPUs); with --cluster slurm: N SLURM jobs (docs/workers.md) (default: none, this "
                    "process runs the jobs)")
@@ -44,6 +45,8 @@ def dry_run(runner, list_jobs: bool = False) -> None:
 
 
 def main(args) -> int:
+    if getattr(args, "list_jobs", False):  # a listing never starts the jobs it lists
+        args.dry_run = True
     load_plugins(args)
     resolve_profile(args)
     cfg = build_config(args.profile, args.config, overrides_from_args(args))
