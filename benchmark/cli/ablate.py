@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from benchmark.ablate import ABLATIONS, arm_name, plan, select_arms
-from benchmark.cli.common import (add_common_arguments, add_plan_arguments, load_plugins, next_step_text, overrides_from_args,
+from benchmark.cli.common import (add_common_arguments, add_dry_run_arguments, add_plan_arguments, load_plugins,
+                                  next_step_text, overrides_from_args,
                                   resolve_profile, tracker_from_args)
 from benchmark.config import build_config
 from benchmark.errors import UserError, unknown_name
@@ -25,15 +26,11 @@ def add_arguments(p) -> None:
     p.add_argument("--arm", action="append", metavar="SETTINGS",
                    help="run only this arm, named as --list prints it (e.g. beat_norm=record or default); repeatable. "
                         "The report of the set still reads every arm's folder")
-    p.add_argument("--dry-run", action="store_true", help="print the plan of each folder as a table and exit")
-    p.add_argument("--list-jobs", action="store_true", help="print the plan and every planned job, then exit "
-                   "(implies --dry-run: nothing runs)")
+    add_dry_run_arguments(p, "print the plan of each folder as a table and exit")
     add_common_arguments(p)
 
 
 def main(args) -> int:
-    if getattr(args, "list_jobs", False):  # a listing never starts the jobs it lists
-        args.dry_run = True
     if args.list or not args.name:
         for a in ABLATIONS.values():
             grid = ", ".join(a.methods) + "".join(f"; {k}={'|'.join(map(str, v))} (separate runs)"

@@ -7,6 +7,7 @@ command."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,20 @@ def resolve_profile(args) -> str:
         profile = load_config_file(args.config).get("profile")
     args.profile = str(profile) if profile is not None else "quick"
     return args.profile
+
+
+class _ListJobs(argparse.Action):
+    """``--list-jobs``: sets ``list_jobs`` and ``dry_run`` alike, so a listing never starts the jobs it lists."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.list_jobs = namespace.dry_run = True
+
+
+def add_dry_run_arguments(p, help: str) -> None:
+    """``--dry-run`` (``help`` says what the command prints) and ``--list-jobs``, which implies it."""
+    p.add_argument("--dry-run", action="store_true", help=help)
+    p.add_argument("--list-jobs", action=_ListJobs, nargs=0, default=False,
+                   help="print the plan and every planned job, then exit (implies --dry-run: nothing runs)")
 
 
 def add_common_arguments(p) -> None:

@@ -6,7 +6,8 @@ Dask graph with ``--workers``/``--scheduler``/``--cluster``."""
 from __future__ import annotations
 
 from benchmark import distributed
-from benchmark.cli.common import (add_common_arguments, add_plan_arguments, load_plugins, next_step_text, overrides_from_args,
+from benchmark.cli.common import (add_common_arguments, add_dry_run_arguments, add_plan_arguments, load_plugins,
+                                  next_step_text, overrides_from_args,
                                   resolve_profile, tracker_from_args)
 from benchmark.config import build_config
 from benchmark.engine.dryrun import plan_table
@@ -20,10 +21,8 @@ def add_arguments(p) -> None:
     add_plan_arguments(p)
     p.add_argument("--out", default="results/run", help="results folder; it records each invocation's config.yaml "
                    "and command.txt (default: results/run)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan as a table (jobs per protocol and method, "
-                   "done / to do, pretrainings, time estimate) and exit")
-    p.add_argument("--list-jobs", action="store_true", help="print the plan and every planned job, then exit "
-                   "(implies --dry-run: nothing runs)")
+    add_dry_run_arguments(p, "print the plan as a table (jobs per protocol and method, done / to do, "
+                          "pretrainings, time estimate) and exit")
     p.add_argument("--workers", type=int, help="spread the jobs over N Dask worker processes (one GPU each when "
                    "there are GPUs); with --cluster slurm: N SLURM jobs (docs/workers.md) (default: none, this "
                    "process runs the jobs)")
@@ -45,8 +44,6 @@ def dry_run(runner, list_jobs: bool = False) -> None:
 
 
 def main(args) -> int:
-    if getattr(args, "list_jobs", False):  # a listing never starts the jobs it lists
-        args.dry_run = True
     load_plugins(args)
     resolve_profile(args)
     cfg = build_config(args.profile, args.config, overrides_from_args(args))

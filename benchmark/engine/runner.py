@@ -72,9 +72,6 @@ LATER_JOB_SETTINGS: dict = {
     "beat_rule": "auto", "beat_min_class_beats": 50, "beat_norm": "none", "probe_hidden": 256, "probe_epochs": 100,
     "mitbih_baseline": "none", "mitbih_scale": "none", "beat_sn_stage": "none",
 }
-# a later setting that has no effect while another setting holds a value: it stays out of the hash
-# then (the S-vs-N stage reads the RR features, so with beat_rr off it is off; beat_level.sn_stage)
-INERT_WHEN: dict = {"beat_sn_stage": ("beat_rr", False)}
 
 
 @dataclass
@@ -103,17 +100,18 @@ def config_hash(cfg: dict, spec: str, job: Job | None = None) -> str:
     ``job``, all of them count."""
     keep = {k: v for k, v in cfg.items() if k in JOB_SETTINGS}
     keep.update({k: cfg[k] for k, legacy in LATER_JOB_SETTINGS.items()
-                 if k in cfg and not _same_value(cfg[k], legacy) and not _inert(k, cfg)
-                 and (job is None or _changes(k, job))})
+                 if k in cfg and not _same_value(_effective(k, cfg), legacy) and (job is None or _changes(k, job))})
     return stable_hash({"cfg": keep, "method": spec})
 
 
-def _inert(key: str, cfg: dict) -> bool:
-    """Whether later setting ``key`` cannot act under ``cfg`` (``INERT_WHEN``)."""
-    if key not in INERT_WHEN:
-        return False
-    other, value = INERT_WHEN[key]
-    return other in cfg and _same_value(cfg[other], value)
+def _effective(key: str, cfg: dict):
+    """The value later setting ``key`` acts with under ``cfg``: the S-vs-N stage is off while beat_rr
+    is off (:func:`benchmark.protocols.beat_level.sn_stage`), so it then stays out of the hash."""
+    if key == "beat_sn_stage" and "beat_rr" in cfg:
+        from benchmark.protocols.beat_level import sn_stage
+
+        return sn_stage(cfg)
+    return cfg[key]
 
 
 def _changes(key: str, job: Job) -> bool:
